@@ -1,0 +1,94 @@
+package bus_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/yolkgo/yolk/bus"
+	"github.com/yolkgo/yolk/bus/bustest"
+)
+
+// data128 is a 128-byte JSON payload, the size the design measures with.
+var data128 = json.RawMessage(`"` + strings.Repeat("x", 126) + `"`)
+
+// BenchmarkFanOut compares SendToApp to one worker with the same traffic on
+// raw NATS (same server, same payload, no envelope), both over loopback TCP.
+func BenchmarkFanOut(b *testing.B) {
+	b.Run("bus", func(b *testing.B) {
+		br := bustest.NewBroker(b)
+		agent := bustest.Dial(b, br, bus.RoleAgent, "agent-1")
+		w := bustest.Dial(b, br, bus.RoleWorker, "w1")
+		got := make(chan struct{}, 1)
+		n := 0
+		err := w.On("ev", func(context.Context, bus.Message) (any, error) {
+			if n++; n == b.N {
+				got <- struct{}{}
+			}
+			return nil, nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		var data any = data128
+		for range b.N {
+			if err := agent.SendToApp("ev", data); err != nil {
+				b.Fatal(err)
+			}
+		}
+		waitBench(b, got)
+	})
+	b.Run("raw", func(b *testing.B) {
+		br := bustest.NewBroker(b)
+		pubCred, subCred := br.Mint(bus.RoleMaster, "p"), br.Mint(bus.RoleMaster, "s")
+		pub, err := nats.Connect(br.ClientURL(), nats.UserInfo(pubCred.User, pubCred.Password))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer pub.Close()
+		sub, err := nats.Connect(br.ClientURL(), nats.UserInfo(subCred.User, subCred.Password))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer sub.Close()
+		got := make(chan struct{}, 1)
+		n := 0
+		s, err := sub.Subscribe("yolk.app.*.*", func(*nats.Msg) {
+			if n++; n == b.N {
+				got <- struct{}{}
+			}
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.SetPendingLimits(1<<20, 256<<20); err != nil {
+			b.Fatal(err)
+		}
+		if err := sub.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			if err := pub.Publish("yolk.app.ev.agent-1", data128); err != nil {
+				b.Fatal(err)
+			}
+		}
+		waitBench(b, got)
+	})
+}
+
+func waitBench(b *testing.B, got chan struct{}) {
+	b.Helper()
+	select {
+	case <-got:
+	case <-time.After(time.Minute):
+		b.Fatal("not every message arrived")
+	}
+}

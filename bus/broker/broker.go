@@ -1,0 +1,159 @@
+// Package broker is the bus's server: an embedded nats-server listening only
+// on a loopback TCP socket, which admits a process only with a credential it
+// minted (or a role secret it was given) and lets it use only its role's
+// subjects (bus.Permissions). It is not the messenger (see package bus), and
+// only the master imports it.
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/yolkgo/yolk/bus"
+)
+
+// Config configures [Start].
+type Config struct {
+	// Host to listen on; "" means 127.0.0.1.
+	Host string
+	// Port to listen on: -1 picks a free port, 0 means nats's default 4222.
+	Port int
+	// Logger receives the server's warnings and errors and refused
+	// connections; nil means slog.Default(). Secrets are never logged.
+	Logger *slog.Logger
+	// MaxPayload is the largest message in bytes; 0 means nats's default 1 MiB.
+	MaxPayload int32
+	// BindWait is how long a connection presenting an unbound credential
+	// waits for Bind; 0 means 5s.
+	BindWait time.Duration
+}
+
+// Broker is a running bus server with its credential table. Its methods are
+// safe for concurrent use.
+type Broker struct {
+	srv  *server.Server
+	log  *slog.Logger
+	auth *auth
+}
+
+// readyTimeout bounds the wait for the server to accept connections.
+const readyTimeout = 10 * time.Second
+
+// Start starts the server and returns when it accepts connections. It opens
+// no other listener (no monitoring, cluster, gateway, leaf node, websocket or
+// MQTT port) and installs no signal handler. Call Shutdown when done.
+func Start(cfg Config) (*Broker, error) {
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.BindWait <= 0 {
+		cfg.BindWait = defaultBindWait
+	}
+	a := newAuth(cfg.Logger, cfg.BindWait)
+	opts := &server.Options{
+		Host:                       cfg.Host,
+		Port:                       cfg.Port,
+		NoSigs:                     true,
+		NoSystemAccount:            true,
+		MaxPayload:                 cfg.MaxPayload,
+		CustomClientAuthentication: a,
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("broker: start: %w", err)
+	}
+	srv.SetLoggerV2(serverLog{cfg.Logger}, false, false, false)
+	a.srv = srv
+	srv.Start()
+	if !srv.ReadyForConnections(readyTimeout) {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		return nil, fmt.Errorf("broker: start: not ready for connections on %s:%d after %v",
+			cfg.Host, cfg.Port, readyTimeout)
+	}
+	return &Broker{srv: srv, log: cfg.Logger, auth: a}, nil
+}
+
+// ClientURL returns the URL clients dial, e.g. nats://127.0.0.1:34567.
+func (b *Broker) ClientURL() string { return b.srv.ClientURL() }
+
+// InProcess returns the provider of in-process connections, for the
+// master's own Conn (bus.Options.InProcess). Those connections authenticate
+// like any other.
+func (b *Broker) InProcess() nats.InProcessConnProvider { return b.srv }
+
+// Shutdown closes every connection, stops the server and waits for it.
+func (b *Broker) Shutdown() {
+	b.auth.shutdown()
+	b.srv.Shutdown()
+	b.srv.WaitForShutdown()
+}
+
+// Credential is what a process presents to connect (bus.Options.User and
+// Password). The password is a secret: never log it.
+type Credential struct {
+	User, Password string
+}
+
+// Mint creates a credential for one process of role with that id (one
+// credential, one identity). If id is "", bind it later with Bind: a
+// connection presenting an unbound credential waits for Bind (up to
+// Config.BindWait, 5s by default), so a child may connect as soon as it is
+// started, before the master has bound its pid. Revoke the credential when the process is gone. A credential with an
+// unknown role or a bad id is never admitted (and Mint logs why).
+func (b *Broker) Mint(role bus.Role, id string) Credential {
+	return b.auth.mint(role, id)
+}
+
+// Bind sets the id of a credential minted without one. Binding it again to
+// the same id is a no-op; to another id, an error.
+func (b *Broker) Bind(user, id string) error { return b.auth.bind(user, id) }
+
+// Revoke forgets the credential and closes every connection that used it
+// (its clients then fail to reconnect and close for good). Revoking an
+// unknown user does nothing.
+func (b *Broker) Revoke(user string) { b.auth.revoke(user) }
+
+// AddRole admits every process of role that presents user string(role) and
+// that password, under the id it declares as its connection name (bus.Dial
+// declares Options.ID). This is for external mode, where each role has one
+// secret from the platform; those processes trust each other with their ids.
+// Adding a role again replaces its password; Revoke(string(role)) removes it.
+func (b *Broker) AddRole(role bus.Role, password string) error {
+	if !role.Valid() {
+		return fmt.Errorf("broker: add role: unknown role %q", role)
+	}
+	if password == "" {
+		return errors.New("broker: add role " + string(role) + ": empty password")
+	}
+	b.auth.addRole(role, password)
+	return nil
+}
+
+// serverLog passes nats-server's warnings and errors to slog; notices, debug
+// and trace lines are dropped.
+type serverLog struct{ l *slog.Logger }
+
+func (s serverLog) Noticef(string, ...any) {}
+func (s serverLog) Debugf(string, ...any)  {}
+func (s serverLog) Tracef(string, ...any)  {}
+
+func (s serverLog) Warnf(format string, v ...any) {
+	s.l.Warn("broker: " + fmt.Sprintf(format, v...))
+}
+
+func (s serverLog) Errorf(format string, v ...any) {
+	s.l.Error("broker: " + fmt.Sprintf(format, v...))
+}
+
+func (s serverLog) Fatalf(format string, v ...any) {
+	s.l.Error("broker: fatal: " + fmt.Sprintf(format, v...))
+}

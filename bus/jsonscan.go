@@ -1,0 +1,229 @@
+package bus
+
+import "fmt"
+
+// A small strict JSON scanner (RFC 8259): it finds where a value ends and
+// checks its syntax, without building anything. The envelope decoder uses it
+// to take the data field as raw bytes, and the encoder to check data given as
+// bytes. Like encoding/json it does not check that strings are valid UTF-8.
+
+// maxDepth bounds the nesting of arrays and objects.
+const maxDepth = 1000
+
+func syntaxError(b []byte, i int) error {
+	if i >= len(b) {
+		return fmt.Errorf("%w: unexpected end of JSON", errBadEnvelope)
+	}
+	return fmt.Errorf("%w: invalid character %q at offset %d", errBadEnvelope, b[i], i)
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// skipValue returns the offset just past the JSON value that starts at b[i].
+func skipValue(b []byte, i, depth int) (int, error) {
+	if i >= len(b) {
+		return i, syntaxError(b, i)
+	}
+	switch c := b[i]; {
+	case c == '"':
+		return skipString(b, i)
+	case c == '{':
+		return skipObject(b, i, depth+1)
+	case c == '[':
+		return skipArray(b, i, depth+1)
+	case c == 't':
+		return skipLiteral(b, i, "true")
+	case c == 'f':
+		return skipLiteral(b, i, "false")
+	case c == 'n':
+		return skipLiteral(b, i, "null")
+	case c == '-' || (c >= '0' && c <= '9'):
+		return skipNumber(b, i)
+	}
+	return i, syntaxError(b, i)
+}
+
+func skipObject(b []byte, i, depth int) (int, error) {
+	if depth > maxDepth {
+		return i, fmt.Errorf("%w: nested deeper than %d", errBadEnvelope, maxDepth)
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return i + 1, nil
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return i, syntaxError(b, i)
+		}
+		var err error
+		if i, err = skipString(b, i); err != nil {
+			return i, err
+		}
+		i = skipSpace(b, i)
+		if i >= len(b) || b[i] != ':' {
+			return i, syntaxError(b, i)
+		}
+		if i, err = skipValue(b, skipSpace(b, i+1), depth); err != nil {
+			return i, err
+		}
+		i = skipSpace(b, i)
+		if i < len(b) && b[i] == ',' {
+			i = skipSpace(b, i+1)
+			continue
+		}
+		if i < len(b) && b[i] == '}' {
+			return i + 1, nil
+		}
+		return i, syntaxError(b, i)
+	}
+}
+
+func skipArray(b []byte, i, depth int) (int, error) {
+	if depth > maxDepth {
+		return i, fmt.Errorf("%w: nested deeper than %d", errBadEnvelope, maxDepth)
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return i + 1, nil
+	}
+	for {
+		var err error
+		if i, err = skipValue(b, i, depth); err != nil {
+			return i, err
+		}
+		i = skipSpace(b, i)
+		if i < len(b) && b[i] == ',' {
+			i = skipSpace(b, i+1)
+			continue
+		}
+		if i < len(b) && b[i] == ']' {
+			return i + 1, nil
+		}
+		return i, syntaxError(b, i)
+	}
+}
+
+// stringStop marks the bytes that end a run of plain ASCII string bytes.
+var stringStop = func() (t [256]bool) {
+	for c := range 0x20 {
+		t[c] = true
+	}
+	for c := 0x80; c < 0x100; c++ {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
+
+// skipString returns the offset just past the string that starts at b[i] (a '"').
+func skipString(b []byte, i int) (int, error) {
+	end, _, err := scanString(b, i)
+	return end, err
+}
+
+// scanString is skipString that also reports whether the string is plain:
+// ASCII without escapes, so that its bytes are its value.
+func scanString(b []byte, i int) (end int, plain bool, err error) {
+	plain = true
+	for i++; i < len(b); {
+		for i < len(b) && !stringStop[b[i]] {
+			i++
+		}
+		if i >= len(b) {
+			break
+		}
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1, plain, nil
+		case c >= 0x80:
+			plain = false
+			i++
+		case c == '\\':
+			plain = false
+			if i+1 >= len(b) {
+				return i, false, syntaxError(b, i+1)
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(b) {
+					return i, false, syntaxError(b, len(b))
+				}
+				for _, h := range b[i+2 : i+6] {
+					if !isHex(h) {
+						return i, false, fmt.Errorf("%w: bad \\u escape at offset %d", errBadEnvelope, i)
+					}
+				}
+				i += 6
+			default:
+				return i, false, syntaxError(b, i+1)
+			}
+		default: // a control character
+			return i, false, syntaxError(b, i)
+		}
+	}
+	return i, false, syntaxError(b, i)
+}
+
+func isHex(c byte) bool {
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// skipNumber returns the offset just past the number that starts at b[i].
+func skipNumber(b []byte, i int) (int, error) {
+	if b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && isDigit(b[i]) {
+			i++
+		}
+	default:
+		return i, syntaxError(b, i)
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if i >= len(b) || !isDigit(b[i]) {
+			return i, syntaxError(b, i)
+		}
+		for i < len(b) && isDigit(b[i]) {
+			i++
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i >= len(b) || !isDigit(b[i]) {
+			return i, syntaxError(b, i)
+		}
+		for i < len(b) && isDigit(b[i]) {
+			i++
+		}
+	}
+	return i, nil
+}
+
+func skipLiteral(b []byte, i int, lit string) (int, error) {
+	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
+		return i, syntaxError(b, i)
+	}
+	return i + len(lit), nil
+}

@@ -1,0 +1,206 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"runtime/debug"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Message is one received message.
+type Message struct {
+	Event string
+	From  string // the sender's id, pinned by the bus: it cannot be forged
+	Role  Role   // the sender's role as declared in its envelope
+	// Data is the payload as raw JSON ("null" or nil when there is none).
+	// The handler owns it and may keep it.
+	Data json.RawMessage
+	// Err is set on a [Conn.Gather] reply whose handler returned an error.
+	Err error
+}
+
+// Decode unmarshals the payload into v.
+func (m Message) Decode(v any) error {
+	data := []byte(m.Data)
+	if len(data) == 0 {
+		data = []byte("null")
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return opErr("decode "+m.Event+" from "+m.From, err)
+	}
+	return nil
+}
+
+// Handler handles one event. For a request ([Conn.Request],
+// [Conn.RequestMaster], [Conn.Gather]) its return value, JSON-encoded, is the
+// reply and a non-nil error reaches the requester as a [*RemoteError]; for
+// other messages the return value is ignored and an error is logged.
+//
+// The handlers of one route (broadcasts, app events, point-to-point, random)
+// run one at a time in arrival order, so a slow handler delays the next
+// messages of its route: hand slow work off. ctx is cancelled when the Conn is
+// closed for good. A panic is recovered and logged (and returned to a requester).
+type Handler func(ctx context.Context, m Message) (any, error)
+
+// RemoteError is the error a request's handler returned, as the requester sees it.
+type RemoteError struct {
+	From, Event string
+	Message     string
+}
+
+func (e *RemoteError) Error() string {
+	return "bus: handler of " + e.Event + " at " + e.From + ": " + e.Message
+}
+
+// On makes h handle event, replacing an earlier handler; a nil h removes it.
+// It is safe to call at any time, also from a handler.
+func (c *Conn) On(event string, h Handler) error {
+	if err := ValidEvent(event); err != nil {
+		return opErr("on", err)
+	}
+	c.onMu.Lock()
+	defer c.onMu.Unlock()
+	old := *c.handlers.Load()
+	next := make(map[string]Handler, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	if h == nil {
+		delete(next, event)
+	} else {
+		next[event] = h
+	}
+	c.handlers.Store(&next)
+	return nil
+}
+
+// route is one subscription of a Conn.
+type route struct {
+	subject string
+	queue   string
+	kinds   uint8 // bit 1<<kind for each kind the route accepts
+	fanout  bool  // a request without a handler gets no answer (Gather)
+}
+
+const (
+	acceptEvent = 1 << kindEvent
+	acceptSend  = 1 << kindSend
+	acceptReq   = 1 << kindReq
+)
+
+// routes returns the subscriptions of a process of role with that id.
+func routes(role Role, id string) []route {
+	all := route{subject: prefixAll + "*.*", kinds: acceptEvent, fanout: true}
+	to := route{subject: prefixTo + id + ".*.*", kinds: acceptSend | acceptReq}
+	switch role {
+	case RoleWorker:
+		return []route{
+			all,
+			{subject: prefixApp + "*.*", kinds: acceptEvent | acceptReq, fanout: true},
+			to,
+			{subject: prefixRandom + "*.*", queue: QueueApp, kinds: acceptSend | acceptReq},
+		}
+	case RoleAgent:
+		return []route{all, {subject: prefixAgent + "*.*", kinds: acceptSend | acceptReq}, to}
+	case RoleMaster:
+		return []route{all, {subject: prefixMaster + "*.*", kinds: acceptSend | acceptReq}, to}
+	}
+	return nil
+}
+
+// receive checks one message against its subject and hands it to its handler.
+func (c *Conn) receive(r route, m *nats.Msg) {
+	event, from, ok := eventFrom(m.Subject)
+	if !ok {
+		c.log.Warn("bus: drop message: bad subject", "subject", m.Subject)
+		return
+	}
+	e, err := decodeEnvelope(m.Data)
+	if err != nil {
+		c.log.Warn("bus: drop message", "subject", m.Subject, "err", err)
+		return
+	}
+	if string(e.event) != event || string(e.from) != from {
+		c.log.Warn("bus: drop message: envelope does not match its subject",
+			"subject", m.Subject, "event", string(e.event), "from", string(e.from))
+		return
+	}
+	if r.kinds&(1<<e.kind) == 0 || (e.kind != kindEvent && m.Reply == "") {
+		c.log.Warn("bus: drop message: unexpected kind", "subject", m.Subject, "kind", e.kind)
+		return
+	}
+	msg := Message{Event: event, From: from, Role: e.role, Data: e.data}
+	h := (*c.handlers.Load())[event]
+
+	switch e.kind {
+	case kindEvent:
+		if h == nil {
+			c.log.Debug("bus: no handler", "event", event, "from", from)
+			return
+		}
+		if _, err := c.run(h, msg); err != nil {
+			c.log.Warn("bus: handler", "event", event, "from", from, "err", err)
+		}
+	case kindSend:
+		if h == nil {
+			c.reply(m.Reply, kindNack, event, nil, "no handler for "+event)
+			return
+		}
+		c.reply(m.Reply, kindReply, event, nil, "") // acknowledged on receipt
+		if _, err := c.run(h, msg); err != nil {
+			c.log.Warn("bus: handler", "event", event, "from", from, "err", err)
+		}
+	case kindReq:
+		if h == nil {
+			if !r.fanout {
+				c.reply(m.Reply, kindNack, event, nil, "no handler for "+event)
+			}
+			return
+		}
+		v, err := c.run(h, msg)
+		if err != nil {
+			c.reply(m.Reply, kindReply, event, nil, err.Error())
+			return
+		}
+		c.reply(m.Reply, kindReply, event, v, "")
+	}
+}
+
+// run calls h, turning a panic into an error.
+func (c *Conn) run(h Handler, m Message) (v any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("handler panicked: %v", p)
+			c.log.Error("bus: handler panicked", "event", m.Event, "from", m.From,
+				"panic", p, "stack", string(debug.Stack()))
+		}
+	}()
+	return h(c.hctx, m)
+}
+
+// reply publishes an ack, a nack or a request's reply to a requester's inbox.
+func (c *Conn) reply(to string, k kind, event string, v any, errMsg string) {
+	bp := getBuf()
+	defer putBuf(bp)
+	b := appendHead((*bp)[:0], k, event, c.id, c.role)
+	b, err := appendData(b, v)
+	if err != nil {
+		b = appendHead((*bp)[:0], k, event, c.id, c.role)
+		b = append(b, "null"...)
+		errMsg = fmt.Sprintf("encode reply: %v", err)
+	}
+	b = appendTail(b, errMsg)
+	*bp = b
+	if err := c.nc.Publish(to, b); err != nil {
+		c.log.Warn("bus: reply", "event", event, "err", err)
+		if errMsg == "" {
+			// e.g. the reply is larger than the payload limit: say so instead
+			b = appendHead((*bp)[:0], k, event, c.id, c.role)
+			b = appendTail(append(b, "null"...), fmt.Sprintf("send reply: %v", err))
+			*bp = b
+			_ = c.nc.Publish(to, b) // logged above if it fails too
+		}
+	}
+}
