@@ -1,0 +1,97 @@
+package main
+
+import (
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/yolkgo/yolk/internal/cli"
+)
+
+type config struct {
+	Mode            string        `env:"YOLK_MODE" envDefault:"fork" help:"fork (start the agent and workers) or external"`
+	Workers         int           `env:"YOLK_WORKERS" helpDefault:"usable CPUs" help:"workers in fork mode"`
+	HTTPAddr        string        `env:"YOLK_HTTP_ADDR" envDefault:":7001" help:"the workers' shared HTTP address"`
+	BusURL          string        `env:"YOLK_BUS_URL" helpDefault:"random loopback port" help:"where the bus listens (host must be loopback)"`
+	RunDir          string        `env:"YOLK_RUN_DIR" envDefault:"run/yolk" help:"state directory, found by master status and reload"`
+	ShutdownTimeout time.Duration `env:"YOLK_SHUTDOWN_TIMEOUT" envDefault:"30s" help:"grace period per stop phase (workers, then agent)"`
+	ReadyTimeout    time.Duration `env:"YOLK_READY_TIMEOUT" envDefault:"30s" help:"how long a child may take to report ready"`
+	AgentBin        string        `env:"YOLK_AGENT_BIN" helpDefault:"agent beside master" help:"agent executable"`
+	WorkerBin       string        `env:"YOLK_WORKER_BIN" helpDefault:"worker beside master" help:"worker executable"`
+	cli.Logging
+}
+
+// validate checks what the types alone do not, and fills the computed defaults.
+func (c *config) validate() error {
+	switch c.Mode {
+	case "fork":
+	case "external":
+		return cli.BadValue("YOLK_MODE", c.Mode, "external mode is not implemented yet")
+	default:
+		return cli.BadValue("YOLK_MODE", c.Mode, "want fork or external")
+	}
+	if c.Workers == 0 {
+		c.Workers = runtime.GOMAXPROCS(0) // follows a container's CPU quota
+	}
+	if c.Workers < 1 || c.Workers > 256 {
+		return cli.BadValue("YOLK_WORKERS", strconv.Itoa(c.Workers), "want 1 to 256")
+	}
+	if c.ShutdownTimeout <= 0 {
+		return cli.BadValue("YOLK_SHUTDOWN_TIMEOUT", c.ShutdownTimeout.String(), "must be positive")
+	}
+	if c.ReadyTimeout <= 0 {
+		return cli.BadValue("YOLK_READY_TIMEOUT", c.ReadyTimeout.String(), "must be positive")
+	}
+	if c.RunDir == "" {
+		return cli.BadValue("YOLK_RUN_DIR", c.RunDir, "must not be empty")
+	}
+	if _, _, err := c.busAddr(); err != nil {
+		return err
+	}
+	if c.AgentBin == "" || c.WorkerBin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		dir := filepath.Dir(exe)
+		if c.AgentBin == "" {
+			c.AgentBin = filepath.Join(dir, "agent")
+		}
+		if c.WorkerBin == "" {
+			c.WorkerBin = filepath.Join(dir, "worker")
+		}
+	}
+	return nil
+}
+
+// busAddr is the host and port the bus listens on: a random loopback port unless
+// YOLK_BUS_URL names one. The bus never listens beyond loopback.
+func (c *config) busAddr() (string, int, error) {
+	if c.BusURL == "" {
+		return "127.0.0.1", -1, nil
+	}
+	u, err := url.Parse(c.BusURL)
+	if err != nil || u.Scheme != "nats" || u.Hostname() == "" {
+		return "", 0, cli.BadValue("YOLK_BUS_URL", c.BusURL, "want nats://127.0.0.1:PORT")
+	}
+	switch u.Hostname() {
+	case "127.0.0.1", "localhost", "::1":
+	default:
+		return "", 0, cli.BadValue("YOLK_BUS_URL", c.BusURL, "the bus listens on loopback only")
+	}
+	port, err := strconv.Atoi(u.Port())
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, cli.BadValue("YOLK_BUS_URL", c.BusURL, "want a port from 0 to 65535")
+	}
+	if port == 0 {
+		port = -1
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		host = "127.0.0.1"
+	}
+	return host, port, nil
+}

@@ -1,0 +1,101 @@
+// Command master is yolk's supervisor: it serves the bus, starts the agent and the
+// workers, restarts what crashes, reloads workers without downtime and stops them all
+// in order. `master status` and `master reload` talk to a running master.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/yolkgo/yolk/internal/cli"
+)
+
+const synopsis = `
+master: yolk's supervisor. Serves the bus, starts the agent, then the workers,
+restarts what crashes, and stops everything in order.
+
+Usage:
+  master                 run in the foreground (SIGTERM/SIGINT: graceful stop, a second one kills;
+                         SIGHUP: rolling reload of the workers)
+  master status [--json] every process of the running master: role, id, state, uptime, restarts
+  master reload          replace the workers one at a time, each new one ready before an old one stops
+  master --help          this text`
+
+// signals are what main turns OS signals into after the first stop request.
+type signals struct {
+	reload <-chan struct{} // SIGHUP
+	kill   <-chan struct{} // a second SIGTERM or SIGINT
+}
+
+func main() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reload := make(chan struct{}, 1)
+	kill := make(chan struct{})
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		stopping := false
+		for s := range sigs {
+			switch {
+			case s == syscall.SIGHUP:
+				select {
+				case reload <- struct{}{}:
+				default: // one is already pending
+				}
+			case !stopping:
+				stopping = true
+				cancel()
+			default:
+				close(kill)
+				signal.Stop(sigs)
+				return
+			}
+		}
+	}()
+	err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr, signals{reload: reload, kill: kill})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "master: %v\n", err)
+		var uerr *cli.UsageError
+		if errors.As(err, &uerr) {
+			os.Exit(cli.ExitUsage)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, sig signals) error {
+	if cli.WantsHelp(args) {
+		cli.Usage(stdout, synopsis, config{})
+		return nil
+	}
+	cmd := ""
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	cfg, err := cli.Parse[config](environ)
+	if err != nil {
+		return err
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	switch cmd {
+	case "":
+		if len(args) > 0 {
+			return cli.Usagef("unexpected argument %q (try --help)", args[0])
+		}
+		return serve(ctx, cfg, environ, stderr, sig)
+	case "status":
+		return status(ctx, cfg, args, stdout)
+	case "reload":
+		return reloadCmd(ctx, cfg, args, stdout)
+	default:
+		return cli.Usagef("unknown command %q (try --help)", cmd)
+	}
+}

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/yolkgo/yolk/bus"
+	"github.com/yolkgo/yolk/bus/broker"
+	"github.com/yolkgo/yolk/internal/cli"
+	"github.com/yolkgo/yolk/supervisor"
+)
+
+// serve runs the master in the foreground until ctx is cancelled, then stops the
+// workers, the agent and the bus in that order.
+func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, sig signals) error {
+	begin := time.Now()
+	id := strconv.Itoa(os.Getpid())
+	log, err := cfg.NewLogger(stderr, slog.String("proc", "master"))
+	if err != nil {
+		return err
+	}
+	state, err := claimRunDir(cfg.RunDir)
+	if err != nil {
+		return err
+	}
+	defer state.remove()
+
+	host, port, _ := cfg.busAddr()
+	b, err := broker.Start(broker.Config{Host: host, Port: port, Logger: log})
+	if err != nil {
+		return fmt.Errorf("start bus: %w", err)
+	}
+	defer b.Shutdown()
+
+	mc := b.Mint(bus.RoleMaster, id)
+	conn, err := bus.Dial(ctx, bus.Options{
+		InProcess: b.InProcess(), User: mc.User, Password: mc.Password,
+		ID: id, Role: bus.RoleMaster, Logger: log,
+	})
+	if err != nil {
+		return fmt.Errorf("connect to bus: %w", err)
+	}
+	defer conn.Close()
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return cli.BadValue("YOLK_HTTP_ADDR", cfg.HTTPAddr, "listen: %v", err)
+	}
+	defer ln.Close()
+	lnFile, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		return fmt.Errorf("share listener: %w", err)
+	}
+	defer lnFile.Close()
+
+	childEnv := childEnviron(environ, "YOLK_BUS_URL="+b.ClientURL())
+	var sup *supervisor.Supervisor
+	sup = supervisor.New(supervisor.Config{
+		Agent: supervisor.Spec{Role: "agent", Path: cfg.AgentBin, Env: childEnv},
+		Worker: supervisor.Spec{
+			Role: "worker", Path: cfg.WorkerBin,
+			Env:        append(slices.Clone(childEnv), "YOLK_LISTEN_FD=4"),
+			ExtraFiles: []*os.File{lnFile},
+		},
+		Workers:         cfg.Workers,
+		ReadyTimeout:    cfg.ReadyTimeout,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Prepare:         credentials(b, log),
+		OnAllReady: func() {
+			log.Info("yolk ready", "workers", cfg.Workers, "addr", ln.Addr().String(),
+				"startup", time.Since(begin).Round(time.Millisecond).String())
+			if err := conn.Broadcast("yolk-ready", nil); err != nil {
+				log.Error("broadcast yolk-ready", "err", err)
+			}
+		},
+		Output: forwarder(log),
+		Logger: log,
+	})
+
+	var reloading atomic.Bool
+	doReload := func() {
+		if !reloading.CompareAndSwap(false, true) {
+			log.Warn("reload already under way")
+			return
+		}
+		defer reloading.Store(false)
+		log.Info("rolling reload of the workers")
+		t := time.Now()
+		if err := sup.Reload(ctx); err != nil {
+			log.Error("reload", "err", err)
+			return
+		}
+		log.Info("reload done", "took", time.Since(t).Round(time.Millisecond).String())
+	}
+	handlers := map[string]bus.Handler{
+		"ready": func(_ context.Context, m bus.Message) (any, error) {
+			pid, err := strconv.Atoi(m.From)
+			if err != nil {
+				return nil, fmt.Errorf("ready from %q: not a child of this master", m.From)
+			}
+			sup.Ready(pid)
+			return nil, nil
+		},
+		"status": func(context.Context, bus.Message) (any, error) {
+			return statusReply{
+				Master:    processStatus{Role: "master", ID: id, PID: os.Getpid(), State: "ready", Started: begin},
+				Bus:       b.ClientURL(),
+				Reloading: reloading.Load(),
+				Children:  childStatuses(sup.Status()),
+			}, nil
+		},
+		"reload": func(context.Context, bus.Message) (any, error) {
+			if reloading.Load() {
+				return nil, errors.New("a reload is already under way")
+			}
+			go doReload() // the new workers' ready events arrive on this same route
+			return "reload started", nil
+		},
+	}
+	for event, h := range handlers {
+		if err := conn.On(event, h); err != nil {
+			return err
+		}
+	}
+	ctl := b.Mint(bus.RoleControl, "ctl")
+	if err := state.write(stateFile{
+		PID: os.Getpid(), Bus: b.ClientURL(), User: ctl.User, Secret: ctl.Password,
+		HTTP: ln.Addr().String(), Started: begin,
+	}); err != nil {
+		return err
+	}
+	log.Info("master started", "bus", b.ClientURL(), "http", ln.Addr().String(), "workers", cfg.Workers, "runDir", cfg.RunDir)
+
+	done := make(chan error, 1)
+	go func() { done <- sup.Run(ctx) }()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				return err
+			}
+			log.Info("stopped cleanly")
+			return nil
+		case <-sig.reload:
+			go doReload()
+		case <-sig.kill:
+			log.Warn("second signal: killing every child now")
+			sup.Kill()
+			sig.kill = nil
+		}
+	}
+}
+
+// credentials mints a bus credential for each child before it starts, binds it to
+// the child's pid (its id) once known, and revokes it when the child has exited.
+func credentials(b *broker.Broker, log *slog.Logger) func(role string) ([]string, func(int), func(), error) {
+	return func(role string) ([]string, func(int), func(), error) {
+		r := bus.Role(role)
+		if r != bus.RoleAgent && r != bus.RoleWorker {
+			return nil, nil, nil, fmt.Errorf("no bus role %q", role)
+		}
+		cred := b.Mint(r, "")
+		env := []string{"YOLK_BUS_USER=" + cred.User, "YOLK_BUS_SECRET=" + cred.Password}
+		started := func(pid int) {
+			if err := b.Bind(cred.User, strconv.Itoa(pid)); err != nil {
+				log.Error("bind credential", "role", role, "pid", pid, "err", err)
+			}
+		}
+		exited := func() { b.Revoke(cred.User) }
+		return env, started, exited, nil
+	}
+}
+
+// childEnviron is the master's environment for a child, without the variables the
+// master sets per child, plus extra.
+func childEnviron(environ []string, extra ...string) []string {
+	own := []string{"YOLK_ID", "YOLK_BUS_URL", "YOLK_BUS_USER", "YOLK_BUS_SECRET", "YOLK_LISTEN_FD", "YOLK_LOG_FORMAT"}
+	var env []string
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(own, k) {
+			env = append(env, kv)
+		}
+	}
+	// children log JSON so the master can forward their records intact
+	return append(append(env, "YOLK_LOG_FORMAT=json"), extra...)
+}

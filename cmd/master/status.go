@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/yolkgo/yolk/bus"
+	"github.com/yolkgo/yolk/internal/cli"
+	"github.com/yolkgo/yolk/supervisor"
+)
+
+// processStatus is one row of `master status`.
+type processStatus struct {
+	Role     string    `json:"role"`
+	ID       string    `json:"id"`
+	PID      int       `json:"pid"`
+	State    string    `json:"state"`
+	Started  time.Time `json:"started"`
+	Restarts int       `json:"restarts"`
+}
+
+// statusReply is the master's answer to a status request.
+type statusReply struct {
+	Master    processStatus   `json:"master"`
+	Bus       string          `json:"bus"`
+	Reloading bool            `json:"reloading"`
+	Children  []processStatus `json:"children"`
+}
+
+func childStatuses(cs []supervisor.ChildStatus) []processStatus {
+	out := make([]processStatus, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, processStatus{
+			Role: c.Role, ID: strconv.Itoa(c.PID), PID: c.PID, State: c.State,
+			Started: c.Started, Restarts: c.Restarts,
+		})
+	}
+	return out
+}
+
+// dialMaster finds the running master through its state file and connects to its
+// bus with the control credential.
+func dialMaster(ctx context.Context, cfg config) (*bus.Conn, error) {
+	st, err := readState(cfg.RunDir)
+	if err != nil {
+		return nil, err
+	}
+	if !alive(st.PID) {
+		return nil, fmt.Errorf("%w (stale state file in %s names pid %d)", errNoMaster, cfg.RunDir, st.PID)
+	}
+	log, err := cfg.NewLogger(io.Discard)
+	if err != nil {
+		return nil, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	conn, err := bus.Dial(dctx, bus.Options{
+		URL: st.Bus, User: st.User, Password: st.Secret, ID: "ctl", Role: bus.RoleControl, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reach master (pid %d) at %s: %w", st.PID, st.Bus, err)
+	}
+	return conn, nil
+}
+
+func askStatus(ctx context.Context, conn *bus.Conn) (statusReply, error) {
+	var st statusReply
+	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	m, err := conn.RequestMaster(rctx, "status", nil)
+	if err != nil {
+		return st, fmt.Errorf("ask status: %w", err)
+	}
+	if err := m.Decode(&st); err != nil {
+		return st, fmt.Errorf("decode status: %w", err)
+	}
+	return st, nil
+}
+
+func status(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return cli.Usagef("status: %v", err)
+	}
+	conn, err := dialMaster(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	st, err := askStatus(ctx, conn)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	now := time.Now()
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ROLE\tID\tSTATE\tUPTIME\tRESTARTS")
+	for _, p := range append([]processStatus{st.Master}, st.Children...) {
+		up := "-"
+		if !p.Started.IsZero() {
+			up = now.Sub(p.Started).Round(time.Second).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", p.Role, p.ID, p.State, up, p.Restarts)
+	}
+	if st.Reloading {
+		fmt.Fprintln(tw, "(a rolling reload is under way)")
+	}
+	return tw.Flush()
+}
+
+func reloadCmd(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
+	if len(args) > 0 {
+		return cli.Usagef("reload: unexpected argument %q", args[0])
+	}
+	conn, err := dialMaster(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if _, err := conn.RequestMaster(rctx, "reload", nil); err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	fmt.Fprintln(stdout, "rolling reload started; `master status` shows its progress")
+	return nil
+}

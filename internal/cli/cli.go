@@ -1,0 +1,191 @@
+// Package cli holds what the yolk commands share at their edges: reading a config struct
+// from the environment with errors that name the variable, printing --help from the same
+// struct, and building the slog logger. It knows nothing of the bus or the processes.
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"reflect"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// ExitUsage is the exit code for a bad command line or a bad environment variable.
+const ExitUsage = 2
+
+// UsageError is an error in how a command was invoked: a bad flag or a bad
+// environment value. Mains exit with ExitUsage when they see one.
+type UsageError struct {
+	Var   string // the environment variable, if any
+	Value string // its value as given
+	Err   error
+}
+
+func (e *UsageError) Error() string {
+	if e.Var == "" {
+		return e.Err.Error()
+	}
+	return fmt.Sprintf("%s=%q: %v", e.Var, e.Value, e.Err)
+}
+
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// Usagef returns a *UsageError for a bad command line.
+func Usagef(format string, args ...any) error {
+	return &UsageError{Err: fmt.Errorf(format, args...)}
+}
+
+// BadValue returns a *UsageError naming the variable and the value it held.
+func BadValue(name, value string, format string, args ...any) error {
+	return &UsageError{Var: name, Value: value, Err: fmt.Errorf(format, args...)}
+}
+
+// Parse reads T from environ (KEY=VALUE strings) using the `env` and `envDefault`
+// struct tags. Only environ is read, never the process environment. A value that does
+// not parse is a *UsageError naming the variable and the value.
+func Parse[T any](environ []string) (T, error) {
+	vars := env.ToMap(environ)
+	cfg, err := env.ParseAsWithOptions[T](env.Options{Environment: vars})
+	if err == nil {
+		return cfg, nil
+	}
+	keys := envKeys(reflect.TypeFor[T]())
+	var agg env.AggregateError
+	if errors.As(err, &agg) && len(agg.Errors) > 0 {
+		var perr env.ParseError
+		if errors.As(agg.Errors[0], &perr) {
+			key := keys[perr.Name]
+			return cfg, &UsageError{Var: key, Value: vars[key], Err: unwrapAll(perr.Err)}
+		}
+		return cfg, &UsageError{Err: agg.Errors[0]}
+	}
+	return cfg, &UsageError{Err: err}
+}
+
+// unwrapAll drops the layers of strconv and time wrapping to the short reason.
+func unwrapAll(err error) error {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err
+		}
+		err = next
+	}
+}
+
+// envKeys maps a struct's field names to their environment variable names.
+func envKeys(t reflect.Type) map[string]string {
+	keys := make(map[string]string)
+	for f := range t.Fields() {
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			maps.Copy(keys, envKeys(f.Type))
+			continue
+		}
+		if key, _, _ := strings.Cut(f.Tag.Get("env"), ","); key != "" {
+			keys[f.Name] = key
+		}
+	}
+	return keys
+}
+
+// Usage writes a command's help: its synopsis, then every environment variable of
+// the config struct cfg with its default and the text of its `help` tag.
+func Usage(w io.Writer, synopsis string, cfg any) {
+	fmt.Fprintln(w, strings.TrimSpace(synopsis))
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Environment:")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	usage(tw, reflect.TypeOf(cfg))
+	tw.Flush()
+}
+
+// usage lists the variables of struct type t, embedded structs included.
+func usage(tw io.Writer, t reflect.Type) {
+	for f := range t.Fields() {
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			usage(tw, f.Type)
+			continue
+		}
+		key, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		if key == "" {
+			continue
+		}
+		def := f.Tag.Get("envDefault")
+		if d := f.Tag.Get("helpDefault"); d != "" {
+			def = d
+		}
+		if def == "" {
+			def = "-"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", key, def, f.Tag.Get("help"))
+	}
+}
+
+// WantsHelp reports whether args ask for help.
+func WantsHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "-h", "-help", "--help", "help":
+			return true
+		}
+	}
+	return false
+}
+
+// Logging is the part of every command's config that sets up its logger.
+type Logging struct {
+	Level  string `env:"YOLK_LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
+	Format string `env:"YOLK_LOG_FORMAT" helpDefault:"text on a terminal, else json" help:"text or json"`
+}
+
+// NewLogger returns the logger l describes, writing to w. An empty format means text
+// when w is a terminal and JSON otherwise (a child's stderr is a pipe to the master).
+func (l Logging) NewLogger(w io.Writer, attrs ...slog.Attr) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(l.Level)); err != nil {
+		return nil, BadValue("YOLK_LOG_LEVEL", l.Level, "want debug, info, warn or error")
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	format := l.Format
+	if format == "" {
+		format = "json"
+		if isTerminal(w) {
+			format = "text"
+		}
+	}
+	var h slog.Handler
+	switch format {
+	case "json":
+		h = slog.NewJSONHandler(w, opts)
+	case "text":
+		h = slog.NewTextHandler(w, opts)
+	default:
+		return nil, BadValue("YOLK_LOG_FORMAT", l.Format, "want text or json")
+	}
+	return slog.New(h.WithAttrs(attrs)), nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// Bus is the part of a child's config that gets it on the bus. In fork mode the
+// master sets all of it; in external mode the platform does.
+type Bus struct {
+	URL    string `env:"YOLK_BUS_URL" envDefault:"nats://127.0.0.1:4222" help:"the bus (set by the master in fork mode)"`
+	User   string `env:"YOLK_BUS_USER" help:"bus user (set by the master in fork mode)"`
+	Secret string `env:"YOLK_BUS_SECRET" help:"bus secret (set by the master in fork mode; never logged)"`
+	ID     string `env:"YOLK_ID" helpDefault:"pid (fork), <role>-<random> (external)" help:"this process's id on the bus"`
+}
