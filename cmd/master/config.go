@@ -21,6 +21,7 @@ type config struct {
 	ReadyTimeout    time.Duration `env:"YOLK_READY_TIMEOUT" envDefault:"30s" help:"how long a child may take to report ready"`
 	AgentBin        string        `env:"YOLK_AGENT_BIN" helpDefault:"agent beside master" help:"agent executable"`
 	WorkerBin       string        `env:"YOLK_WORKER_BIN" helpDefault:"worker beside master" help:"worker executable"`
+	cli.Refresh                   // read by the agent and the workers; checked here so a bad value stops the start
 	cli.Logging
 }
 
@@ -32,6 +33,9 @@ func (c *config) validate() error {
 		return cli.BadValue("YOLK_MODE", c.Mode, "external mode is not implemented yet")
 	default:
 		return cli.BadValue("YOLK_MODE", c.Mode, "want fork or external")
+	}
+	if err := c.Refresh.Validate(); err != nil {
+		return err
 	}
 	if c.Workers == 0 {
 		c.Workers = runtime.GOMAXPROCS(0) // follows a container's CPU quota

@@ -26,6 +26,9 @@ Usage:
   master reload          replace the workers one at a time, each new one ready before an old one stops
   master --help          this text`
 
+// version is stamped by make build.
+var version = "dev"
+
 // signals are what main turns OS signals into after the first stop request.
 type signals struct {
 	reload <-chan struct{} // SIGHUP

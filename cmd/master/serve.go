@@ -87,6 +87,7 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 		Logger: log,
 	})
 
+	var caches cacheStates
 	var reloading atomic.Bool
 	doReload := func() {
 		if !reloading.CompareAndSwap(false, true) {
@@ -111,12 +112,21 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 			sup.Ready(pid)
 			return nil, nil
 		},
+		"state": func(_ context.Context, m bus.Message) (any, error) {
+			var st cacheState
+			if err := m.Decode(&st); err != nil {
+				return nil, fmt.Errorf("state from %s: %w", m.From, err)
+			}
+			caches.set(m.From, st)
+			return nil, nil
+		},
 		"status": func(context.Context, bus.Message) (any, error) {
+			children := sup.Status()
 			return statusReply{
 				Master:    processStatus{Role: "master", ID: id, PID: os.Getpid(), State: "ready", Started: begin},
 				Bus:       b.ClientURL(),
 				Reloading: reloading.Load(),
-				Children:  childStatuses(sup.Status()),
+				Children:  caches.fill(childStatuses(children)),
 			}, nil
 		},
 		"reload": func(context.Context, bus.Message) (any, error) {
@@ -139,7 +149,7 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 	}); err != nil {
 		return err
 	}
-	log.Info("master started", "bus", b.ClientURL(), "http", ln.Addr().String(), "workers", cfg.Workers, "runDir", cfg.RunDir)
+	log.Info("master started", "version", version, "bus", b.ClientURL(), "http", ln.Addr().String(), "workers", cfg.Workers, "runDir", cfg.RunDir)
 
 	done := make(chan error, 1)
 	go func() { done <- sup.Run(ctx) }()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -17,12 +18,50 @@ import (
 
 // processStatus is one row of `master status`.
 type processStatus struct {
-	Role     string    `json:"role"`
-	ID       string    `json:"id"`
-	PID      int       `json:"pid"`
-	State    string    `json:"state"`
-	Started  time.Time `json:"started"`
-	Restarts int       `json:"restarts"`
+	Role     string      `json:"role"`
+	ID       string      `json:"id"`
+	PID      int         `json:"pid"`
+	State    string      `json:"state"`
+	Started  time.Time   `json:"started"`
+	Restarts int         `json:"restarts"`
+	Cache    *cacheState `json:"cache,omitempty"` // workers only
+}
+
+// cacheState is what a worker reports after each cache update.
+type cacheState struct {
+	Version   string    `json:"version"`
+	By        string    `json:"by"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// cacheStates holds the last report of each worker, by id.
+type cacheStates struct {
+	mu   sync.Mutex
+	byID map[string]cacheState
+}
+
+func (c *cacheStates) set(id string, st cacheState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.byID == nil {
+		c.byID = make(map[string]cacheState)
+	}
+	c.byID[id] = st
+}
+
+// fill adds each worker's cache state to ps, and forgets processes not in ps.
+func (c *cacheStates) fill(ps []processStatus) []processStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	live := make(map[string]cacheState, len(ps))
+	for i := range ps {
+		if st, ok := c.byID[ps[i].ID]; ok {
+			ps[i].Cache = &st
+			live[ps[i].ID] = st
+		}
+	}
+	c.byID = live
+	return ps
 }
 
 // statusReply is the master's answer to a status request.
@@ -106,13 +145,18 @@ func status(ctx context.Context, cfg config, args []string, stdout io.Writer) er
 	}
 	now := time.Now()
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ROLE\tID\tSTATE\tUPTIME\tRESTARTS")
+	fmt.Fprintln(tw, "ROLE\tID\tSTATE\tUPTIME\tRESTARTS\tVERSION\tBY\tUPDATED")
 	for _, p := range append([]processStatus{st.Master}, st.Children...) {
 		up := "-"
 		if !p.Started.IsZero() {
 			up = now.Sub(p.Started).Round(time.Second).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", p.Role, p.ID, p.State, up, p.Restarts)
+		version, by, updated := "-", "-", "-"
+		if p.Cache != nil {
+			version, by = p.Cache.Version, p.Cache.By
+			updated = now.Sub(p.Cache.UpdatedAt).Round(time.Second).String() + " ago"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", p.Role, p.ID, p.State, up, p.Restarts, version, by, updated)
 	}
 	if st.Reloading {
 		fmt.Fprintln(tw, "(a rolling reload is under way)")

@@ -13,18 +13,24 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
 	"github.com/yolkgo/yolk/bus"
+	"github.com/yolkgo/yolk/cache"
 	"github.com/yolkgo/yolk/internal/cli"
+	"github.com/yolkgo/yolk/schedule"
 	"github.com/yolkgo/yolk/supervisor"
 )
 
 const synopsis = `
-worker: a yolk worker: serves HTTP on the shared port from its memory.
+worker: a yolk worker: serves the data set from its memory cache on the shared
+HTTP port (GET /data, /data/{key}, /metrics, /healthz, /readyz) and keeps the
+cache fresh with the agent (push, pull_refresh, force_refresh).
 
 Usage:
   worker          connect to the bus and serve (normally started by the master)
@@ -32,6 +38,7 @@ Usage:
 
 type config struct {
 	cli.Bus
+	cli.Refresh
 	HTTPAddr        string        `env:"YOLK_HTTP_ADDR" envDefault:":7001" help:"HTTP address (fork mode: the socket comes from the master)"`
 	ListenFD        int           `env:"YOLK_LISTEN_FD" help:"inherited listening socket (set by the master)"`
 	ReadyTimeout    time.Duration `env:"YOLK_READY_TIMEOUT" envDefault:"30s" help:"how long to try to report ready"`
@@ -64,6 +71,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	if err := cfg.Refresh.Validate(); err != nil {
+		return err
+	}
 	if cfg.ID == "" {
 		cfg.ID = strconv.Itoa(os.Getpid())
 	}
@@ -77,35 +87,65 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	}
 	defer ln.Close()
 
+	var replica atomic.Pointer[cache.Replica]
 	conn, err := bus.Dial(ctx, bus.Options{
 		URL: cfg.URL, User: cfg.User, Password: cfg.Secret,
 		ID: cfg.ID, Role: bus.RoleWorker, Logger: log,
+		OnReconnect: func() {
+			if r := replica.Load(); r != nil {
+				r.Reconnected()
+			}
+		},
 	})
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	if err := conn.On("yolk-ready", func(context.Context, bus.Message) (any, error) {
-		log.Info("every process is ready")
-		return nil, nil
-	}); err != nil {
+
+	var store cache.Store
+	metrics := cache.NewMetrics(cfg.ID)
+	rep := cache.NewReplica(conn, cfg.Source(), &store, metrics, log)
+	replica.Store(rep)
+	reports := make(chan *cache.Snapshot, 1)
+	rep.OnUpdate = func(s *cache.Snapshot) { latest(reports, s) }
+
+	runner := schedule.NewRunner(log)
+	defer runner.Wait()
+	if err := handleSchedules(ctx, conn, runner, rep, cfg.Refresh, log); err != nil {
 		return err
 	}
 
-	srv := newServer(cfg.ID, log)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	warm := make(chan struct{})
+	g.Go(func() error { return rep.Run(gctx, func() { close(warm) }) })
+	g.Go(func() error { reportState(gctx, conn, reports, log); return nil })
+	select {
+	case <-warm:
+	case <-gctx.Done():
+		cancel()
+		return errors.Join(g.Wait(), ctx.Err())
+	}
+
+	// Serve only with a warm cache: the socket is shared, so a worker that
+	// accepted before it had data would answer 503 during a reload.
+	srv := newServer(&store, cfg.ID, metrics, log)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
-	rctx, cancel := context.WithTimeout(ctx, cfg.ReadyTimeout)
+	rctx, rcancel := context.WithTimeout(ctx, cfg.ReadyTimeout)
 	err = conn.SendToMaster(rctx, "ready", nil)
-	cancel()
+	rcancel()
 	if err != nil {
 		ln.Close()
 		<-served
+		cancel()
+		g.Wait()
 		return fmt.Errorf("report ready: %w", err)
 	}
 	srv.setReady()
-	log.Info("worker ready", "addr", ln.Addr().String())
+	log.Info("worker ready", "addr", ln.Addr().String(), "version", store.Load().Version)
 
 	var reason error
 	select {
@@ -116,18 +156,82 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	case <-conn.Done():
 		reason = errors.New("bus connection closed")
 	case err := <-served:
-		return fmt.Errorf("serve: %w", err)
+		served <- err // keep it for the wait below
+		reason = fmt.Errorf("serve: %w", err)
 	}
 	// Close the listener first and let Serve return: connections still queued on the
 	// shared socket go to the other workers. Then wait for in-flight requests.
 	ln.Close()
 	<-served
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
+	sctx, scancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer scancel()
 	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+		reason = errors.Join(reason, fmt.Errorf("shutdown: %w", err))
 	}
-	return reason
+	cancel()
+	return errors.Join(reason, g.Wait())
+}
+
+// handleSchedules registers the refresh tasks and runs each schedule run the agent
+// sends in its own goroutine, bounded by ctx.
+func handleSchedules(ctx context.Context, conn *bus.Conn, runner *schedule.Runner, rep *cache.Replica, cfg cli.Refresh, log *slog.Logger) error {
+	for _, spec := range cache.Schedules(cfg.ForceInterval, cfg.PullInterval) {
+		task := func(ctx context.Context, r schedule.Run) error { return rep.Pull(ctx) }
+		if spec.Name == cache.ForceRefresh {
+			task = func(ctx context.Context, r schedule.Run) error { return rep.Force(ctx, r.Seq) }
+		}
+		if err := runner.Handle(spec, task); err != nil {
+			return err
+		}
+	}
+	return conn.On("schedule", func(_ context.Context, m bus.Message) (any, error) {
+		var r schedule.Run
+		if err := m.Decode(&r); err != nil {
+			return nil, fmt.Errorf("bad schedule run from %s: %w", m.From, err)
+		}
+		if err := runner.Dispatch(ctx, r); err != nil {
+			log.Warn("schedule run not started", "schedule", r.Name, "seq", r.Seq, "err", err)
+		}
+		return nil, nil
+	})
+}
+
+// stateReport tells the master which version this worker serves, for `master status`.
+type stateReport struct {
+	Version   string    `json:"version"`
+	By        string    `json:"by"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// latest puts s in ch, replacing a report not yet sent.
+func latest(ch chan *cache.Snapshot, s *cache.Snapshot) {
+	for {
+		select {
+		case ch <- s:
+			return
+		default:
+		}
+		select {
+		case <-ch:
+		default:
+		}
+	}
+}
+
+func reportState(ctx context.Context, conn *bus.Conn, reports <-chan *cache.Snapshot, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case s := <-reports:
+			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			err := conn.SendToMaster(sctx, "state", stateReport{Version: s.Version, By: s.By, UpdatedAt: s.UpdatedAt})
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				log.Debug("report state to the master", "err", err)
+			}
+		}
+	}
 }
 
 // listen returns the socket inherited from the master, or in external mode its own
@@ -171,27 +275,28 @@ type server struct {
 	ready chan struct{}
 }
 
-func newServer(id string, log *slog.Logger) *server {
+func newServer(store *cache.Store, id string, metrics *cache.Metrics, log *slog.Logger) *server {
 	s := &server{ready: make(chan struct{})}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	data := cache.NewHandler(store, id, metrics)
+	mux.Handle("/data", data)
+	mux.Handle("/data/", data)
+	mux.Handle("GET /metrics", cache.WithHeaders(store, id, metrics.Handler()))
+	mux.Handle("GET /healthz", cache.WithHeaders(store, id, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	})))
+	mux.Handle("GET /readyz", cache.WithHeaders(store, id, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-s.ready:
 			io.WriteString(w, "ready\n")
 		default:
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 		}
-	})
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+	})))
+	mux.Handle("GET /{$}", cache.WithHeaders(store, id, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "yolk worker %s\n", id)
-	})
-	s.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Yolk-Worker", id)
-		mux.ServeHTTP(w, r)
-	})
+	})))
+	s.Handler = mux
 	s.ReadHeaderTimeout = 10 * time.Second
 	s.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	return s

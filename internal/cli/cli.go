@@ -9,12 +9,16 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net/url"
 	"os"
 	"reflect"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/yolkgo/yolk/cache"
 )
 
 // ExitUsage is the exit code for a bad command line or a bad environment variable.
@@ -188,4 +192,46 @@ type Bus struct {
 	User   string `env:"YOLK_BUS_USER" help:"bus user (set by the master in fork mode)"`
 	Secret string `env:"YOLK_BUS_SECRET" help:"bus secret (set by the master in fork mode; never logged)"`
 	ID     string `env:"YOLK_ID" helpDefault:"pid (fork), <role>-<random> (external)" help:"this process's id on the bus"`
+}
+
+// Refresh is the part of the agent's and the workers' config that keeps the cache
+// fresh: where the remote source is, its change feed, and the two schedules.
+type Refresh struct {
+	SourceURL     string        `env:"YOLK_SOURCE_URL" envDefault:"http://127.0.0.1:7002" help:"the remote data source (GET /data with ETags)"`
+	PushURL       string        `env:"YOLK_PUSH_URL" envDefault:"nats://127.0.0.1:4223" help:"the source's change feed broker; off turns push off"`
+	PushSubject   string        `env:"YOLK_PUSH_SUBJECT" envDefault:"source.changed" help:"the change feed's subject"`
+	ForceInterval time.Duration `env:"YOLK_FORCE_INTERVAL" envDefault:"10m" help:"force_refresh in every worker; 0 turns it off"`
+	PullInterval  time.Duration `env:"YOLK_PULL_INTERVAL" envDefault:"10s" help:"pull_refresh check in one worker; 0 turns it off"`
+	FetchTimeout  time.Duration `env:"YOLK_FETCH_TIMEOUT" envDefault:"5s" help:"deadline of one request to the remote source"`
+}
+
+// Validate checks what the types alone do not.
+func (r Refresh) Validate() error {
+	u, err := url.Parse(r.SourceURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return BadValue("YOLK_SOURCE_URL", r.SourceURL, "want http://host:port")
+	}
+	if !strings.EqualFold(r.PushURL, "off") {
+		u, err := url.Parse(r.PushURL)
+		if err != nil || u.Scheme != "nats" || u.Host == "" {
+			return BadValue("YOLK_PUSH_URL", r.PushURL, "want nats://host:port or off")
+		}
+		if r.PushSubject == "" || strings.ContainsAny(r.PushSubject, " \t*>") {
+			return BadValue("YOLK_PUSH_SUBJECT", r.PushSubject, "want a NATS subject without wildcards")
+		}
+	}
+	for name, d := range map[string]time.Duration{"YOLK_FORCE_INTERVAL": r.ForceInterval, "YOLK_PULL_INTERVAL": r.PullInterval} {
+		if d < 0 || (d > 0 && d < 10*time.Millisecond) {
+			return BadValue(name, d.String(), "want 0 (off) or at least 10ms")
+		}
+	}
+	if r.FetchTimeout <= 0 {
+		return BadValue("YOLK_FETCH_TIMEOUT", r.FetchTimeout.String(), "must be positive")
+	}
+	return nil
+}
+
+// Source returns the HTTP source r names.
+func (r Refresh) Source() *cache.HTTPSource {
+	return &cache.HTTPSource{URL: strings.TrimSuffix(r.SourceURL, "/") + "/data", Timeout: r.FetchTimeout}
 }
