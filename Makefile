@@ -1,7 +1,7 @@
 # yolk: make build | run | test | lint
 GO      ?= go
 BIN     := bin
-CMDS    := master agent worker
+CMDS    := master agent worker source
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
@@ -10,7 +10,14 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
 
+# run: the example in the foreground: the remote source, then the master with the
+# agent and the workers. Ctrl-C stops both cleanly.
 run: build
+	@set -e; $(BIN)/source & src=$$!; \
+	trap 'kill -TERM $$src 2>/dev/null; wait $$src' EXIT; \
+	until $(BIN)/source healthcheck 2>/dev/null; do \
+		kill -0 $$src 2>/dev/null || { echo "make run: the source did not start" >&2; exit 1; }; sleep 0.05; \
+	done; \
 	$(BIN)/master
 
 test:

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -38,7 +39,7 @@ func buildAndRun(m *testing.M) int {
 	if raceEnabled {
 		args = append(args, "-race")
 	}
-	args = append(args, "../../cmd/master", "../../cmd/agent", "../../cmd/worker")
+	args = append(args, "../../cmd/master", "../../cmd/agent", "../../cmd/worker", "../../cmd/source")
 	cmd := exec.Command("go", args...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
@@ -98,6 +99,15 @@ func (l *logs) waitFor(t *testing.T, timeout time.Duration, subs ...string) stri
 	}
 }
 
+// forget removes the first line equal to line.
+func (l *logs) forget(line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if i := slices.Index(l.lines, line); i >= 0 {
+		l.lines[i] = ""
+	}
+}
+
 func containsAll(s string, subs []string) bool {
 	for _, sub := range subs {
 		if !strings.Contains(s, sub) {
@@ -107,18 +117,95 @@ func containsAll(s string, subs []string) bool {
 	return true
 }
 
-// master is a running master process.
-type master struct {
-	cmd    *exec.Cmd
-	runDir string
-	env    []string
-	logs   *logs
-	done   chan struct{}
-	err    error // Wait's result, once done is closed
+// process is a running binary whose stderr (JSON records) the test reads.
+type process struct {
+	cmd  *exec.Cmd
+	env  []string
+	logs *logs
+	done chan struct{}
 }
 
-// startMaster starts bin/master with 2 workers on a free port unless env says otherwise.
+func startProcess(t *testing.T, name string, env []string, args ...string) *process {
+	t.Helper()
+	p := &process{env: env, logs: newLogs(), done: make(chan struct{})}
+	p.cmd = exec.Command(filepath.Join(binDir, name), args...)
+	p.cmd.Env = env
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			p.logs.add(sc.Text())
+		}
+		p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			p.cmd.Process.Signal(syscall.SIGKILL)
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("%s log:\n%s", name, p.logs)
+		}
+	})
+	return p
+}
+
+// wait waits for the process to exit and returns its exit code.
+func (p *process) wait(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		t.Fatalf("%s still running %v later", p.cmd.Path, timeout)
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// source is a running bin/source.
+type source struct {
+	*process
+	url     string // http://127.0.0.1:port
+	natsURL string
+}
+
+// startSource starts bin/source on free ports (or the addresses env gives).
+func startSource(t *testing.T, env ...string) *source {
+	t.Helper()
+	base := []string{"SOURCE_ADDR=127.0.0.1:0", "SOURCE_NATS_ADDR=127.0.0.1:0", "YOLK_LOG_FORMAT=json", "GORACE=atexit_sleep_ms=0"}
+	p := startProcess(t, "source", append(base, env...))
+	line := p.logs.waitFor(t, 20*time.Second, `"msg":"source ready"`)
+	var rec struct{ HTTP, NATS string }
+	if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.HTTP == "" {
+		t.Fatalf("source ready line without addresses: %s", line)
+	}
+	return &source{process: p, url: "http://" + rec.HTTP, natsURL: "nats://" + rec.NATS}
+}
+
+// master is a running master process.
+type master struct {
+	*process
+	runDir string
+	src    *source
+}
+
+// startMaster starts bin/master with 2 workers on a free port, and a source for
+// it, unless env says otherwise (a later entry wins).
 func startMaster(t *testing.T, env ...string) *master {
+	t.Helper()
+	return startMasterWith(t, startSource(t), env...)
+}
+
+func startMasterWith(t *testing.T, src *source, env ...string) *master {
 	t.Helper()
 	runDir := t.TempDir()
 	base := []string{
@@ -129,39 +216,13 @@ func startMaster(t *testing.T, env ...string) *master {
 		"YOLK_SHUTDOWN_TIMEOUT=5s",
 		"YOLK_READY_TIMEOUT=10s",
 		"YOLK_LOG_FORMAT=json",
+		"YOLK_SOURCE_URL=" + src.url,
+		"YOLK_PUSH_URL=" + src.natsURL,
+		"YOLK_FETCH_TIMEOUT=1s",
 		"GORACE=atexit_sleep_ms=0", // a -race binary otherwise lingers 1s at exit
 	}
-	m := &master{runDir: runDir, env: append(base, env...), logs: newLogs(), done: make(chan struct{})}
-	m.cmd = exec.Command(filepath.Join(binDir, "master"))
-	m.cmd.Env = m.env
-	stderr, err := m.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.cmd.Start(); err != nil {
-		t.Fatalf("start master: %v", err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			m.logs.add(sc.Text())
-		}
-		m.err = m.cmd.Wait()
-		close(m.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-m.done:
-		default:
-			m.cmd.Process.Signal(syscall.SIGKILL)
-			<-m.done
-		}
-		if t.Failed() {
-			t.Logf("master log:\n%s", m.logs)
-		}
-	})
-	return m
+	p := startProcess(t, "master", append(base, env...))
+	return &master{process: p, runDir: runDir, src: src}
 }
 
 // waitReady waits for the master's "yolk ready" and returns the HTTP base URL.
@@ -175,22 +236,12 @@ func (m *master) waitReady(t *testing.T) string {
 	return "http://" + rec.Addr
 }
 
-// wait waits for the master to exit and returns its exit code.
-func (m *master) wait(t *testing.T, timeout time.Duration) int {
-	t.Helper()
-	select {
-	case <-m.done:
-	case <-time.After(timeout):
-		t.Fatalf("master still running %v later", timeout)
-	}
-	return m.cmd.ProcessState.ExitCode()
-}
-
 type proc struct {
 	Role     string
 	PID      int
 	State    string
 	Restarts int
+	Cache    *struct{ Version, By string }
 }
 
 type statusJSON struct {
