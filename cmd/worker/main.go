@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -96,6 +97,12 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 				r.Reconnected()
 			}
 		},
+		OnError: func(error) {
+			// a slow consumer may have lost a refresh: catch up (a request, cheap)
+			if r := replica.Load(); r != nil {
+				r.Reconnected()
+			}
+		},
 	})
 	if err != nil {
 		return err
@@ -109,23 +116,36 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	reports := make(chan *cache.Snapshot, 1)
 	rep.OnUpdate = func(s *cache.Snapshot) { latest(reports, s) }
 
+	// ctx ends every part of the worker, whatever the reason it stops
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	runner := schedule.NewRunner(log)
-	defer runner.Wait()
+	defer runner.Wait() // after cancel (deferred later, so run earlier)
+	defer cancel()
 	if err := handleSchedules(ctx, conn, runner, rep, cfg.Refresh, log); err != nil {
 		return err
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	lifeline := supervisor.Lifeline(environ)
 	g, gctx := errgroup.WithContext(ctx)
 	warm := make(chan struct{})
 	g.Go(func() error { return rep.Run(gctx, func() { close(warm) }) })
 	g.Go(func() error { reportState(gctx, conn, reports, log); return nil })
+	var notWarm error
 	select {
 	case <-warm:
-	case <-gctx.Done():
+	case <-gctx.Done(): // a stop request, or the replica failed (its error is below)
+	case <-lifeline:
+		notWarm = errors.New("the master is gone; exiting")
+	case <-conn.Done():
+		notWarm = errors.New("bus connection closed")
+	}
+	if notWarm != nil || gctx.Err() != nil {
 		cancel()
-		return errors.Join(g.Wait(), ctx.Err())
+		if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+			return errors.Join(notWarm, err)
+		}
+		return notWarm
 	}
 
 	// Serve only with a warm cache: the socket is shared, so a worker that
@@ -151,7 +171,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	select {
 	case <-ctx.Done():
 		log.Info("stopping")
-	case <-supervisor.Lifeline(environ):
+	case <-lifeline:
 		reason = errors.New("the master is gone; exiting")
 	case <-conn.Done():
 		reason = errors.New("bus connection closed")
@@ -160,12 +180,12 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		reason = fmt.Errorf("serve: %w", err)
 	}
 	// Close the listener first and let Serve return: connections still queued on the
-	// shared socket go to the other workers. Then wait for in-flight requests.
+	// shared socket go to the other workers. Then finish what was accepted.
 	ln.Close()
 	<-served
 	sctx, scancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer scancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	if err := srv.drain(sctx); err != nil {
 		reason = errors.Join(reason, fmt.Errorf("shutdown: %w", err))
 	}
 	cancel()
@@ -218,18 +238,25 @@ func latest(ch chan *cache.Snapshot, s *cache.Snapshot) {
 	}
 }
 
+// reportState sends each new snapshot's state to the master, the newest first,
+// retrying until it is delivered or a newer one replaces it.
 func reportState(ctx context.Context, conn *bus.Conn, reports <-chan *cache.Snapshot, log *slog.Logger) {
+	var pending *cache.Snapshot
+	var retry <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case s := <-reports:
-			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			err := conn.SendToMaster(sctx, "state", stateReport{Version: s.Version, By: s.By, UpdatedAt: s.UpdatedAt})
-			cancel()
-			if err != nil && ctx.Err() == nil {
-				log.Debug("report state to the master", "err", err)
-			}
+		case pending = <-reports:
+		case <-retry:
+		}
+		retry = nil
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := conn.SendToMaster(sctx, "state", stateReport{Version: pending.Version, By: pending.By, UpdatedAt: pending.UpdatedAt})
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			log.Debug("report state to the master; retrying", "err", err)
+			retry = time.After(time.Second)
 		}
 	}
 }
@@ -273,10 +300,24 @@ func reusePort(network, address string, c syscall.RawConn) error {
 type server struct {
 	http.Server
 	ready chan struct{}
+
+	mu      sync.Mutex
+	conns   map[net.Conn]connState
+	changed chan struct{} // closed and replaced at every connection state change
 }
 
+type connState struct {
+	state http.ConnState
+	since time.Time
+}
+
+// newConnGrace is how long drain waits for a connection that was accepted but
+// has not sent a request yet (a client that connects ahead of time may never).
+const newConnGrace = 2 * time.Second
+
 func newServer(store *cache.Store, id string, metrics *cache.Metrics, log *slog.Logger) *server {
-	s := &server{ready: make(chan struct{})}
+	s := &server{ready: make(chan struct{}), conns: make(map[net.Conn]connState), changed: make(chan struct{})}
+	s.ConnState = s.track
 	mux := http.NewServeMux()
 	data := cache.NewHandler(store, id, metrics)
 	mux.Handle("/data", data)
@@ -303,3 +344,51 @@ func newServer(store *cache.Store, id string, metrics *cache.Metrics, log *slog.
 }
 
 func (s *server) setReady() { close(s.ready) }
+
+func (s *server) track(c net.Conn, st http.ConnState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch st {
+	case http.StateClosed, http.StateHijacked:
+		delete(s.conns, c)
+	default:
+		s.conns[c] = connState{state: st, since: time.Now()}
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// busy reports whether a connection has a request under way or may still send
+// its first one, and returns a channel closed at the next state change.
+func (s *server) busy() (bool, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.conns {
+		if c.state == http.StateActive || (c.state == http.StateNew && time.Since(c.since) < newConnGrace) {
+			return true, s.changed
+		}
+	}
+	return false, s.changed
+}
+
+// drain stops the server without dropping a request, once Serve has returned.
+// http.Server.Shutdown alone closes, without a reply, a connection whose first
+// request it reads after shutdown began; so first turn keep-alives off (idle
+// connections close, and each busy one closes after its response), wait until no
+// connection is busy, and only then Shutdown. ctx bounds the whole wait.
+func (s *server) drain(ctx context.Context) error {
+	s.SetKeepAlivesEnabled(false)
+	for {
+		busy, changed := s.busy()
+		if !busy {
+			break
+		}
+		select {
+		case <-changed:
+		case <-time.After(50 * time.Millisecond): // a new connection's grace may run out
+		case <-ctx.Done():
+			return s.Shutdown(ctx)
+		}
+	}
+	return s.Shutdown(ctx)
+}
