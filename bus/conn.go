@@ -60,10 +60,11 @@ type Conn struct {
 
 	// hctx is the context passed to handlers (like http.Server's base
 	// context): it is cancelled when the connection is closed for good.
-	hctx    context.Context
-	cancel  context.CancelFunc
-	done    chan struct{}
-	closing atomic.Bool
+	hctx     context.Context
+	cancel   context.CancelFunc
+	done     chan struct{}
+	closing  atomic.Bool
+	requests sync.WaitGroup // request handlers under way
 }
 
 const (
@@ -278,6 +279,7 @@ func (c *Conn) Close() error {
 		c.nc.Close()
 	}
 	<-c.done
+	c.requests.Wait()
 	if err := c.nc.LastError(); errors.Is(err, nats.ErrDrainTimeout) {
 		return opErr("close", err)
 	}

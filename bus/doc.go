@@ -54,7 +54,8 @@
 // nobody was there until ctx ended, ctx's error when the receiver did not
 // answer in time, or a [*RemoteError] when its handler failed.
 //
-// Handlers of one route run one at a time, in arrival order. A refused
+// Handlers of the events and sends of one route run one at a time, in arrival
+// order; each request's handler runs on its own goroutine. A refused
 // subscription or publish and a slow consumer are reported only
 // asynchronously: the Conn logs each at error level (and calls
 // [Options.OnError]). The Conn reconnects for ever; [Conn.Done] is closed

@@ -38,9 +38,10 @@ func (m Message) Decode(v any) error {
 // reply and a non-nil error reaches the requester as a [*RemoteError]; for
 // other messages the return value is ignored and an error is logged.
 //
-// The handlers of one route (broadcasts, app events, point-to-point, random)
-// run one at a time in arrival order, so a slow handler delays the next
-// messages of its route: hand slow work off. ctx is cancelled when the Conn is
+// The handlers of the events and sends of one route (broadcasts, app events,
+// point-to-point, random) run one at a time in arrival order, so a slow handler
+// delays the next messages of its route: hand slow work off. Requests promise
+// no order: each runs in its own goroutine, and Close waits for them. ctx is cancelled when the Conn is
 // closed for good. A panic is recovered and logged (and returned to a requester).
 type Handler func(ctx context.Context, m Message) (any, error)
 
@@ -159,12 +160,17 @@ func (c *Conn) receive(r route, m *nats.Msg) {
 			}
 			return
 		}
-		v, err := c.run(h, msg)
-		if err != nil {
-			c.reply(m.Reply, kindReply, event, nil, err.Error())
-			return
-		}
-		c.reply(m.Reply, kindReply, event, v, "")
+		// Requests promise no order, and a handler that waits (for a fetch, say)
+		// must not hold up the events of its route: each runs on its own.
+		reply := m.Reply
+		c.requests.Go(func() {
+			v, err := c.run(h, msg)
+			if err != nil {
+				c.reply(reply, kindReply, event, nil, err.Error())
+				return
+			}
+			c.reply(reply, kindReply, event, v, "")
+		})
 	}
 }
 

@@ -26,6 +26,9 @@ func WatchFeed(ctx context.Context, url, subject string, log *slog.Logger, chang
 			changed("")
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err == nil || ctx.Err() != nil {
+				return // our own Close
+			}
 			log.Warn("change feed disconnected; pull and force keep the cache fresh meanwhile", "url", url, "err", err)
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) {

@@ -114,6 +114,10 @@ func (h *Hub) Resync() {
 func (h *Hub) request(by string, full bool) uint64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return h.requestLocked(by, full)
+}
+
+func (h *Hub) requestLocked(by string, full bool) uint64 {
 	if h.want == h.started {
 		h.want++
 		h.wantBy = by
@@ -159,6 +163,9 @@ func (h *Hub) fetchOnce(ctx context.Context) error {
 
 	h.mu.Lock()
 	h.done, h.lastErr = gen, err
+	if err != nil {
+		h.wantFull = h.wantFull || full // the retry must be as thorough
+	}
 	h.mu.Unlock()
 	h.finished.notify()
 	return err
@@ -214,18 +221,15 @@ func (h *Hub) handleFetch(ctx context.Context, m bus.Message) (any, error) {
 	case "force":
 		h.mu.Lock()
 		g, ok := h.force[req.Seq]
-		h.mu.Unlock()
-		if ok {
-			gen = g
-		} else {
-			gen = h.request("force", true)
-			h.mu.Lock()
+		if !ok {
+			g = h.requestLocked("force", true)
 			if len(h.force) > 64 {
 				clear(h.force)
 			}
-			h.force[req.Seq] = gen
-			h.mu.Unlock()
+			h.force[req.Seq] = g
 		}
+		h.mu.Unlock()
+		gen = g
 	case "pull":
 		gen = h.request("pull", false)
 	default:

@@ -53,15 +53,28 @@ type Refresh struct {
 type chunkRequest struct {
 	Have   string `json:"have,omitempty"` // the asker's version: no data is sent when it is current
 	Offset int    `json:"offset"`
+	// Of names the snapshot the asker is copying (after the first chunk): when the
+	// holder's current one is another, the reply starts that one from offset 0.
+	Of *snapshotID `json:"of,omitempty"`
 }
+
+// snapshotID tells snapshots apart, even two of one version (a source that
+// served other data under the same ETag).
+type snapshotID struct {
+	Version   string    `json:"version"`
+	FetchedAt time.Time `json:"fetchedAt"`
+}
+
+func idOf(s *Snapshot) snapshotID { return snapshotID{Version: s.Version, FetchedAt: s.FetchedAt} }
 
 // chunkReply is part of a holder's current snapshot.
 type chunkReply struct {
-	Version string `json:"version"` // empty: the holder has no snapshot yet
-	Total   int    `json:"total"`
-	Offset  int    `json:"offset"`
-	Current bool   `json:"current,omitempty"` // the asker already has Version
-	Data    []byte `json:"data,omitempty"`
+	Version   string    `json:"version"` // empty: the holder has no snapshot yet
+	FetchedAt time.Time `json:"fetchedAt"`
+	Total     int       `json:"total"`
+	Offset    int       `json:"offset"`
+	Current   bool      `json:"current,omitempty"` // the asker already has Version
+	Data      []byte    `json:"data,omitempty"`
 }
 
 // fetchRequest asks the agent to read the remote now.
@@ -98,14 +111,18 @@ func serveChunks(store *Store) bus.Handler {
 			return chunkReply{}, nil
 		}
 		if req.Have == s.Version {
-			return chunkReply{Version: s.Version, Current: true}, nil
+			return chunkReply{Version: s.Version, FetchedAt: s.FetchedAt, Current: true}, nil
 		}
 		enc := s.Encode()
-		if req.Offset < 0 || req.Offset > len(enc) {
-			return nil, fmt.Errorf("cache: offset %d outside snapshot of %d bytes", req.Offset, len(enc))
+		offset := req.Offset
+		if req.Of == nil || *req.Of != idOf(s) {
+			offset = 0 // a first request, or the holder moved on: start over
 		}
-		end := min(req.Offset+ChunkSize, len(enc))
-		return chunkReply{Version: s.Version, Total: len(enc), Offset: req.Offset, Data: enc[req.Offset:end]}, nil
+		if offset < 0 || offset > len(enc) {
+			return nil, fmt.Errorf("cache: offset %d outside snapshot of %d bytes", offset, len(enc))
+		}
+		end := min(offset+ChunkSize, len(enc))
+		return chunkReply{Version: s.Version, FetchedAt: s.FetchedAt, Total: len(enc), Offset: offset, Data: enc[offset:end]}, nil
 	}
 }
 
@@ -147,10 +164,10 @@ func askAgent(conn *bus.Conn) asker {
 // no error when the holder's version is have.
 func copyFrom(ctx context.Context, ask asker, holder, have string) (*Snapshot, error) {
 	var buf []byte
-	version := ""
+	var of *snapshotID
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		m, err := ask(rctx, chunkRequest{Have: have, Offset: len(buf)})
+		m, err := ask(rctx, chunkRequest{Have: have, Offset: len(buf), Of: of})
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("cache: copy snapshot from %s: %w", holder, err)
@@ -164,12 +181,13 @@ func copyFrom(ctx context.Context, ask asker, holder, have string) (*Snapshot, e
 			return nil, errNoSnapshot
 		case r.Current:
 			return nil, nil
-		case version != "" && r.Version != version:
-			// the holder moved on while we copied: start over with its new version
-			buf, version = buf[:0], ""
-			continue
+		case r.Offset != len(buf):
+			if r.Offset != 0 {
+				return nil, fmt.Errorf("cache: copy snapshot from %s: chunk at %d, want %d", holder, r.Offset, len(buf))
+			}
+			buf = buf[:0] // the holder moved on while we copied: start over with its new one
 		}
-		version = r.Version
+		of = &snapshotID{Version: r.Version, FetchedAt: r.FetchedAt}
 		if buf == nil {
 			buf = make([]byte, 0, r.Total)
 		}

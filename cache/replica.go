@@ -57,20 +57,29 @@ func (r *Replica) Run(ctx context.Context, ready func()) error {
 		}
 	}
 	ready()
+	var retry <-chan time.Time
+	wait = 100 * time.Millisecond
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-r.catchup:
-			if err := r.catchUp(ctx, "catchup"); err != nil {
-				r.log.Warn("catch up after reconnect", "err", err)
-			}
+		case <-retry:
 		}
+		retry = nil
+		if err := r.catchUp(ctx, "catchup"); err != nil {
+			r.log.Warn("catch up with the agent; retrying", "err", err, "retryIn", wait.String())
+			retry = time.After(wait)
+			wait = min(2*wait, 5*time.Second)
+			continue
+		}
+		wait = 100 * time.Millisecond
 	}
 }
 
-// Reconnected asks Run to catch up with the agent: refresh events sent while this
-// worker was away from the bus are lost. Safe to call from any goroutine.
+// Reconnected asks Run to catch up with the agent (until it succeeds): refresh
+// events sent while this worker was away from the bus, or dropped by it as a slow
+// consumer, are lost. Safe to call from any goroutine.
 func (r *Replica) Reconnected() {
 	select {
 	case r.catchup <- struct{}{}:
@@ -136,7 +145,8 @@ func (r *Replica) handleRefresh(ctx context.Context, m bus.Message) (any, error)
 	r.log.Info("start update by "+ev.By, "by", ev.By, "version", ev.Version, "from", m.From)
 	s, err := receive(ctx, r.conn, ev, have)
 	if err != nil {
-		return nil, fmt.Errorf("cache: refresh to %s: %w", ev.Version, err)
+		r.Reconnected() // catch up from the agent instead, until it works
+		return nil, fmt.Errorf("cache: refresh to %s: %w; catching up from the agent", ev.Version, err)
 	}
 	if s != nil {
 		via := "bus"
@@ -164,10 +174,21 @@ func (r *Replica) Force(ctx context.Context, seq uint64) error {
 
 func (r *Replica) fetch(ctx context.Context, req fetchRequest) error {
 	r.log.Info("start update by "+req.By, "by", req.By)
-	m, err := r.conn.RequestAgent(ctx, EventFetch, req)
-	if err != nil {
+	// Keep half of the run's time for reading the remote ourselves, should the
+	// agent be away (restarting, say).
+	reach := 30 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		reach = min(reach, time.Until(d)/2)
+	}
+	actx, cancel := context.WithTimeout(ctx, reach)
+	m, err := r.conn.RequestAgent(actx, EventFetch, req)
+	cancel()
+	if errors.Is(err, bus.ErrNoReceiver) {
 		r.log.Warn("agent unreachable; checking the remote myself", "by", req.By, "err", err)
 		return r.fetchRemote(ctx, req.By)
+	}
+	if err != nil {
+		return fmt.Errorf("cache: ask the agent to %s: %w", req.By, err)
 	}
 	var rep fetchReply
 	if err := m.Decode(&rep); err != nil {
@@ -177,9 +198,10 @@ func (r *Replica) fetch(ctx context.Context, req fetchRequest) error {
 		r.metrics.Fetch(errors.New(rep.Err))
 		return fmt.Errorf("cache: the agent could not read the remote: %s", rep.Err)
 	}
-	if rep.Changed && req.By == "pull" {
-		// As in egg's example: the worker that saw the change tells every worker.
-		// The agent has already sent them the data, so this costs them nothing.
+	if req.By == "pull" && rep.Version != "" {
+		// As in egg's example: the worker that checked tells every worker. The
+		// agent has already sent them any new data, so this hint costs a worker
+		// that has the version nothing, and heals one that missed it.
 		if err := r.conn.SendToApp(EventRefresh, Refresh{By: "pull", Version: rep.Version, Holder: m.From}); err != nil {
 			return err
 		}
