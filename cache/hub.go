@@ -54,7 +54,6 @@ func (h *Hub) Run(ctx context.Context, ready func()) error {
 	for event, handler := range map[string]bus.Handler{
 		EventSnapshot: serveChunks(&h.store),
 		EventFetch:    h.handleFetch,
-		EventRefresh:  h.handleRefresh,
 	} {
 		if err := h.conn.On(event, handler); err != nil {
 			return err
@@ -245,23 +244,6 @@ func (h *Hub) handleFetch(ctx context.Context, m bus.Message) (any, error) {
 		reply.Err = err.Error()
 	}
 	return reply, nil
-}
-
-// handleRefresh takes a snapshot a worker fetched itself (when it could not reach
-// the agent), so the agent's copy stays the newest.
-func (h *Hub) handleRefresh(ctx context.Context, m bus.Message) (any, error) {
-	var r Refresh
-	if err := m.Decode(&r); err != nil {
-		return nil, fmt.Errorf("cache: bad refresh event: %w", err)
-	}
-	s, err := receive(ctx, h.conn, r, h.store.Load())
-	if err != nil || s == nil {
-		return nil, err
-	}
-	if h.store.Swap(s.WithBy(r.By, time.Now())) {
-		h.log.Info("took a worker's snapshot", "from", m.From, "version", s.Version)
-	}
-	return nil, nil
 }
 
 // warmFromWorkers copies the newest snapshot the workers hold, so that a restarted

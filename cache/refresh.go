@@ -67,6 +67,11 @@ type snapshotID struct {
 
 func idOf(s *Snapshot) snapshotID { return snapshotID{Version: s.Version, FetchedAt: s.FetchedAt} }
 
+// is compares instants, not time zones: a time read back from JSON is in UTC.
+func (id snapshotID) is(other snapshotID) bool {
+	return id.Version == other.Version && id.FetchedAt.Equal(other.FetchedAt)
+}
+
 // chunkReply is part of a holder's current snapshot.
 type chunkReply struct {
 	Version   string    `json:"version"` // empty: the holder has no snapshot yet
@@ -115,7 +120,7 @@ func serveChunks(store *Store) bus.Handler {
 		}
 		enc := s.Encode()
 		offset := req.Offset
-		if req.Of == nil || *req.Of != idOf(s) {
+		if req.Of == nil || !req.Of.is(idOf(s)) {
 			offset = 0 // a first request, or the holder moved on: start over
 		}
 		if offset < 0 || offset > len(enc) {

@@ -217,7 +217,8 @@ func (r *Replica) fetch(ctx context.Context, req fetchRequest) error {
 	return nil
 }
 
-// fetchRemote reads the remote directly (the agent is away) and shares the result.
+// fetchRemote reads the remote directly (the agent is away) and shares the result
+// with the other workers.
 func (r *Replica) fetchRemote(ctx context.Context, by string) error {
 	var s *Snapshot
 	var err error
@@ -236,16 +237,9 @@ func (r *Replica) fetchRemote(ctx context.Context, by string) error {
 	if !r.install(s, by, "remote") {
 		return nil
 	}
-	ev := announce(r.store.Load(), by, r.conn.ID())
-	if err := r.conn.SendToApp(EventRefresh, ev); err != nil {
-		return err
-	}
-	actx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	if err := r.conn.SendToAgent(actx, EventRefresh, ev); err != nil {
-		r.log.Debug("tell the agent", "err", err)
-	}
-	return nil
+	// The agent is away; when it returns it copies the newest snapshot the
+	// workers hold, this one included.
+	return r.conn.SendToApp(EventRefresh, announce(r.store.Load(), by, r.conn.ID()))
 }
 
 func currentVersion(st *Store) string {
