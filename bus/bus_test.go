@@ -356,9 +356,9 @@ func TestNoReceiver(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			const timeout = 150 * time.Millisecond
+			start := time.Now() // before the deadline is set, so it is at least start+timeout
 			ctx, cancel := context.WithTimeout(t.Context(), timeout)
 			defer cancel()
-			start := time.Now()
 			err := tt.call(ctx)
 			if !errors.Is(err, bus.ErrNoReceiver) || !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("%s = %v, want an error wrapping ErrNoReceiver and DeadlineExceeded", tt.name, err)

@@ -24,13 +24,15 @@ const responseTTL = 10 * time.Minute
 
 // auth is the credential table; it implements server.Authentication.
 type auth struct {
-	srv  *server.Server // set before the server starts
-	log  *slog.Logger
-	wait time.Duration // for Bind
-	mu   sync.Mutex
-	cred map[string]*credential // by user
-	stop chan struct{}          // closed by shutdown: wakes waiting connections
-	once sync.Once
+	srv     *server.Server // set before the server starts
+	log     *slog.Logger
+	wait    time.Duration // for Bind
+	mu      sync.Mutex
+	cred    map[string]*credential // by user
+	open    map[uint64]peer        // every admitted connection, by client id (see members.go)
+	watched bool                   // a watch reports disconnects; set before the server starts
+	stop    chan struct{}          // closed by shutdown: wakes waiting connections
+	once    sync.Once
 }
 
 type credential struct {
@@ -44,7 +46,7 @@ type credential struct {
 }
 
 func newAuth(log *slog.Logger, wait time.Duration) *auth {
-	return &auth{log: log, wait: wait, cred: make(map[string]*credential), stop: make(chan struct{})}
+	return &auth{log: log, wait: wait, cred: make(map[string]*credential), open: make(map[uint64]peer), stop: make(chan struct{})}
 }
 
 func randomHex(n int) string {
@@ -172,6 +174,7 @@ func (a *auth) Check(c server.ClientAuthentication) bool {
 	}
 	c.RegisterUser(&server.User{Username: user, Permissions: serverPermissions(bus.Permissions(cr.role, id))})
 	a.track(cr, c.GetID())
+	a.admit(c.GetID(), peer{role: cr.role, id: id})
 	return true
 }
 

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -31,7 +32,22 @@ type Config struct {
 	// BindWait is how long a connection presenting an unbound credential
 	// waits for Bind; 0 means 5s.
 	BindWait time.Duration
+	// Roles are role secrets to admit from the first connection on, as
+	// AddRole does after Start (external mode: a client reconnecting to a
+	// restarted master must not meet a window without them). Start fails on
+	// an unknown role or an empty secret, without naming the secret.
+	Roles map[bus.Role]string
+	// OnDisconnect, if set, is called when the last open connection of a
+	// process (its role, from its credential, and its id) has closed: it
+	// exited, was killed, or lost the bus. The broker notices within
+	// DisconnectPoll. Calls come one at a time from one goroutine of the
+	// broker's, never during or after Shutdown; it must not call Shutdown.
+	OnDisconnect func(role bus.Role, id string)
 }
+
+// DisconnectPoll is how often the broker looks for closed connections when
+// Config.OnDisconnect is set.
+const DisconnectPoll = 100 * time.Millisecond
 
 // Broker is a running bus server with its credential table. Its methods are
 // safe for concurrent use.
@@ -39,6 +55,10 @@ type Broker struct {
 	srv  *server.Server
 	log  *slog.Logger
 	auth *auth
+
+	stopWatch chan struct{} // closed by Shutdown: ends the disconnect watch
+	watching  sync.WaitGroup
+	once      sync.Once
 }
 
 // readyTimeout bounds the wait for the server to accept connections.
@@ -58,6 +78,16 @@ func Start(cfg Config) (*Broker, error) {
 		cfg.BindWait = defaultBindWait
 	}
 	a := newAuth(cfg.Logger, cfg.BindWait)
+	for role, secret := range cfg.Roles {
+		if !role.Valid() {
+			return nil, fmt.Errorf("broker: start: unknown role %q", role)
+		}
+		if secret == "" {
+			return nil, fmt.Errorf("broker: start: empty secret for role %s", role)
+		}
+		a.addRole(role, secret)
+	}
+	a.watched = cfg.OnDisconnect != nil
 	opts := &server.Options{
 		Host:                       cfg.Host,
 		Port:                       cfg.Port,
@@ -79,7 +109,11 @@ func Start(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker: start: not ready for connections on %s:%d after %v",
 			cfg.Host, cfg.Port, readyTimeout)
 	}
-	return &Broker{srv: srv, log: cfg.Logger, auth: a}, nil
+	b := &Broker{srv: srv, log: cfg.Logger, auth: a, stopWatch: make(chan struct{})}
+	if cfg.OnDisconnect != nil {
+		b.watching.Go(func() { a.watch(b.stopWatch, DisconnectPoll, cfg.OnDisconnect) })
+	}
+	return b, nil
 }
 
 // ClientURL returns the URL clients dial, e.g. nats://127.0.0.1:34567.
@@ -91,7 +125,10 @@ func (b *Broker) ClientURL() string { return b.srv.ClientURL() }
 func (b *Broker) InProcess() nats.InProcessConnProvider { return b.srv }
 
 // Shutdown closes every connection, stops the server and waits for it.
+// Config.OnDisconnect is not called for the connections it closes.
 func (b *Broker) Shutdown() {
+	b.once.Do(func() { close(b.stopWatch) })
+	b.watching.Wait()
 	b.auth.shutdown()
 	b.srv.Shutdown()
 	b.srv.WaitForShutdown()

@@ -1,7 +1,7 @@
 // Command agent is yolk's one process for background duties. It owns the schedule
 // timers and dispatches each run over the bus, reads the remote source for the
 // whole service, follows the source's change feed and pushes refreshes to every
-// worker. It is normally started by the master.
+// worker. The master starts it in fork mode; the platform does in external mode.
 package main
 
 import (
@@ -12,8 +12,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -31,13 +31,20 @@ agent: yolk's background process: owns the schedules, reads the remote source
 for the whole service and pushes refreshes to every worker.
 
 Usage:
-  agent          connect to the bus and run (normally started by the master)
+  agent          connect to the bus and run (started by the master in fork mode; in
+                 external mode by the platform: it logs in as user agent with
+                 YOLK_AGENT_SECRET, and waits for the master)
+  agent healthcheck [--ready]
+                 ask the running agent over YOLK_HEALTH_SOCKET: GET /healthz (alive), or
+                 /readyz (reported ready); exit 0 on 200, else 1
   agent --help   this text`
 
 type config struct {
+	cli.Deploy
 	cli.Bus
+	AgentSecret string `env:"YOLK_AGENT_SECRET" help:"external mode: the agent's bus secret; the bus user is agent (required; never printed)"`
 	cli.Refresh
-	ReadyTimeout time.Duration `env:"YOLK_READY_TIMEOUT" envDefault:"30s" help:"how long to try to report ready"`
+	ReadyTimeout time.Duration `env:"YOLK_READY_TIMEOUT" envDefault:"30s" help:"how long to try to report ready (external mode: each try; it tries until it succeeds)"`
 	cli.Logging
 }
 
@@ -54,33 +61,85 @@ func main() {
 	}
 }
 
+// parseConfig reads and checks the config, and fills the bus login: the one the
+// master set (fork mode), or user agent with the role secret (external mode).
+func parseConfig(environ []string) (config, error) {
+	cfg, err := cli.Parse[config](environ)
+	if err != nil {
+		return cfg, err
+	}
+	if err := cfg.Deploy.Validate(); err != nil {
+		return cfg, err
+	}
+	if err := cfg.Refresh.Validate(); err != nil {
+		return cfg, err
+	}
+	if cfg.ReadyTimeout <= 0 {
+		return cfg, cli.BadValue("YOLK_READY_TIMEOUT", cfg.ReadyTimeout.String(), "must be positive")
+	}
+	if cfg.External() {
+		if cfg.AgentSecret == "" {
+			return cfg, cli.Unset("YOLK_AGENT_SECRET", "external mode needs the agent's bus secret")
+		}
+		cfg.User, cfg.Secret = string(bus.RoleAgent), cfg.AgentSecret
+	}
+	cfg.ID = cfg.ProcessID(string(bus.RoleAgent), cfg.ID)
+	if err := bus.ValidID(cfg.ID); err != nil {
+		return cfg, cli.BadValue("YOLK_ID", cfg.ID, "%v", err)
+	}
+	return cfg, nil
+}
+
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 	if cli.WantsHelp(args) {
 		cli.Usage(stdout, synopsis, config{})
 		return nil
 	}
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return cli.HealthcheckCommand(ctx, args[1:], environ, stdout)
+	}
 	if len(args) > 0 {
 		return cli.Usagef("unknown command %q (try --help)", args[0])
 	}
-	cfg, err := cli.Parse[config](environ)
+	cfg, err := parseConfig(environ)
 	if err != nil {
 		return err
-	}
-	if err := cfg.Refresh.Validate(); err != nil {
-		return err
-	}
-	if cfg.ID == "" {
-		cfg.ID = strconv.Itoa(os.Getpid())
 	}
 	log, err := cfg.NewLogger(stderr, slog.String("proc", "agent"), slog.String("id", cfg.ID))
 	if err != nil {
 		return err
 	}
+	var reported, stopping atomic.Bool
+	stopHealth, err := cfg.StartHealth(func() error {
+		switch {
+		case stopping.Load():
+			return errors.New("stopping")
+		case !reported.Load():
+			return errors.New("not reported ready to the master yet")
+		}
+		return nil
+	}, log)
+	if err != nil {
+		return err
+	}
+	defer stopHealth()
+	defer stopping.Store(true)
+
+	reconnected := make(chan struct{}, 1)
 	conn, err := bus.Dial(ctx, bus.Options{
 		URL: cfg.URL, User: cfg.User, Password: cfg.Secret,
 		ID: cfg.ID, Role: bus.RoleAgent, Logger: log,
+		OnReconnect: func() {
+			select { // a restarted master knows nobody: tell it again (external mode)
+			case reconnected <- struct{}{}:
+			default:
+			}
+		},
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for the bus
+		}
 		return err
 	}
 	defer conn.Close()
@@ -113,18 +172,36 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		cancel()
 		return g.Wait()
 	}
-	rctx, rcancel := context.WithTimeout(ctx, cfg.ReadyTimeout)
-	err = conn.SendToMaster(rctx, "ready", nil)
-	rcancel()
-	if err != nil {
-		cancel()
-		g.Wait()
-		return fmt.Errorf("report ready: %w", err)
+	logReady := func() {
+		if s := hub.Load(); s != nil {
+			log.Info("agent ready", "version", s.Version)
+		} else {
+			log.Warn("agent ready without data: the remote source has not answered yet")
+		}
 	}
-	if s := hub.Load(); s != nil {
-		log.Info("agent ready", "version", s.Version)
+	if cfg.External() {
+		// Tell the master now and after every reconnect, until it hears: it may be
+		// restarting, and nothing here exits because it is gone.
+		g.Go(func() error {
+			send := func(ctx context.Context) error { return conn.SendToMaster(ctx, "ready", nil) }
+			cli.Announce(gctx, send, reconnected, cfg.ReadyTimeout, log, func() {
+				if reported.CompareAndSwap(false, true) {
+					logReady()
+				}
+			})
+			return nil
+		})
 	} else {
-		log.Warn("agent ready without data: the remote source has not answered yet")
+		rctx, rcancel := context.WithTimeout(ctx, cfg.ReadyTimeout)
+		err = conn.SendToMaster(rctx, "ready", nil)
+		rcancel()
+		if err != nil {
+			cancel()
+			g.Wait()
+			return fmt.Errorf("report ready: %w", err)
+		}
+		reported.Store(true)
+		logReady()
 	}
 
 	g.Go(func() error { return sched.Run(gctx) })
@@ -134,17 +211,22 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		log.Info("push refresh is off")
 	}
 
+	var lifeline <-chan struct{} // none in external mode: the agent waits for a restarted master
+	if !cfg.External() {
+		lifeline = supervisor.Lifeline(environ)
+	}
 	var reason error
 	select {
 	case <-ctx.Done():
 		log.Info("stopping")
 	case <-gctx.Done():
 		reason = errors.New("a part of the agent stopped")
-	case <-supervisor.Lifeline(environ):
+	case <-lifeline:
 		reason = errors.New("the master is gone; exiting")
 	case <-conn.Done():
 		reason = errors.New("bus connection closed")
 	}
+	stopping.Store(true)
 	cancel()
 	if err := g.Wait(); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -12,11 +13,13 @@ import (
 )
 
 type config struct {
-	Mode            string        `env:"YOLK_MODE" envDefault:"fork" help:"fork (start the agent and workers) or external"`
+	cli.Deploy
 	Workers         int           `env:"YOLK_WORKERS" helpDefault:"usable CPUs" help:"workers in fork mode"`
 	HTTPAddr        string        `env:"YOLK_HTTP_ADDR" envDefault:":7001" help:"the workers' shared HTTP address"`
-	BusURL          string        `env:"YOLK_BUS_URL" helpDefault:"random loopback port" help:"where the bus listens (host must be loopback)"`
-	RunDir          string        `env:"YOLK_RUN_DIR" envDefault:"run/yolk" help:"state directory, found by master status and reload"`
+	BusURL          string        `env:"YOLK_BUS_URL" helpDefault:"random loopback port (fork), nats://127.0.0.1:4222 (external)" help:"where the bus listens (host must be loopback)"`
+	AgentSecret     string        `env:"YOLK_AGENT_SECRET" help:"external mode: the agent's bus secret (required; never printed)"`
+	WorkerSecret    string        `env:"YOLK_WORKER_SECRET" help:"external mode: the workers' bus secret (required; never printed)"`
+	RunDir          string        `env:"YOLK_RUN_DIR" helpDefault:"run/yolk (fork), /tmp/yolk (external)" help:"state directory, found by master status and reload"`
 	ShutdownTimeout time.Duration `env:"YOLK_SHUTDOWN_TIMEOUT" envDefault:"30s" help:"grace period per stop phase (workers, then agent)"`
 	ReadyTimeout    time.Duration `env:"YOLK_READY_TIMEOUT" envDefault:"30s" help:"how long a child may take to report ready"`
 	AgentBin        string        `env:"YOLK_AGENT_BIN" helpDefault:"agent beside master" help:"agent executable"`
@@ -27,12 +30,8 @@ type config struct {
 
 // validate checks what the types alone do not, and fills the computed defaults.
 func (c *config) validate() error {
-	switch c.Mode {
-	case "fork":
-	case "external":
-		return cli.BadValue("YOLK_MODE", c.Mode, "external mode is not implemented yet")
-	default:
-		return cli.BadValue("YOLK_MODE", c.Mode, "want fork or external")
+	if err := c.Deploy.Validate(); err != nil {
+		return err
 	}
 	if err := c.Refresh.Validate(); err != nil {
 		return err
@@ -50,12 +49,18 @@ func (c *config) validate() error {
 		return cli.BadValue("YOLK_READY_TIMEOUT", c.ReadyTimeout.String(), "must be positive")
 	}
 	if c.RunDir == "" {
-		return cli.BadValue("YOLK_RUN_DIR", c.RunDir, "must not be empty")
+		c.RunDir = "run/yolk"
+		if c.External() {
+			c.RunDir = "/tmp/yolk" // a container's root may be read-only; /tmp holds the health socket too
+		}
+	}
+	if c.BusURL == "" && c.External() {
+		c.BusURL = defaultExternalBus
 	}
 	if _, _, err := c.busAddr(); err != nil {
 		return err
 	}
-	if c.AgentBin == "" || c.WorkerBin == "" {
+	if !c.External() && (c.AgentBin == "" || c.WorkerBin == "") {
 		exe, err := os.Executable()
 		if err != nil {
 			return err
@@ -71,8 +76,29 @@ func (c *config) validate() error {
 	return nil
 }
 
-// busAddr is the host and port the bus listens on: a random loopback port unless
-// YOLK_BUS_URL names one. The bus never listens beyond loopback.
+// secrets checks that external mode has both role secrets, and that they
+// differ (a worker must not be able to log in as the agent). No error shows a
+// secret.
+func (c *config) secrets() error {
+	if c.AgentSecret == "" {
+		return cli.Unset("YOLK_AGENT_SECRET", "external mode needs the agent's bus secret")
+	}
+	if c.WorkerSecret == "" {
+		return cli.Unset("YOLK_WORKER_SECRET", "external mode needs the workers' bus secret")
+	}
+	if c.AgentSecret == c.WorkerSecret {
+		return &cli.UsageError{Err: errors.New("YOLK_AGENT_SECRET and YOLK_WORKER_SECRET are equal: give each role its own secret")}
+	}
+	return nil
+}
+
+// defaultExternalBus is where the bus listens in external mode, where every
+// container of the pod shares one network namespace.
+const defaultExternalBus = "nats://127.0.0.1:4222"
+
+// busAddr is the host and port the bus listens on: a random loopback port
+// unless YOLK_BUS_URL names one (validate sets 127.0.0.1:4222 in external mode).
+// The bus never listens beyond loopback.
 func (c *config) busAddr() (string, int, error) {
 	if c.BusURL == "" {
 		return "127.0.0.1", -1, nil

@@ -1,6 +1,8 @@
 // Command master is yolk's supervisor: it serves the bus, starts the agent and the
 // workers, restarts what crashes, reloads workers without downtime and stops them all
-// in order. `master status` and `master reload` talk to a running master.
+// in order. In external mode (YOLK_MODE=external) it starts nothing: it serves the bus
+// to the agent and workers the platform starts, and tracks who is ready.
+// `master status` and `master reload` talk to a running master.
 package main
 
 import (
@@ -17,13 +19,19 @@ import (
 
 const synopsis = `
 master: yolk's supervisor. Serves the bus, starts the agent, then the workers,
-restarts what crashes, and stops everything in order.
+restarts what crashes, and stops everything in order. In external mode
+(YOLK_MODE=external: compose, Kubernetes) it starts nothing and opens no HTTP
+port: it serves the bus on loopback to the agent and workers the platform starts,
+admits each role by its secret, and tracks who is ready.
 
 Usage:
   master                 run in the foreground (SIGTERM/SIGINT: graceful stop, a second one kills;
-                         SIGHUP: rolling reload of the workers)
+                         SIGHUP: rolling reload of the workers, fork mode)
   master status [--json] every process of the running master: role, id, state, uptime, restarts
   master reload          replace the workers one at a time, each new one ready before an old one stops
+  master healthcheck [--ready]
+                         ask the running master over YOLK_HEALTH_SOCKET: GET /healthz (alive), or
+                         /readyz (the agent and at least one worker ready); exit 0 on 200, else 1
   master --help          this text`
 
 // version is stamped by make build.
@@ -81,6 +89,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
 	}
+	if cmd == "healthcheck" { // needs no secret, only the socket
+		return cli.HealthcheckCommand(ctx, args, environ, stdout)
+	}
 	cfg, err := cli.Parse[config](environ)
 	if err != nil {
 		return err
@@ -92,6 +103,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 	case "":
 		if len(args) > 0 {
 			return cli.Usagef("unexpected argument %q (try --help)", args[0])
+		}
+		if cfg.External() {
+			return serveExternal(ctx, cfg, stderr, sig)
 		}
 		return serve(ctx, cfg, environ, stderr, sig)
 	case "status":

@@ -87,6 +87,12 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 		Logger: log,
 	})
 
+	stopHealth, err := cfg.StartHealth(func() error { return readiness(childStatuses(sup.Status())) }, log)
+	if err != nil {
+		return err
+	}
+	defer stopHealth()
+
 	var caches cacheStates
 	var reloading atomic.Bool
 	doReload := func() {
@@ -124,6 +130,7 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 			children := sup.Status()
 			return statusReply{
 				Master:    processStatus{Role: "master", ID: id, PID: os.Getpid(), State: "ready", Started: begin},
+				Mode:      cli.ModeFork,
 				Bus:       b.ClientURL(),
 				Reloading: reloading.Load(),
 				Children:  caches.fill(childStatuses(children)),
@@ -194,7 +201,10 @@ func credentials(b *broker.Broker, log *slog.Logger) func(role string) ([]string
 // childEnviron is the master's environment for a child, without the variables the
 // master sets per child, plus extra.
 func childEnviron(environ []string, extra ...string) []string {
-	own := []string{"YOLK_ID", "YOLK_BUS_URL", "YOLK_BUS_USER", "YOLK_BUS_SECRET", "YOLK_LISTEN_FD", "YOLK_LOG_FORMAT"}
+	// the health socket is the master's (children serving on one path would fight
+	// over it), and the role secrets are external mode's: never handed down
+	own := []string{"YOLK_ID", "YOLK_BUS_URL", "YOLK_BUS_USER", "YOLK_BUS_SECRET", "YOLK_LISTEN_FD", "YOLK_LOG_FORMAT",
+		"YOLK_MODE", "YOLK_HEALTH_SOCKET", "YOLK_AGENT_SECRET", "YOLK_WORKER_SECRET"}
 	var env []string
 	for _, kv := range environ {
 		k, _, _ := strings.Cut(kv, "=")
@@ -203,5 +213,5 @@ func childEnviron(environ []string, extra ...string) []string {
 		}
 	}
 	// children log JSON so the master can forward their records intact
-	return append(append(env, "YOLK_LOG_FORMAT=json"), extra...)
+	return append(append(env, "YOLK_LOG_FORMAT=json", "YOLK_MODE=fork"), extra...)
 }

@@ -34,7 +34,9 @@ func claimRunDir(path string) (runDir, error) {
 	if err := os.MkdirAll(path, 0o700); err != nil {
 		return d, fmt.Errorf("run directory: %w", err)
 	}
-	if st, err := readState(path); err == nil && alive(st.PID) {
+	// In a container the master is often pid 1 both before and after a restart:
+	// a state file naming our own pid is a previous life's.
+	if st, err := readState(path); err == nil && st.PID != os.Getpid() && alive(st.PID) {
 		return d, fmt.Errorf("a master is already running with %s (pid %d)", path, st.PID)
 	}
 	return d, nil

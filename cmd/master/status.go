@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -67,9 +68,36 @@ func (c *cacheStates) fill(ps []processStatus) []processStatus {
 // statusReply is the master's answer to a status request.
 type statusReply struct {
 	Master    processStatus   `json:"master"`
+	Mode      string          `json:"mode"`
 	Bus       string          `json:"bus"`
 	Reloading bool            `json:"reloading"`
 	Children  []processStatus `json:"children"`
+}
+
+// readiness says whether the service is ready: the agent and at least one
+// worker are. Its error says what is missing.
+func readiness(ps []processStatus) error {
+	agent, workers := false, 0
+	for _, p := range ps {
+		if p.State != supervisor.StateReady {
+			continue
+		}
+		switch p.Role {
+		case "agent":
+			agent = true
+		case "worker":
+			workers++
+		}
+	}
+	switch {
+	case !agent && workers == 0:
+		return errors.New("neither the agent nor a worker is ready")
+	case !agent:
+		return errors.New("the agent is not ready")
+	case workers == 0:
+		return errors.New("no worker is ready")
+	}
+	return nil
 }
 
 func childStatuses(cs []supervisor.ChildStatus) []processStatus {

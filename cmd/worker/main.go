@@ -34,15 +34,22 @@ HTTP port (GET /data, /data/{key}, /metrics, /healthz, /readyz) and keeps the
 cache fresh with the agent (push, pull_refresh, force_refresh).
 
 Usage:
-  worker          connect to the bus and serve (normally started by the master)
+  worker          connect to the bus and serve (started by the master in fork mode; in
+                  external mode by the platform: it binds YOLK_HTTP_ADDR with SO_REUSEPORT,
+                  logs in as user worker with YOLK_WORKER_SECRET, and waits for the master)
+  worker healthcheck [--ready]
+                  ask the running worker over YOLK_HEALTH_SOCKET: GET /healthz (alive), or
+                  /readyz (warm cache, reported ready); exit 0 on 200, else 1
   worker --help   this text`
 
 type config struct {
+	cli.Deploy
 	cli.Bus
+	WorkerSecret string `env:"YOLK_WORKER_SECRET" help:"external mode: the workers' bus secret; the bus user is worker (required; never printed)"`
 	cli.Refresh
-	HTTPAddr        string        `env:"YOLK_HTTP_ADDR" envDefault:":7001" help:"HTTP address (fork mode: the socket comes from the master)"`
+	HTTPAddr        string        `env:"YOLK_HTTP_ADDR" envDefault:":7001" help:"HTTP address (fork mode: the socket comes from the master; external mode: bound with SO_REUSEPORT once the cache is warm)"`
 	ListenFD        int           `env:"YOLK_LISTEN_FD" help:"inherited listening socket (set by the master)"`
-	ReadyTimeout    time.Duration `env:"YOLK_READY_TIMEOUT" envDefault:"30s" help:"how long to try to report ready"`
+	ReadyTimeout    time.Duration `env:"YOLK_READY_TIMEOUT" envDefault:"30s" help:"how long to try to report ready (external mode: each try; it tries until it succeeds)"`
 	ShutdownTimeout time.Duration `env:"YOLK_SHUTDOWN_TIMEOUT" envDefault:"30s" help:"how long in-flight requests may take to finish on stop"`
 	cli.Logging
 }
@@ -60,41 +67,84 @@ func main() {
 	}
 }
 
+// parseConfig reads and checks the config, and fills the bus login: the one the
+// master set (fork mode), or user worker with the role secret (external mode).
+func parseConfig(environ []string) (config, error) {
+	cfg, err := cli.Parse[config](environ)
+	if err != nil {
+		return cfg, err
+	}
+	if err := cfg.Deploy.Validate(); err != nil {
+		return cfg, err
+	}
+	if err := cfg.Refresh.Validate(); err != nil {
+		return cfg, err
+	}
+	if cfg.ReadyTimeout <= 0 {
+		return cfg, cli.BadValue("YOLK_READY_TIMEOUT", cfg.ReadyTimeout.String(), "must be positive")
+	}
+	if cfg.External() {
+		if cfg.WorkerSecret == "" {
+			return cfg, cli.Unset("YOLK_WORKER_SECRET", "external mode needs the workers' bus secret")
+		}
+		cfg.User, cfg.Secret = string(bus.RoleWorker), cfg.WorkerSecret
+	}
+	cfg.ID = cfg.ProcessID(string(bus.RoleWorker), cfg.ID)
+	if err := bus.ValidID(cfg.ID); err != nil {
+		return cfg, cli.BadValue("YOLK_ID", cfg.ID, "%v", err)
+	}
+	return cfg, nil
+}
+
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 	if cli.WantsHelp(args) {
 		cli.Usage(stdout, synopsis, config{})
 		return nil
 	}
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return cli.HealthcheckCommand(ctx, args[1:], environ, stdout)
+	}
 	if len(args) > 0 {
 		return cli.Usagef("unknown command %q (try --help)", args[0])
 	}
-	cfg, err := cli.Parse[config](environ)
+	cfg, err := parseConfig(environ)
 	if err != nil {
 		return err
-	}
-	if err := cfg.Refresh.Validate(); err != nil {
-		return err
-	}
-	if cfg.ID == "" {
-		cfg.ID = strconv.Itoa(os.Getpid())
 	}
 	log, err := cfg.NewLogger(stderr, slog.String("proc", "worker"), slog.String("id", cfg.ID))
 	if err != nil {
 		return err
 	}
-	ln, err := listen(cfg)
+	var isWarm, reported, stopping atomic.Bool
+	stopHealth, err := cfg.StartHealth(func() error {
+		switch {
+		case stopping.Load():
+			return errors.New("stopping")
+		case !isWarm.Load():
+			return errors.New("the cache is not warm yet")
+		case !reported.Load():
+			return errors.New("not reported ready to the master yet")
+		}
+		return nil
+	}, log)
 	if err != nil {
 		return err
 	}
-	defer ln.Close()
+	defer stopHealth()
+	defer stopping.Store(true) // runs first: not ready while draining
 
 	var replica atomic.Pointer[cache.Replica]
+	reconnected := make(chan struct{}, 1)
 	conn, err := bus.Dial(ctx, bus.Options{
 		URL: cfg.URL, User: cfg.User, Password: cfg.Secret,
 		ID: cfg.ID, Role: bus.RoleWorker, Logger: log,
 		OnReconnect: func() {
 			if r := replica.Load(); r != nil {
 				r.Reconnected()
+			}
+			select { // a restarted master knows nobody: tell it again (external mode)
+			case reconnected <- struct{}{}:
+			default:
 			}
 		},
 		OnError: func(error) {
@@ -105,6 +155,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		},
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for the bus
+		}
 		return err
 	}
 	defer conn.Close()
@@ -126,7 +179,12 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return err
 	}
 
-	lifeline := supervisor.Lifeline(environ)
+	// In external mode nothing exits because the master is gone: the worker
+	// keeps serving and waits for it (Lifeline is nil without a pipe).
+	var lifeline <-chan struct{}
+	if !cfg.External() {
+		lifeline = supervisor.Lifeline(environ)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	warm := make(chan struct{})
 	g.Go(func() error { return rep.Run(gctx, func() { close(warm) }) })
@@ -147,25 +205,53 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		}
 		return notWarm
 	}
+	isWarm.Store(true)
 
-	// Serve only with a warm cache: the socket is shared, so a worker that
-	// accepted before it had data would answer 503 during a reload.
+	// Listen and serve only with a warm cache: the socket is shared (by the master,
+	// or with SO_REUSEPORT), so a worker that accepted before it had data would
+	// answer 503 or hold connections during a start or a reload.
+	ln, err := listen(cfg)
+	if err != nil {
+		cancel()
+		g.Wait()
+		return err
+	}
+	defer ln.Close()
 	srv := newServer(&store, cfg.ID, metrics, log)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
-	rctx, rcancel := context.WithTimeout(ctx, cfg.ReadyTimeout)
-	err = conn.SendToMaster(rctx, "ready", nil)
-	rcancel()
-	if err != nil {
-		ln.Close()
-		<-served
-		cancel()
-		g.Wait()
-		return fmt.Errorf("report ready: %w", err)
+	if cfg.External() {
+		// Tell the master now and after every reconnect, until it hears (it may be
+		// restarting), then send it our cache state again.
+		g.Go(func() error {
+			send := func(ctx context.Context) error { return conn.SendToMaster(ctx, "ready", nil) }
+			cli.Announce(gctx, send, reconnected, cfg.ReadyTimeout, log, func() {
+				if reported.CompareAndSwap(false, true) {
+					srv.setReady()
+					log.Info("worker ready", "addr", ln.Addr().String(), "version", store.Load().Version)
+				}
+				if s := store.Load(); s != nil {
+					latest(reports, s)
+				}
+			})
+			return nil
+		})
+	} else {
+		rctx, rcancel := context.WithTimeout(ctx, cfg.ReadyTimeout)
+		err = conn.SendToMaster(rctx, "ready", nil)
+		rcancel()
+		if err != nil {
+			ln.Close()
+			<-served
+			cancel()
+			g.Wait()
+			return fmt.Errorf("report ready: %w", err)
+		}
+		reported.Store(true)
+		srv.setReady()
+		log.Info("worker ready", "addr", ln.Addr().String(), "version", store.Load().Version)
 	}
-	srv.setReady()
-	log.Info("worker ready", "addr", ln.Addr().String(), "version", store.Load().Version)
 
 	var reason error
 	select {
@@ -179,6 +265,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		served <- err // keep it for the wait below
 		reason = fmt.Errorf("serve: %w", err)
 	}
+	stopping.Store(true)
 	// Close the listener first and let Serve return: connections still queued on the
 	// shared socket go to the other workers. Then finish what was accepted.
 	ln.Close()

@@ -1,6 +1,7 @@
 // Package cli holds what the yolk commands share at their edges: reading a config struct
 // from the environment with errors that name the variable, printing --help from the same
-// struct, and building the slog logger. It knows nothing of the bus or the processes.
+// struct, building the slog logger, and the health socket each process serves for its
+// `healthcheck` subcommand. It knows nothing of the bus or of the other processes.
 package cli
 
 import (

@@ -1,0 +1,239 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/yolkgo/yolk/bus"
+	"github.com/yolkgo/yolk/bus/broker"
+	"github.com/yolkgo/yolk/internal/cli"
+	"github.com/yolkgo/yolk/supervisor"
+)
+
+// serveExternal runs the master of external mode until ctx is cancelled: it starts
+// no process and opens no HTTP port. It serves the bus to the agent and workers
+// the platform starts, admits each role by its secret, and tracks who is ready:
+// a process is a member from its "ready" event (its role from its credential)
+// until its connection closes. Agents and workers reconnect after a restart of
+// the master and send "ready" again, so a new master learns them within seconds.
+func serveExternal(ctx context.Context, cfg config, stderr io.Writer, sig signals) error {
+	begin := time.Now()
+	id := strconv.Itoa(os.Getpid())
+	if err := cfg.secrets(); err != nil {
+		return err
+	}
+	log, err := cfg.NewLogger(stderr, slog.String("proc", "master"))
+	if err != nil {
+		return err
+	}
+	state, err := claimRunDir(cfg.RunDir)
+	if err != nil {
+		return err
+	}
+	defer state.remove()
+
+	members := newMembers(log)
+	host, port, _ := cfg.busAddr()
+	b, err := broker.Start(broker.Config{
+		Host: host, Port: port, Logger: log,
+		Roles:        map[bus.Role]string{bus.RoleAgent: cfg.AgentSecret, bus.RoleWorker: cfg.WorkerSecret},
+		OnDisconnect: members.left,
+	})
+	if err != nil {
+		return fmt.Errorf("start bus: %w", err)
+	}
+	defer b.Shutdown()
+
+	mc := b.Mint(bus.RoleMaster, id)
+	conn, err := bus.Dial(ctx, bus.Options{
+		InProcess: b.InProcess(), User: mc.User, Password: mc.Password,
+		ID: id, Role: bus.RoleMaster, Logger: log,
+	})
+	if err != nil {
+		return fmt.Errorf("connect to bus: %w", err)
+	}
+	defer conn.Close()
+
+	var caches cacheStates
+	handlers := map[string]bus.Handler{
+		"ready": func(_ context.Context, m bus.Message) (any, error) {
+			return nil, members.joined(m.From, b.Connected)
+		},
+		"state": func(_ context.Context, m bus.Message) (any, error) {
+			var st cacheState
+			if err := m.Decode(&st); err != nil {
+				return nil, fmt.Errorf("state from %s: %w", m.From, err)
+			}
+			caches.set(m.From, st)
+			return nil, nil
+		},
+		"status": func(context.Context, bus.Message) (any, error) {
+			children := members.list()
+			self := processStatus{Role: "master", ID: id, PID: os.Getpid(), State: supervisor.StateReady, Started: begin}
+			if readiness(children) != nil {
+				self.State = supervisor.StateStarting
+			}
+			return statusReply{Master: self, Mode: cli.ModeExternal, Bus: b.ClientURL(), Children: caches.fill(children)}, nil
+		},
+		"reload": func(context.Context, bus.Message) (any, error) {
+			return nil, errors.New("no reload in external mode: the platform replaces the workers (a rolling update)")
+		},
+	}
+	for event, h := range handlers {
+		if err := conn.On(event, h); err != nil {
+			return err
+		}
+	}
+
+	stopHealth, err := cfg.StartHealth(func() error { return readiness(members.list()) }, log)
+	if err != nil {
+		return err
+	}
+	defer stopHealth()
+
+	ctl := b.Mint(bus.RoleControl, "ctl")
+	if err := state.write(stateFile{
+		PID: os.Getpid(), Bus: b.ClientURL(), User: ctl.User, Secret: ctl.Password, Started: begin,
+	}); err != nil {
+		return err
+	}
+	log.Info("master started", "version", version, "mode", cli.ModeExternal, "bus", b.ClientURL(),
+		"health", cfg.HealthPath(), "runDir", cfg.RunDir)
+
+	var wasReady bool
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("stopped cleanly")
+			return nil
+		case <-sig.kill:
+			log.Warn("second signal: stopping now")
+			return nil
+		case <-sig.reload:
+			log.Warn("SIGHUP ignored: no reload in external mode; the platform replaces the workers")
+		case <-members.changed:
+			err := readiness(members.list())
+			switch ready := err == nil; {
+			case ready && !wasReady:
+				log.Info("yolk ready", "workers", members.count("worker"), "startup", time.Since(begin).Round(time.Millisecond).String())
+				if err := conn.Broadcast("yolk-ready", nil); err != nil {
+					log.Error("broadcast yolk-ready", "err", err)
+				}
+			case !ready && wasReady:
+				log.Warn("yolk not ready", "why", err.Error())
+			}
+			wasReady = err == nil
+		}
+	}
+}
+
+// members is external mode's membership: the agent and the workers that said
+// they are ready and are still connected. Safe for concurrent use.
+type members struct {
+	log     *slog.Logger
+	changed chan struct{} // signalled (without blocking) at each join and leave
+
+	mu   sync.Mutex
+	byID map[string]member
+}
+
+type member struct {
+	role  bus.Role
+	since time.Time // when it (last) said it was ready
+}
+
+func newMembers(log *slog.Logger) *members {
+	return &members{log: log, changed: make(chan struct{}, 1), byID: make(map[string]member)}
+}
+
+// joined records a process's ready event. connected gives its role as its
+// credential says; a process not connected (it left while its message was on
+// the way) is not recorded. Lookup and record happen under one lock, and the
+// broker forgets a connection before it calls left, so a process that leaves
+// is never recorded after its departure.
+func (ms *members) joined(id string, connected func(string) (bus.Role, bool)) error {
+	ms.mu.Lock()
+	role, ok := connected(id)
+	switch {
+	case !ok:
+		ms.mu.Unlock()
+		return fmt.Errorf("ready from %q: not connected, or claimed by processes of two roles", id)
+	case role != bus.RoleAgent && role != bus.RoleWorker:
+		ms.mu.Unlock()
+		return fmt.Errorf("ready from %q: a %s is not a member", id, role)
+	}
+	m, again := ms.byID[id]
+	if !again || m.role != role {
+		m = member{role: role, since: time.Now()}
+		ms.byID[id] = m
+	}
+	ms.mu.Unlock()
+	if !again {
+		ms.log.Info("member ready", "role", string(role), "member", id)
+		ms.signal()
+	}
+	return nil
+}
+
+// left forgets a process whose connection closed: broker.Config.OnDisconnect.
+func (ms *members) left(role bus.Role, id string) {
+	ms.mu.Lock()
+	m, ok := ms.byID[id]
+	if ok && m.role == role {
+		delete(ms.byID, id)
+	}
+	ms.mu.Unlock()
+	if ok && m.role == role {
+		ms.log.Warn("member left", "role", string(role), "member", id,
+			"uptime", time.Since(m.since).Round(time.Millisecond).String())
+		ms.signal()
+	}
+}
+
+func (ms *members) signal() {
+	select {
+	case ms.changed <- struct{}{}:
+	default:
+	}
+}
+
+// list returns the members as status rows: the agent first, then the workers
+// by age; started is when each said it was ready.
+func (ms *members) list() []processStatus {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	out := make([]processStatus, 0, len(ms.byID))
+	for id, m := range ms.byID {
+		out = append(out, processStatus{Role: string(m.role), ID: id, State: supervisor.StateReady, Started: m.since})
+	}
+	slices.SortFunc(out, func(a, b processStatus) int {
+		return cmp.Or(cmp.Compare(roleOrder(a.Role), roleOrder(b.Role)), a.Started.Compare(b.Started), cmp.Compare(a.ID, b.ID))
+	})
+	return out
+}
+
+func (ms *members) count(role string) int {
+	n := 0
+	for _, p := range ms.list() {
+		if p.Role == role {
+			n++
+		}
+	}
+	return n
+}
+
+func roleOrder(role string) int {
+	if role == string(bus.RoleAgent) {
+		return 0
+	}
+	return 1
+}

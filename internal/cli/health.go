@@ -1,0 +1,249 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Modes of YOLK_MODE.
+const (
+	ModeFork     = "fork"     // the master starts the agent and the workers
+	ModeExternal = "external" // the platform (compose, Kubernetes) starts every process
+)
+
+// DefaultHealthSocket is where a process serves its health in external mode
+// unless YOLK_HEALTH_SOCKET says otherwise.
+const DefaultHealthSocket = "/tmp/yolk-health.sock"
+
+// maxSocketPath is the longest path a unix socket may have on Linux (sun_path
+// is 108 bytes with its terminating NUL).
+const maxSocketPath = 107
+
+// Deploy is the part of every command's config that says who starts the
+// processes and where a process answers its health probes.
+type Deploy struct {
+	Mode         string `env:"YOLK_MODE" envDefault:"fork" help:"fork (the master starts the agent and workers) or external (the platform does: compose, Kubernetes)"`
+	HealthSocket string `env:"YOLK_HEALTH_SOCKET" helpDefault:"/tmp/yolk-health.sock (external), off (fork)" help:"unix socket serving GET /healthz and /readyz for this process's healthcheck; off: none"`
+}
+
+// Validate checks the mode and the socket path.
+func (d Deploy) Validate() error {
+	if d.Mode != ModeFork && d.Mode != ModeExternal {
+		return BadValue("YOLK_MODE", d.Mode, "want fork or external")
+	}
+	if p := d.HealthPath(); len(p) > maxSocketPath {
+		return BadValue("YOLK_HEALTH_SOCKET", d.HealthSocket, "a unix socket path has at most %d bytes", maxSocketPath)
+	}
+	return nil
+}
+
+// External reports whether the platform, not the master, starts the processes.
+func (d Deploy) External() bool { return d.Mode == ModeExternal }
+
+// HealthPath is the health socket's path, or "" when there is none.
+func (d Deploy) HealthPath() string {
+	switch {
+	case d.HealthSocket == "off":
+		return ""
+	case d.HealthSocket != "":
+		return d.HealthSocket
+	case d.External():
+		return DefaultHealthSocket
+	}
+	return ""
+}
+
+// ProcessID is a process's id on the bus: id when set, else its pid in fork
+// mode and <role>-<8 random hex digits> in external mode, where every
+// container's process may be pid 1.
+func (d Deploy) ProcessID(role, id string) string {
+	if id != "" {
+		return id
+	}
+	if !d.External() {
+		return strconv.Itoa(os.Getpid())
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return role + "-" + hex.EncodeToString(b)
+}
+
+// Unset returns a *UsageError for a required variable that is missing or
+// empty. It never shows a value: use it for secrets.
+func Unset(name, why string) error {
+	return &UsageError{Err: fmt.Errorf("%s is not set: %s", name, why)}
+}
+
+// HealthServer serves GET /healthz and GET /readyz on a unix socket, so that a
+// probe run inside a container reaches the process of that container and no
+// other (a TCP port may be shared by every worker of a pod).
+type HealthServer struct {
+	ln   net.Listener
+	path string
+}
+
+// ListenHealth binds the health socket at path (mode 0600: probes run as the
+// same user). A socket file left by a process that is gone is removed first;
+// one that a live process still answers on, or a file that is not a socket,
+// is an error. Serve it, or Close it.
+func ListenHealth(path string) (*HealthServer, error) {
+	if st, err := os.Lstat(path); err == nil {
+		if st.Mode().Type() != fs.ModeSocket {
+			return nil, BadValue("YOLK_HEALTH_SOCKET", path, "exists and is not a socket")
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, BadValue("YOLK_HEALTH_SOCKET", path, "another process serves its health there")
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale health socket: %w", err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("health socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("health socket: %w", err)
+	}
+	return &HealthServer{ln: ln, path: path}, nil
+}
+
+// Path returns the socket's path.
+func (h *HealthServer) Path() string { return h.path }
+
+// Close closes the socket and removes its file; Serve returns.
+func (h *HealthServer) Close() error { return h.ln.Close() } // a unix listener unlinks its file
+
+// Serve answers GET /healthz with 200 while the process runs, and GET /readyz
+// with 200 when ready returns nil, else 503 and ready's error. ready is
+// called on each probe and must be safe for concurrent use. Serve returns when
+// ctx is done, after closing the socket and removing its file.
+func (h *HealthServer) Serve(ctx context.Context, ready func() error, log *slog.Logger) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	stop := context.AfterFunc(ctx, func() { srv.Close() })
+	defer stop()
+	err := srv.Serve(h.ln)
+	h.ln.Close()
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("health socket: %w", err)
+}
+
+// healthcheckTimeout bounds one healthcheck.
+const healthcheckTimeout = 2 * time.Second
+
+// Healthcheck asks the process serving the health socket at path: GET
+// /healthz, or /readyz when ready is set, within 2s. It prints the answer to
+// stdout and returns nil on 200, else an error saying why.
+func Healthcheck(ctx context.Context, path string, ready bool, stdout io.Writer) error {
+	endpoint := "/healthz"
+	if ready {
+		endpoint = "/readyz"
+	}
+	ctx, cancel := context.WithTimeout(ctx, healthcheckTimeout)
+	defer cancel()
+	client := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+		DisableKeepAlives: true,
+	}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://health"+endpoint, nil)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: GET %s on %s: %w", endpoint, path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	text := strings.TrimSpace(string(body))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: GET %s on %s: %s: %s", endpoint, path, resp.Status, text)
+	}
+	fmt.Fprintln(stdout, text)
+	return nil
+}
+
+// HealthcheckCommand runs the `healthcheck [--ready]` subcommand of a process
+// configured by environ: it asks the process serving YOLK_HEALTH_SOCKET.
+func HealthcheckCommand(ctx context.Context, args, environ []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	ready := fs.Bool("ready", false, "ask GET /readyz (ready to serve) instead of GET /healthz (alive)")
+	if err := fs.Parse(args); err != nil {
+		return Usagef("healthcheck: %v", err)
+	}
+	if fs.NArg() > 0 {
+		return Usagef("healthcheck: unexpected argument %q", fs.Arg(0))
+	}
+	d, err := Parse[Deploy](environ)
+	if err != nil {
+		return err
+	}
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	path := d.HealthPath()
+	if path == "" {
+		return errors.New("healthcheck: no health socket (YOLK_HEALTH_SOCKET is off, or unset in fork mode)")
+	}
+	return Healthcheck(ctx, path, *ready, stdout)
+}
+
+// StartHealth binds the health socket d names, if any, and serves it (see
+// [HealthServer.Serve]) on a goroutine of its own until stop is called; stop
+// closes the socket, removes its file and waits. With no socket it does
+// nothing and stop is a no-op.
+func (d Deploy) StartHealth(ready func() error, log *slog.Logger) (stop func(), err error) {
+	path := d.HealthPath()
+	if path == "" {
+		return func() {}, nil
+	}
+	hs, err := ListenHealth(path)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := hs.Serve(ctx, ready, log); err != nil {
+			log.Error("health socket stopped", "path", path, "err", err)
+		}
+	})
+	return func() { cancel(); wg.Wait() }, nil
+}
