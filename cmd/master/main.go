@@ -29,6 +29,7 @@ Usage:
                          SIGHUP: rolling reload of the workers, fork mode)
   master status [--json] every process of the running master: role, id, state, uptime, restarts
   master reload          replace the workers one at a time, each new one ready before an old one stops
+  master pause           do nothing until SIGTERM: holds a network namespace in compose.yaml
   master healthcheck [--ready]
                          ask the running master over YOLK_HEALTH_SOCKET: GET /healthz (alive), or
                          /readyz (the agent and at least one worker ready); exit 0 on 200, else 1
@@ -89,8 +90,14 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
 	}
-	if cmd == "healthcheck" { // needs no secret, only the socket
+	switch cmd {
+	case "healthcheck": // needs no secret, only the socket
 		return cli.HealthcheckCommand(ctx, args, environ, stdout)
+	case "pause":
+		// Hold a network namespace for others to join, as a Kubernetes pod's
+		// pause container does (compose.yaml): do nothing until stopped.
+		<-ctx.Done()
+		return nil
 	}
 	cfg, err := cli.Parse[config](environ)
 	if err != nil {
