@@ -1,5 +1,5 @@
-# yolk: one image with the four static binaries (master, agent, worker, source) on
-# scratch, running as uid 65532. Two ways to build it, both with the legacy builder:
+# yolk: one image with the static multi-call binary /yolk, linked as /master, /agent,
+# /worker and /source, on scratch, running as uid 65532. Two ways to build it, both with the legacy builder:
 #
 #   make image                  the binaries are built on this host (make build:
 #                               CGO_ENABLED=0, -trimpath), then copied by the first
@@ -16,9 +16,11 @@
 # 65532, and the health checks are the binaries' own `healthcheck` subcommands.
 
 FROM scratch AS prebuilt
-COPY bin/master bin/agent bin/worker bin/source /
-# bin/tmp is an empty directory that make image creates.
-COPY --chown=65532:65532 bin/tmp /tmp
+# bin/image: yolk and its hard links, as make image makes them. Copied as one
+# directory, the links stay links (a file each, or a symlink, would be a copy).
+COPY bin/image/ /
+# bin/image-tmp: an empty directory (scratch has no mkdir).
+COPY --chown=65532:65532 bin/image-tmp /tmp
 ENV YOLK_RUN_DIR=/tmp/yolk
 USER 65532:65532
 EXPOSE 7001
@@ -31,13 +33,14 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" \
-        -o /out/ ./cmd/master ./cmd/agent ./cmd/worker ./cmd/source \
-    && mkdir /out/tmp
+RUN CGO_ENABLED=0 go build -trimpath \
+        -ldflags "-s -w -X github.com/yolkgo/yolk/internal/command/master.version=${VERSION}" \
+        -o /out/yolk ./cmd/yolk \
+    && mkdir /tmp/empty && cd /out && for c in master agent worker source; do ln yolk $c; done
 
 FROM scratch
-COPY --from=build /out/master /out/agent /out/worker /out/source /
-COPY --from=build --chown=65532:65532 /out/tmp /tmp
+COPY --from=build /out/ /
+COPY --from=build --chown=65532:65532 /tmp/empty /tmp
 ENV YOLK_RUN_DIR=/tmp/yolk
 USER 65532:65532
 EXPOSE 7001

@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 CMDS    := master agent worker source
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+LDFLAGS := -s -w -X github.com/yolkgo/yolk/internal/command/master.version=$(VERSION)
 IMAGE   ?= yolk:dev
 COMPOSE ?= docker-compose
 WORKERS ?= 3
@@ -43,7 +43,9 @@ clean:
 # FROM scratch, so it never pulls (no registry needed). bin/tmp becomes the image's
 # /tmp: scratch has no mkdir.
 image: build
-	@mkdir -p $(BIN)/tmp
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/image/yolk ./cmd/yolk
+	@cd $(BIN)/image && for c in $(CMDS); do ln -f yolk $$c; done
+	@mkdir -p $(BIN)/image-tmp
 	DOCKER_BUILDKIT=0 docker build --target prebuilt -t $(IMAGE) .
 
 # .env: the secrets docker-compose substitutes into compose.yaml, random, made once

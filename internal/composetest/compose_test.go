@@ -210,8 +210,13 @@ func newStack(t *testing.T) *stack {
 	if user != "65532:65532" {
 		t.Errorf("image %s runs as user %q, want 65532:65532", s.image, user)
 	}
-	if n, err := strconv.ParseInt(size, 10, 64); err == nil {
-		t.Logf("image %s: %.1f MB", s.image, float64(n)/1e6)
+	n, err := strconv.ParseInt(size, 10, 64)
+	if err != nil {
+		t.Fatalf("image size %q: %v", size, err)
+	}
+	t.Logf("image %s: %.1f MB", s.image, float64(n)/1e6)
+	if n >= 40e6 {
+		t.Errorf("image %s is %.1f MB, want under 40 MB", s.image, float64(n)/1e6)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), downTimeout)

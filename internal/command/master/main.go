@@ -1,0 +1,127 @@
+// Package master is the master command, yolk's supervisor: it serves the bus, starts the agent and the
+// workers, restarts what crashes, reloads workers without downtime and stops them all
+// in order. In external mode (YOLK_MODE=external) it starts nothing: it serves the bus
+// to the agent and workers the platform starts, and tracks who is ready.
+// `master status` and `master reload` talk to a running master.
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/yolkgo/yolk/internal/cli"
+)
+
+const synopsis = `
+master: yolk's supervisor. Serves the bus, starts the agent, then the workers,
+restarts what crashes, and stops everything in order. In external mode
+(YOLK_MODE=external: compose, Kubernetes) it starts nothing and opens no HTTP
+port: it serves the bus on loopback to the agent and workers the platform starts,
+admits each role by its secret, and tracks who is ready.
+
+Usage:
+  master                 run in the foreground (SIGTERM/SIGINT: graceful stop, a second one kills;
+                         SIGHUP: rolling reload of the workers, fork mode)
+  master status [--json] every process of the running master: role, id, state, uptime, restarts
+  master reload          replace the workers one at a time, each new one ready before an old one stops
+  master pause           do nothing until SIGTERM: holds a network namespace in compose.yaml
+  master healthcheck [--ready]
+                         ask the running master over YOLK_HEALTH_SOCKET: GET /healthz (alive), or
+                         /readyz (the agent and at least one worker ready); exit 0 on 200, else 1
+  master --help          this text`
+
+// version is stamped by make build.
+var version = "dev"
+
+// signals are what main turns OS signals into after the first stop request.
+type signals struct {
+	reload <-chan struct{} // SIGHUP
+	kill   <-chan struct{} // a second SIGTERM or SIGINT
+}
+
+// Main runs the command with the process's arguments, environment and stdio, and
+// exits: 0 after a clean stop, 2 for a usage error, 1 otherwise.
+func Main() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reload := make(chan struct{}, 1)
+	kill := make(chan struct{})
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		stopping := false
+		for s := range sigs {
+			switch {
+			case s == syscall.SIGHUP:
+				select {
+				case reload <- struct{}{}:
+				default: // one is already pending
+				}
+			case !stopping:
+				stopping = true
+				cancel()
+			default:
+				close(kill)
+				signal.Stop(sigs)
+				return
+			}
+		}
+	}()
+	err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr, signals{reload: reload, kill: kill})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "master: %v\n", err)
+		var uerr *cli.UsageError
+		if errors.As(err, &uerr) {
+			os.Exit(cli.ExitUsage)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, sig signals) error {
+	if cli.WantsHelp(args) {
+		cli.Usage(stdout, synopsis, config{})
+		return nil
+	}
+	cmd := ""
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "healthcheck": // needs no secret, only the socket
+		return cli.HealthcheckCommand(ctx, args, environ, stdout)
+	case "pause":
+		// Hold a network namespace for others to join, as a Kubernetes pod's
+		// pause container does (compose.yaml): do nothing until stopped.
+		<-ctx.Done()
+		return nil
+	}
+	cfg, err := cli.Parse[config](environ)
+	if err != nil {
+		return err
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	switch cmd {
+	case "":
+		if len(args) > 0 {
+			return cli.Usagef("unexpected argument %q (try --help)", args[0])
+		}
+		if cfg.External() {
+			return serveExternal(ctx, cfg, stderr, sig)
+		}
+		return serve(ctx, cfg, environ, stderr, sig)
+	case "status":
+		return status(ctx, cfg, args, stdout)
+	case "reload":
+		return reloadCmd(ctx, cfg, args, stdout)
+	default:
+		return cli.Usagef("unknown command %q (try --help)", cmd)
+	}
+}
