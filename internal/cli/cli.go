@@ -5,6 +5,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,8 +13,10 @@ import (
 	"maps"
 	"net/url"
 	"os"
+	"os/signal"
 	"reflect"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -235,4 +238,27 @@ func (r Refresh) Validate() error {
 // Source returns the HTTP source r names.
 func (r Refresh) Source() *cache.HTTPSource {
 	return &cache.HTTPSource{URL: strings.TrimSuffix(r.SourceURL, "/") + "/data", Timeout: r.FetchTimeout}
+}
+
+// RunFunc is a command's body: everything but the process's globals, so tests can
+// call it with their own arguments, environment and buffers.
+type RunFunc func(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error
+
+// Main runs run with the process's arguments, environment and stdio, and exits:
+// 0 after a clean stop, ExitUsage for a *UsageError, 1 for any other error, which
+// it prints prefixed with name. The first SIGTERM or SIGINT cancels run's context;
+// a second one kills the process.
+func Main(name string, run RunFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	context.AfterFunc(ctx, stop) // after the first signal the default action is back
+	err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		var uerr *UsageError
+		if errors.As(err, &uerr) {
+			os.Exit(ExitUsage)
+		}
+		os.Exit(1)
+	}
 }

@@ -7,15 +7,11 @@ package source
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/yolkgo/yolk/internal/cli"
@@ -63,18 +59,7 @@ type config struct {
 
 // Main runs the command with the process's arguments, environment and stdio, and
 // exits: 0 after a clean stop, 2 for a usage error, 1 otherwise.
-func Main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	context.AfterFunc(ctx, stop) // first signal: graceful stop; a second one kills
-	if err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintf(os.Stderr, "source: %v\n", err)
-		var uerr *cli.UsageError
-		if errors.As(err, &uerr) {
-			os.Exit(cli.ExitUsage)
-		}
-		os.Exit(1)
-	}
-}
+func Main() { cli.Main("source", run) }
 
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 	if cli.WantsHelp(args) {

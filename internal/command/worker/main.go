@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -56,18 +55,7 @@ type config struct {
 
 // Main runs the command with the process's arguments, environment and stdio, and
 // exits: 0 after a clean stop, 2 for a usage error, 1 otherwise.
-func Main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	context.AfterFunc(ctx, stop) // first signal: graceful stop; a second one kills
-	if err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintf(os.Stderr, "worker: %v\n", err)
-		var uerr *cli.UsageError
-		if errors.As(err, &uerr) {
-			os.Exit(cli.ExitUsage)
-		}
-		os.Exit(1)
-	}
-}
+func Main() { cli.Main("worker", run) }
 
 // parseConfig reads and checks the config, and fills the bus login: the one the
 // master set (fork mode), or user worker with the role secret (external mode).
