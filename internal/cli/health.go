@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/yolkgo/yolk/bus"
 )
 
 // Modes of YOLK_MODE.
@@ -246,4 +248,27 @@ func (d Deploy) StartHealth(ready func() error, log *slog.Logger) (stop func(), 
 		}
 	})
 	return func() { cancel(); wg.Wait() }, nil
+}
+
+// Join checks a child's deployment settings and completes its bus login: the
+// credential the master set (fork mode), or the role's name and the secret read from
+// secretVar (external mode). It also settles the process's id.
+func (d Deploy) Join(b *Bus, role bus.Role, secretVar, secret string, readyTimeout time.Duration) error {
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	if readyTimeout <= 0 {
+		return BadValue("YOLK_READY_TIMEOUT", readyTimeout.String(), "must be positive")
+	}
+	if d.External() {
+		if secret == "" {
+			return Unset(secretVar, "external mode needs the "+string(role)+"'s bus secret")
+		}
+		b.User, b.Secret = string(role), secret
+	}
+	b.ID = d.ProcessID(string(role), b.ID)
+	if err := bus.ValidID(b.ID); err != nil {
+		return BadValue("YOLK_ID", b.ID, "%v", err)
+	}
+	return nil
 }

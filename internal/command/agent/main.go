@@ -56,26 +56,10 @@ func parseConfig(environ []string) (config, error) {
 	if err != nil {
 		return cfg, err
 	}
-	if err := cfg.Deploy.Validate(); err != nil {
-		return cfg, err
-	}
 	if err := cfg.Refresh.Validate(); err != nil {
 		return cfg, err
 	}
-	if cfg.ReadyTimeout <= 0 {
-		return cfg, cli.BadValue("YOLK_READY_TIMEOUT", cfg.ReadyTimeout.String(), "must be positive")
-	}
-	if cfg.External() {
-		if cfg.AgentSecret == "" {
-			return cfg, cli.Unset("YOLK_AGENT_SECRET", "external mode needs the agent's bus secret")
-		}
-		cfg.User, cfg.Secret = string(bus.RoleAgent), cfg.AgentSecret
-	}
-	cfg.ID = cfg.ProcessID(string(bus.RoleAgent), cfg.ID)
-	if err := bus.ValidID(cfg.ID); err != nil {
-		return cfg, cli.BadValue("YOLK_ID", cfg.ID, "%v", err)
-	}
-	return cfg, nil
+	return cfg, cfg.Join(&cfg.Bus, bus.RoleAgent, "YOLK_AGENT_SECRET", cfg.AgentSecret, cfg.ReadyTimeout)
 }
 
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {

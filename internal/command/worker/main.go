@@ -64,26 +64,10 @@ func parseConfig(environ []string) (config, error) {
 	if err != nil {
 		return cfg, err
 	}
-	if err := cfg.Deploy.Validate(); err != nil {
-		return cfg, err
-	}
 	if err := cfg.Refresh.Validate(); err != nil {
 		return cfg, err
 	}
-	if cfg.ReadyTimeout <= 0 {
-		return cfg, cli.BadValue("YOLK_READY_TIMEOUT", cfg.ReadyTimeout.String(), "must be positive")
-	}
-	if cfg.External() {
-		if cfg.WorkerSecret == "" {
-			return cfg, cli.Unset("YOLK_WORKER_SECRET", "external mode needs the workers' bus secret")
-		}
-		cfg.User, cfg.Secret = string(bus.RoleWorker), cfg.WorkerSecret
-	}
-	cfg.ID = cfg.ProcessID(string(bus.RoleWorker), cfg.ID)
-	if err := bus.ValidID(cfg.ID); err != nil {
-		return cfg, cli.BadValue("YOLK_ID", cfg.ID, "%v", err)
-	}
-	return cfg, nil
+	return cfg, cfg.Join(&cfg.Bus, bus.RoleWorker, "YOLK_WORKER_SECRET", cfg.WorkerSecret, cfg.ReadyTimeout)
 }
 
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
