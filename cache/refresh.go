@@ -240,7 +240,7 @@ func receive(ctx context.Context, conn *bus.Conn, r Refresh, have *Snapshot) (*S
 	return copyFrom(ctx, askProcess(conn, r.Holder), r.Holder, hv)
 }
 
-// latest wakes waiters whenever a value changes; the zero value is ready to use.
+// signal wakes waiters whenever notify is called; the zero value is ready to use.
 type signal struct {
 	mu sync.Mutex
 	ch chan struct{}

@@ -164,7 +164,7 @@ func TestAgentThatCannotStartStopsTheMaster(t *testing.T) {
 	if code := m.wait(t, 20*time.Second); code == 0 {
 		t.Fatalf("master exit code = 0 with an agent that cannot start, want non-zero")
 	}
-	if !strings.Contains(m.logs.String(), "agent") {
+	if !strings.Contains(m.logs.String(), "start agent") {
 		t.Errorf("master's error does not name the agent:\n%s", m.logs)
 	}
 }

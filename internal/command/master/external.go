@@ -42,25 +42,14 @@ func serveExternal(ctx context.Context, cfg config, stderr io.Writer, sig signal
 	defer state.remove()
 
 	members := newMembers(log)
-	host, port, _ := cfg.busAddr()
-	b, err := broker.Start(broker.Config{
-		Host: host, Port: port, Logger: log,
+	b, conn, err := startBus(ctx, cfg, id, log, broker.Config{
 		Roles:        map[bus.Role]string{bus.RoleAgent: cfg.AgentSecret, bus.RoleWorker: cfg.WorkerSecret},
 		OnDisconnect: members.left,
 	})
 	if err != nil {
-		return fmt.Errorf("start bus: %w", err)
+		return err
 	}
 	defer b.Shutdown()
-
-	mc := b.Mint(bus.RoleMaster, id)
-	conn, err := bus.Dial(ctx, bus.Options{
-		InProcess: b.InProcess(), User: mc.User, Password: mc.Password,
-		ID: id, Role: bus.RoleMaster, Logger: log,
-	})
-	if err != nil {
-		return fmt.Errorf("connect to bus: %w", err)
-	}
 	defer conn.Close()
 
 	var caches cacheStates

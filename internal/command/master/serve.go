@@ -35,21 +35,11 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 	}
 	defer state.remove()
 
-	host, port, _ := cfg.busAddr()
-	b, err := broker.Start(broker.Config{Host: host, Port: port, Logger: log})
+	b, conn, err := startBus(ctx, cfg, id, log, broker.Config{})
 	if err != nil {
-		return fmt.Errorf("start bus: %w", err)
+		return err
 	}
 	defer b.Shutdown()
-
-	mc := b.Mint(bus.RoleMaster, id)
-	conn, err := bus.Dial(ctx, bus.Options{
-		InProcess: b.InProcess(), User: mc.User, Password: mc.Password,
-		ID: id, Role: bus.RoleMaster, Logger: log,
-	})
-	if err != nil {
-		return fmt.Errorf("connect to bus: %w", err)
-	}
 	defer conn.Close()
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -176,6 +166,28 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 			sig.kill = nil
 		}
 	}
+}
+
+// startBus starts the broker at the configured loopback address, with bc's other
+// settings, and connects the master to it in-process. The caller closes the
+// connection, then shuts the broker down.
+func startBus(ctx context.Context, cfg config, id string, log *slog.Logger, bc broker.Config) (*broker.Broker, *bus.Conn, error) {
+	bc.Host, bc.Port, _ = cfg.busAddr()
+	bc.Logger = log
+	b, err := broker.Start(bc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("start bus: %w", err)
+	}
+	mc := b.Mint(bus.RoleMaster, id)
+	conn, err := bus.Dial(ctx, bus.Options{
+		InProcess: b.InProcess(), User: mc.User, Password: mc.Password,
+		ID: id, Role: bus.RoleMaster, Logger: log,
+	})
+	if err != nil {
+		b.Shutdown()
+		return nil, nil, fmt.Errorf("connect to bus: %w", err)
+	}
+	return b, conn, nil
 }
 
 // credentials mints a bus credential for each child before it starts, binds it to
