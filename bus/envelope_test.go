@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -285,5 +286,27 @@ func BenchmarkEnvelopeDecodeStdlib(b *testing.B) {
 		if err := json.Unmarshal(msg, &e); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkEnvelopeDecodeSize decodes the envelopes of the fan-out benchmark's
+// payloads: a JSON string of 128 B and of 4 KiB.
+func BenchmarkEnvelopeDecodeSize(b *testing.B) {
+	for _, size := range []int{128, 4096} {
+		b.Run(strconv.Itoa(size), func(b *testing.B) {
+			data := json.RawMessage(`"` + strings.Repeat("x", size-2) + `"`)
+			msg, err := encodeEnvelope(nil, kindEvent, "fanout", "agent-1", RoleAgent, data, "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(msg)))
+			b.ReportAllocs()
+			for b.Loop() {
+				sink, err = decodeEnvelope(msg)
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
