@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// messenger measures fan-out (and, with 2 workers, round trips) for yolk, raw
+// NATS and the egg baseline, one system after another.
+func (h *harness) messenger(ctx context.Context, workers int) {
+	plan := peerPlan{Workers: workers, Fanout: h.cfg.fanoutFor(workers)}
+	if workers == 2 {
+		plan.RTT, plan.Pair = h.cfg.rtt, true
+	}
+
+	h.logf("messenger, %d workers: yolk (bench peers under the real master)", workers)
+	if recs, err := h.yolkPeers(ctx, plan); err != nil {
+		h.fail("messenger: yolk, %d workers: %v", workers, err)
+	} else {
+		fo, rt := aggregate(sysYolk, workers, recs)
+		h.res.Fanout = append(h.res.Fanout, fo...)
+		h.res.RTT = append(h.res.RTT, rt...)
+	}
+
+	h.logf("messenger, %d workers: raw NATS", workers)
+	if recs, err := h.rawNATS(ctx, plan); err != nil {
+		h.fail("messenger: raw NATS, %d workers: %v", workers, err)
+	} else {
+		fo, rt := aggregate(sysNATS, workers, recs)
+		h.res.Fanout = append(h.res.Fanout, fo...)
+		h.res.RTT = append(h.res.RTT, rt...)
+	}
+
+	args := h.cfg.baseline(workers)
+	h.logf("messenger, %d workers: egg baseline (node baseline.js %s)", workers, strings.Join(args.list(), " "))
+	if b, err := h.runBaseline(ctx, args); err != nil {
+		h.fail("messenger: egg baseline, %d workers: %v", workers, err)
+	} else {
+		h.res.Fanout = append(h.res.Fanout, b.Fanout...)
+		h.res.RTT = append(h.res.RTT, b.RTT...)
+		h.res.Converge = append(h.res.Converge, b.Converge...)
+	}
+}
+
+// yolkPeers runs the real master with this binary as its agent and workers,
+// and returns the agent peer's records.
+func (h *harness) yolkPeers(ctx context.Context, plan peerPlan) ([]record, error) {
+	plan.Out = filepath.Join(h.tmp, fmt.Sprintf("peers-%d-%d.jsonl", plan.Workers, time.Now().UnixNano()))
+	pj, err := json.Marshal(plan)
+	if err != nil {
+		return nil, err
+	}
+	self := h.bins.path("bench")
+	m, err := h.startMaster("master (bench peers)", plan.Workers,
+		"YOLK_AGENT_BIN="+self, "YOLK_WORKER_BIN="+self, "YOLK_PUSH_URL=off",
+		envPeer+"=1", "BENCH_PLAN="+string(pj))
+	if err != nil {
+		return nil, err
+	}
+	defer m.stop()
+	if _, err := m.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	if st, err := m.status(ctx); err == nil {
+		st.pids()
+	}
+	deadline := time.Now().Add(h.cfg.planTimeout)
+	for {
+		b, _ := os.ReadFile(plan.Out)
+		recs, done, err := parseRecords(strings.Split(string(b), "\n"))
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("agent peer: %w; master's last output:\n%s", err, indent(m.p.out.tail(20)))
+		case done:
+			return recs, nil
+		case m.p.exited():
+			return nil, fmt.Errorf("the master exited; its last output:\n%s", indent(m.p.out.tail(30)))
+		case time.Now().After(deadline):
+			return nil, fmt.Errorf("not done within %v (%d records); master's last output:\n%s", h.cfg.planTimeout, len(recs), indent(m.p.out.tail(30)))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// rawNATS runs the plan on an embedded nats-server with plain nats.go
+// clients, each in a process of its own, and returns the publisher's records.
+func (h *harness) rawNATS(ctx context.Context, plan peerPlan) ([]record, error) {
+	self := h.bins.path("bench")
+	srv, err := startProc("nats-server", self, []string{"nats-server"}, baseEnv())
+	if err != nil {
+		return nil, err
+	}
+	defer srv.stop(5 * time.Second)
+	line, err := srv.waitLine(ctx, 20*time.Second, "nats ready")
+	if err != nil {
+		return nil, err
+	}
+	url := strings.TrimSpace(strings.TrimPrefix(line, "nats ready"))
+	for i := range plan.Workers {
+		sub, err := startProc("nats-sub "+strconv.Itoa(i), self, []string{"nats-sub", url, strconv.Itoa(i)}, baseEnv())
+		if err != nil {
+			return nil, err
+		}
+		defer sub.stop(5 * time.Second)
+		if _, err := sub.waitLine(ctx, 20*time.Second, "sub ready"); err != nil {
+			return nil, err
+		}
+	}
+	pj, err := json.Marshal(plan)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := startProc("nats-pub", self, []string{"nats-pub", url, string(pj)}, baseEnv())
+	if err != nil {
+		return nil, err
+	}
+	defer pub.stop(5 * time.Second)
+	select {
+	case <-pub.done:
+	case <-time.After(h.cfg.planTimeout):
+		return nil, fmt.Errorf("publisher not done within %v; its output:\n%s", h.cfg.planTimeout, indent(pub.out.tail(20)))
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	recs, done, err := parseRecords(strings.Split(pub.out.tail(maxLines), "\n"))
+	if err == nil && !done {
+		err = fmt.Errorf("publisher: %v; its output:\n%s", pub.cmd.ProcessState, indent(pub.out.tail(20)))
+	}
+	return recs, err
+}

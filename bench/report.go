@@ -1,0 +1,547 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// notesMarker separates the generated part of BENCHMARKS.md from the
+// hand-written notes, which a regeneration keeps as they are.
+const notesMarker = "<!-- notes -->"
+
+// defaultNotes starts the notes of a new BENCHMARKS.md.
+const defaultNotes = notesMarker + `
+## What bounds each figure
+
+_Hand-written: ` + "`make bench`" + ` keeps everything from the notes marker above to the end of the file._
+`
+
+// The egg figures of the anchors' README (real egg 3.34 on this kind of
+// machine): the lifecycle baseline, which no program in the anchors measures.
+const (
+	eggColdStartMs = 1050
+	eggRestMB      = 336
+	eggStopMs      = 1500
+)
+
+// cell is one figure of a table: a value to compute ratios with, and its text.
+type cell struct {
+	v    float64
+	ok   bool
+	text string
+}
+
+func value(v float64, format func(float64) string) cell {
+	if !finite(v) {
+		return cell{}
+	}
+	return cell{v: v, ok: true, text: format(v)}
+}
+
+func (c cell) String() string {
+	if c.text == "" {
+		return "—"
+	}
+	return c.text
+}
+
+// row is one line of a comparison table.
+type row struct {
+	figure           string
+	yolk, base, ceil cell
+	target           string
+	pass             *bool // nil: no target, or not decidable
+}
+
+// table is one section of the report.
+type table struct {
+	title      string
+	base, ceil string // the column names of the baseline and the ceiling
+	rows       []row
+	method     []string // how it was measured
+}
+
+func ratio(a, b cell) string {
+	if !a.ok || !b.ok || b.v == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f×", a.v/b.v)
+}
+
+func passText(p *bool) string {
+	switch {
+	case p == nil:
+		return ""
+	case *p:
+		return "pass"
+	}
+	return "**FAIL**"
+}
+
+func (t table) render(b *strings.Builder) {
+	fmt.Fprintf(b, "## %s\n\n", t.title)
+	fmt.Fprintf(b, "| figure | yolk | %s | %s | yolk / %s | yolk / %s | target |\n", t.base, t.ceil, t.base, t.ceil)
+	b.WriteString("| --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, r := range t.rows {
+		target := r.target
+		if p := passText(r.pass); p != "" {
+			target += ": " + p
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s |\n",
+			r.figure, r.yolk, r.base, r.ceil, ratio(r.yolk, r.base), ratio(r.yolk, r.ceil), target)
+	}
+	b.WriteString("\n")
+	for _, m := range t.method {
+		fmt.Fprintf(b, "- %s\n", m)
+	}
+	if len(t.method) > 0 {
+		b.WriteString("\n")
+	}
+}
+
+// Number formats.
+func fmtRate(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.2fM/s", v/1e6)
+	case v >= 1e3:
+		return fmt.Sprintf("%.0fk/s", v/1e3)
+	}
+	return fmt.Sprintf("%.0f/s", v)
+}
+
+func fmtMs(v float64) string {
+	switch {
+	case v < 1:
+		return fmt.Sprintf("%.3f ms", v)
+	case v < 10:
+		return fmt.Sprintf("%.2f ms", v)
+	case v < 100:
+		return fmt.Sprintf("%.1f ms", v)
+	}
+	return fmt.Sprintf("%.0f ms", v)
+}
+
+func fmtMB(v float64) string { return fmt.Sprintf("%.1f MB", v) }
+
+func fmtCount(v float64) string { return fmt.Sprintf("%.0f", v) }
+
+func fmtPlain(v float64) string { return fmt.Sprintf("%.2f", v) }
+
+func sizeText(n int) string {
+	if n >= 1024 && n%1024 == 0 {
+		return fmt.Sprintf("%d KiB", n/1024)
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func boolp(b bool) *bool { return &b }
+
+// check is a target decided only when every figure it needs is there.
+func check(ok bool, cells ...cell) *bool {
+	for _, c := range cells {
+		if !c.ok {
+			return nil
+		}
+	}
+	return boolp(ok)
+}
+
+// workerCounts lists the worker counts present, ascending.
+func workerCounts[T any](xs []T, workers func(T) int) []int {
+	var ws []int
+	for _, x := range xs {
+		if w := workers(x); !slices.Contains(ws, w) {
+			ws = append(ws, w)
+		}
+	}
+	slices.Sort(ws)
+	return ws
+}
+
+func fanoutTable(res *Results) table {
+	t := table{title: "Fan-out: agent to every worker (SendToApp), messages delivered per second", base: sysEgg, ceil: sysNATS}
+	find := func(sys string, w, size int) (FanoutResult, bool) {
+		i := slices.IndexFunc(res.Fanout, func(f FanoutResult) bool { return f.System == sys && f.Workers == w && f.Size == size })
+		if i < 0 {
+			return FanoutResult{}, false
+		}
+		return res.Fanout[i], true
+	}
+	var sizes []int
+	for _, f := range res.Fanout {
+		if !slices.Contains(sizes, f.Size) {
+			sizes = append(sizes, f.Size)
+		}
+	}
+	slices.Sort(sizes)
+	fc := func(f FanoutResult, ok bool) cell {
+		if !ok {
+			return cell{}
+		}
+		c := value(f.TotalMsgsPerSec, fmtRate)
+		c.text = fmt.Sprintf("%s (%s per worker)", fmtRate(f.TotalMsgsPerSec), fmtRate(f.PerWorkerMsgsPerSec))
+		if f.Lost > 0 {
+			c.text += fmt.Sprintf(", **%d lost**", f.Lost)
+		}
+		return c
+	}
+	for _, w := range workerCounts(res.Fanout, func(f FanoutResult) int { return f.Workers }) {
+		for _, size := range sizes {
+			y, yok := find(sysYolk, w, size)
+			r := row{figure: fmt.Sprintf("%d workers, %s, total", w, sizeText(size))}
+			r.yolk = fc(y, yok)
+			r.base = fc(find(sysEgg, w, size))
+			r.ceil = fc(find(sysNATS, w, size))
+			if !r.yolk.ok && !r.base.ok && !r.ceil.ok {
+				continue
+			}
+			r.target, r.pass = "0 lost", check(y.Lost == 0, r.yolk)
+			if w == 2 && size == 128 {
+				r.target = "≥ 5× baseline, ≥ 70% of raw NATS, 0 lost"
+				r.pass = check(yok && y.Lost == 0 && r.yolk.v >= 5*r.base.v && r.yolk.v >= 0.7*r.ceil.v, r.yolk, r.base, r.ceil)
+			}
+			t.rows = append(t.rows, r)
+		}
+	}
+	p := res.Params
+	t.method = []string{
+		"yolk: the real master starts this harness's binary as its agent and workers (YOLK_AGENT_BIN, YOLK_WORKER_BIN); they log in with the credentials the master minted and report ready. The agent calls `SendToApp` with a JSON string of the payload size as data (yolk's envelope comes on top); each worker's handler counts.",
+		"raw NATS: an embedded nats-server in one process, 1 publisher and W subscribers with plain nats.go in processes of their own, payloads of exactly the size, on one subject.",
+		"Both: a begin message, n messages, an end message; each receiver acks the end with its count and the time its last message arrived. The sender publishes in batches with a Flush after each, and never more than 8 MiB of payload ahead of the slowest receiver (receivers report progress every window/8 messages). Total = n × W / (last receipt − first send); per worker = total / W. Lost = n − count, over all runs.",
+		"Runs: " + p["fanout"] + ", for yolk and raw NATS (the median run). The baseline (`" + p["baseline"] + "`, the median of its runs) sends 128 B only: the 4 KiB rows have no baseline.",
+	}
+	return t
+}
+
+func rttTable(res *Results) table {
+	t := table{title: "Round trip: worker to agent and back to that worker", base: sysEgg, ceil: sysNATS}
+	find := func(sys, variant string) (RTTResult, bool) {
+		i := slices.IndexFunc(res.RTT, func(r RTTResult) bool {
+			return r.System == sys && r.Workers == 2 && (variant == "" || r.Variant == variant)
+		})
+		if i < 0 {
+			return RTTResult{}, false
+		}
+		return res.RTT[i], true
+	}
+	if len(res.RTT) == 0 {
+		return t
+	}
+	base, bok := find(sysEgg, "")
+	ceil, cok := find(sysNATS, rttRequest)
+	q := func(r RTTResult, ok bool, f func(Quantiles) float64) cell {
+		if !ok || r.Ms.N == 0 {
+			return cell{}
+		}
+		return value(f(r.Ms), fmtMs)
+	}
+	quants := []struct {
+		name string
+		f    func(Quantiles) float64
+	}{
+		{"p50", func(q Quantiles) float64 { return q.P50 }},
+		{"p99", func(q Quantiles) float64 { return q.P99 }},
+		{"max", func(q Quantiles) float64 { return q.Max }},
+	}
+	for _, v := range []struct{ variant, name string }{
+		{rttRequest, "`RequestAgent` (request/reply)"},
+		{rttSendPair, "`SendToAgent` + `SendTo` (egg's pattern)"},
+	} {
+		y, yok := find(sysYolk, v.variant)
+		if !yok && v.variant == rttSendPair {
+			continue
+		}
+		for _, qq := range quants {
+			r := row{figure: v.name + " " + qq.name, yolk: q(y, yok, qq.f), base: q(base, bok, qq.f)}
+			if v.variant == rttRequest {
+				r.ceil = q(ceil, cok, qq.f)
+				if qq.name != "max" {
+					r.target, r.pass = "≤ baseline", check(r.yolk.v <= r.base.v, r.yolk, r.base)
+				}
+			}
+			t.rows = append(t.rows, r)
+		}
+	}
+	t.method = []string{
+		"2 workers; " + res.Params["rtt"] + " for yolk and raw NATS (each quantile the median over the runs); the baseline's runs as in the fan-out section. Sequential trips carrying a ~100-byte JSON payload, timed in the worker.",
+		"yolk: a worker peer calls `RequestAgent` and the agent peer's handler replies; the second variant sends with `SendToAgent` (acknowledged) and the agent answers with `SendTo(worker)`, timed until the worker's handler has it. raw NATS: `nc.Request` from the publisher process to subscriber 0, which responds. Baseline: baseline.js's `sendToAgent` then `sendTo(pid)` through egg's master.",
+	}
+	return t
+}
+
+func convergeTable(res *Results) table {
+	t := table{title: "Refresh convergence: a change at the source until every worker has it", base: sysEgg, ceil: "ceiling"}
+	find := func(sys string, w int) (ConvergeResult, bool) {
+		i := slices.IndexFunc(res.Converge, func(c ConvergeResult) bool { return c.System == sys && c.Workers == w })
+		if i < 0 {
+			return ConvergeResult{}, false
+		}
+		return res.Converge[i], true
+	}
+	for _, w := range workerCounts(res.Converge, func(c ConvergeResult) int { return c.Workers }) {
+		y, yok := find(sysYolk, w)
+		b, bok := find(sysEgg, w)
+		if !yok {
+			continue
+		}
+		q := func(c ConvergeResult, ok bool, f func(Quantiles) float64) cell {
+			if !ok || c.Ms.N == 0 {
+				return cell{}
+			}
+			return value(f(c.Ms), fmtMs)
+		}
+		p99 := row{figure: fmt.Sprintf("%d workers, p99", w), yolk: q(y, yok, func(q Quantiles) float64 { return q.P99 }), base: q(b, bok, func(q Quantiles) float64 { return q.P99 })}
+		fetch := row{figure: fmt.Sprintf("%d workers, remote fetches per change", w), yolk: value(y.FetchesPerChange, fmtPlain)}
+		if bok {
+			fetch.base = value(b.FetchesPerChange, fmtPlain)
+		}
+		if w == 2 {
+			p99.target, p99.pass = "≤ baseline", check(p99.yolk.v <= p99.base.v, p99.yolk, p99.base)
+			fetch.target, fetch.pass = "1", check(fetch.yolk.v <= 1+1e-9 && fetch.yolk.v > 0, fetch.yolk)
+		}
+		t.rows = append(t.rows,
+			row{figure: fmt.Sprintf("%d workers, p50", w), yolk: q(y, yok, func(q Quantiles) float64 { return q.P50 }), base: q(b, bok, func(q Quantiles) float64 { return q.P50 })},
+			p99,
+			row{figure: fmt.Sprintf("%d workers, max", w), yolk: q(y, yok, func(q Quantiles) float64 { return q.Max }), base: q(b, bok, func(q Quantiles) float64 { return q.Max })},
+			fetch)
+		if len(y.By) > 0 {
+			t.rows = append(t.rows, row{figure: fmt.Sprintf("%d workers, refresh that brought each change to each worker", w), yolk: cell{text: byText(y.By)}})
+		}
+	}
+	t.method = []string{
+		"yolk: real bin/source, master, agent and workers, push on (YOLK_PUSH_URL = the source's NATS). " + res.Params["changes"] + " changes, one at a time, after " + fmt.Sprint(convergeWarm) + " untimed ones. t0 is taken just before the `PUT /data/{key}` to the source; the end is the latest `updatedAt` (when a worker installed the snapshot) among the workers once the master's status (asked over the bus with the control credential, as `master status` does) shows all at the new version. So yolk's figure also covers the source's write, its change event, the agent's fetch and the fan-out. Fetches per change from the source's `/stats`.",
+		"Baseline: baseline.js's push: from the agent's `sendToApp('refresh')` (after the source's version was bumped) until the last worker acks, each worker fetching the data set itself.",
+	}
+	return t
+}
+
+// byText lists refresh kinds by count, most first: "push 398, pull 2".
+func byText(by map[string]int) string {
+	kinds := make([]string, 0, len(by))
+	for k := range by {
+		kinds = append(kinds, k)
+	}
+	slices.SortFunc(kinds, func(a, b string) int {
+		if by[a] != by[b] {
+			return by[b] - by[a]
+		}
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, len(kinds))
+	for i, k := range kinds {
+		parts[i] = fmt.Sprintf("%s %d", k, by[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+func httpTable(res *Results) table {
+	t := table{title: "HTTP: GET /data/{key} from the cache", base: sysNode, ceil: sysGo}
+	find := func(sys string, w int) (HTTPResult, bool) {
+		i := slices.IndexFunc(res.HTTP, func(r HTTPResult) bool { return r.System == sys && r.Workers == w })
+		if i < 0 {
+			return HTTPResult{}, false
+		}
+		return res.HTTP[i], true
+	}
+	for _, w := range workerCounts(res.HTTP, func(r HTTPResult) int { return r.Workers }) {
+		y, yok := find(sysYolk, w)
+		n, nok := find(sysNode, w)
+		g, gok := find(sysGo, w)
+		c := func(r HTTPResult, ok bool, v float64, f func(float64) string) cell {
+			if !ok {
+				return cell{}
+			}
+			return value(v, f)
+		}
+		rps := row{figure: fmt.Sprintf("%d workers, requests/s", w), yolk: c(y, yok, y.RPS, fmtCount), base: c(n, nok, n.RPS, fmtCount), ceil: c(g, gok, g.RPS, fmtCount)}
+		p50 := row{figure: fmt.Sprintf("%d workers, p50", w), yolk: c(y, yok, y.P50Ms, fmtMs), base: c(n, nok, n.P50Ms, fmtMs), ceil: c(g, gok, g.P50Ms, fmtMs)}
+		p99 := row{figure: fmt.Sprintf("%d workers, p99", w), yolk: c(y, yok, y.P99Ms, fmtMs), base: c(n, nok, n.P99Ms, fmtMs), ceil: c(g, gok, g.P99Ms, fmtMs)}
+		bad := func(r HTTPResult) float64 { return float64(r.Non2xx + r.SockErrs) }
+		errs := row{figure: fmt.Sprintf("%d workers, non-2xx + socket errors", w), yolk: c(y, yok, bad(y), fmtCount), base: c(n, nok, bad(n), fmtCount), ceil: c(g, gok, bad(g), fmtCount)}
+		errs.target, errs.pass = "0", check(errs.yolk.v == 0, errs.yolk)
+		if w == 2 {
+			rps.target = "≥ 90% of bare Go, > node"
+			rps.pass = check(rps.yolk.v >= 0.9*rps.ceil.v && rps.yolk.v > rps.base.v, rps.yolk, rps.base, rps.ceil)
+			p99.target, p99.pass = "≤ ½ node's", check(p99.yolk.v <= 0.5*p99.base.v, p99.yolk, p99.base)
+		}
+		t.rows = append(t.rows, rps, p50, p99, errs)
+	}
+	procs := map[string]string{}
+	for _, r := range res.HTTP {
+		procs[r.System] = r.Processes
+	}
+	t.method = []string{
+		"`" + res.Params["wrk"] + ", on 127.0.0.1; wrk shares the 2 cores with the server, the same for every system; one system at a time.",
+		"yolk: real master (" + procs[sysYolk] + "), bin/source with 100 keys; the answer is the key's JSON value with Content-Type, X-Yolk-Version and X-Yolk-Worker. Bare Go: " + procs[sysGo] + ", the same bytes and headers from a map (measured again beside each yolk worker count). Node: cluster-http.js, " + procs[sysNode] + " (its body is `\"v0\"`-style, a few bytes shorter).",
+	}
+	return t
+}
+
+func lifecycleTable(res *Results) table {
+	t := table{title: "Lifecycle: yolk with 2 workers", base: "egg (anchors README, not run here)", ceil: "ceiling"}
+	lc := res.Lifecycle
+	if lc == nil {
+		return t
+	}
+	if len(lc.ColdStartMs) > 0 {
+		cold := value(median(lc.ColdStartMs), fmtMs)
+		cold.text += fmt.Sprintf(" (%s–%s", fmtMs(slices.Min(lc.ColdStartMs)), fmtMs(slices.Max(lc.ColdStartMs)))
+		if len(lc.ReadyLoggedMs) > 0 {
+			cold.text += fmt.Sprintf("; the master logs yolk ready after %s", fmtMs(median(lc.ReadyLoggedMs)))
+		}
+		cold.text += ")"
+		t.rows = append(t.rows, row{figure: fmt.Sprintf("cold start to first 200, median of %d", len(lc.ColdStartMs)),
+			yolk: cold, base: value(eggColdStartMs, fmtMs), target: "< 100 ms", pass: check(cold.v < 100, cold)})
+	}
+	if lc.RestTotalMB > 0 {
+		rest := value(lc.RestTotalMB, fmtMB)
+		rest.text += " (" + rssText(lc.RestRSS) + ")"
+		t.rows = append(t.rows, row{figure: "memory (RSS) at rest: master + agent + 2 workers", yolk: rest,
+			base: value(eggRestMB, fmtMB), target: "< 60 MB", pass: check(rest.v < 60, rest)})
+	}
+	if lc.LoadTotalMB > 0 {
+		load := value(lc.LoadTotalMB, fmtMB)
+		load.text += " (" + rssText(lc.LoadRSS) + ")"
+		t.rows = append(t.rows, row{figure: "memory (RSS) under the HTTP load", yolk: load})
+	}
+	if len(lc.StopMs) > 0 {
+		stop := value(median(lc.StopMs), fmtMs)
+		stop.text += fmt.Sprintf(" (%s–%s)", fmtMs(slices.Min(lc.StopMs)), fmtMs(slices.Max(lc.StopMs)))
+		t.rows = append(t.rows, row{figure: fmt.Sprintf("SIGTERM until every process is gone (idle), median of %d", len(lc.StopMs)),
+			yolk: stop, base: value(eggStopMs, fmtMs), target: "< 150 ms", pass: check(stop.v < 150, stop)})
+	}
+	if r := lc.Reload; r != nil {
+		failed := value(float64(r.Non200+r.Errors), fmtCount)
+		failed.text = fmt.Sprintf("%d of %d (%d non-200, %d errors; %d retried by the client; reload took %s)",
+			r.Non200+r.Errors, r.Requests, r.Non200, r.Errors, r.Retries, fmtMs(r.TookMs))
+		if r.FirstErr != "" {
+			failed.text += "; first: " + strings.ReplaceAll(r.FirstErr, "|", "/")
+		}
+		t.rows = append(t.rows, row{figure: fmt.Sprintf("failed requests during a rolling reload, %d clients", r.Clients),
+			yolk: failed, target: "0", pass: check(failed.v == 0, failed)})
+	}
+	t.method = []string{
+		"Real binaries without -race. Cold start: from just before the exec of `master` (the source already running) to the first 200 of `GET /data/k0`, polled on fresh connections every millisecond. Memory: VmRSS from /proc/<pid>/status, after " + res.Params["restSeconds"] + " s at rest (the repetition with the median total), and the largest of three samples during the 2-worker wrk run. Stop: SIGTERM to the master, until the master and every child have exited (polled every millisecond).",
+		"Reload: " + fmt.Sprint(reloadClients) + " Go clients loop GETs on keep-alive connections while the master is asked for a rolling reload over the bus (as `master reload` does), until both workers are new and ready, and 300 ms more. Go's client resends an idempotent request by itself when a reused connection closes before answering; those are counted as retried, not failed.",
+		"The egg column is the README's measurement of real egg 3.34 on this kind of machine, not measured in this run.",
+	}
+	return t
+}
+
+func rssText(ps []ProcRSS) string {
+	var parts []string
+	for _, p := range ps {
+		parts = append(parts, fmt.Sprintf("%s %.1f", p.Role, p.MB))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// renderReport renders the results as markdown: a header, a summary of the
+// targets, a table per section, and what went wrong.
+func renderReport(res *Results) string {
+	var b strings.Builder
+	b.WriteString("# yolk benchmarks\n\n")
+	b.WriteString("<!-- Generated by bench/ (make bench): everything above the notes marker is rewritten at each run; write below it. -->\n\n")
+	m := res.Machine
+	fmt.Fprintf(&b, "- Command: `%s`\n", res.Command)
+	fmt.Fprintf(&b, "- Date: %s; the run took %s", res.Date.Format("2006-01-02 15:04 MST"), res.Took)
+	if res.Quick {
+		b.WriteString(" (quick: reduced counts)")
+	}
+	b.WriteString("\n")
+	fmt.Fprintf(&b, "- Machine: %d CPUs (runtime.NumCPU), %s, Linux %s; %s; node %s; wrk %s\n", m.CPUs, m.OS, m.Kernel, m.Go, m.Node, m.Wrk)
+	fmt.Fprintf(&b, "- Load average (1, 5, 15 min) before the run: %s; after: %s. The machine is shared and noisy: compare the figures of one run with each other (the ratios), not with another run's.\n", m.LoadBefore, m.LoadAfter)
+	if busy := maxLoad(m.LoadBefore, m.LoadAfter); m.CPUs > 0 && busy > 1.5*float64(m.CPUs) {
+		fmt.Fprintf(&b, "- **Other work competed for the CPUs during this run** (a load average of %.1f on %d CPUs): every figure, and the baselines' too, is slowed unevenly; run again on a quieter machine before drawing conclusions.\n", busy, m.CPUs)
+	}
+	b.WriteString("\n")
+
+	tables := []table{fanoutTable(res), rttTable(res), convergeTable(res), httpTable(res), lifecycleTable(res)}
+	b.WriteString("## Targets\n\n| target | figure | yolk | result |\n| --- | --- | --- | --- |\n")
+	for _, t := range tables {
+		for _, r := range t.rows {
+			if r.target == "" || r.target == "0 lost" || (r.target == "0" && strings.Contains(r.figure, "socket")) {
+				continue
+			}
+			res := passText(r.pass)
+			if res == "" {
+				res = "not measured"
+			}
+			fmt.Fprintf(&b, "| %s | %s: %s | %s | %s |\n", r.target, shortTitle(t.title), r.figure, r.yolk, res)
+		}
+	}
+	b.WriteString("\n")
+	for _, t := range tables {
+		if len(t.rows) > 0 {
+			t.render(&b)
+		}
+	}
+	if len(res.Notes) > 0 {
+		b.WriteString("## Notes on this run\n\n")
+		for _, n := range res.Notes {
+			fmt.Fprintf(&b, "- %s\n", n)
+		}
+		b.WriteString("\n")
+	}
+	if len(res.Failures) > 0 {
+		b.WriteString("## Measurements that failed\n\n")
+		for _, f := range res.Failures {
+			fmt.Fprintf(&b, "- %s\n", f)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// maxLoad is the largest 1-minute load average among /proc/loadavg excerpts.
+func maxLoad(loads ...string) float64 {
+	most := 0.0
+	for _, l := range loads {
+		f := strings.Fields(l)
+		if len(f) == 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(f[0], 64); err == nil && v > most {
+			most = v
+		}
+	}
+	return most
+}
+
+func shortTitle(title string) string {
+	s, _, _ := strings.Cut(title, ":")
+	return s
+}
+
+// writeMarkdown writes the generated report to path, followed by the notes
+// of the existing file (from the notes marker on), or by a fresh notes
+// section.
+func writeMarkdown(path, report string) error {
+	notes := defaultNotes
+	old, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if i := strings.Index(string(old), notesMarker); i >= 0 {
+			notes = string(old[i:])
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	return os.WriteFile(path, []byte(strings.TrimRight(report, "\n")+"\n\n"+notes), 0o644)
+}
+
+// writeJSON saves the results, indented.
+func writeJSON(path string, res *Results) error {
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode results: %w", err)
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
