@@ -12,8 +12,8 @@
 // serving its last good one.
 //
 // [NewHandler] is the worker's HTTP API over a Store (GET /data and
-// GET /data/{key}); [Metrics] are its Prometheus metrics, on a registry of
-// their own.
+// GET /data/{key}); [Metrics] are its metrics in the Prometheus text
+// format, written by hand and global to nothing.
 //
 // The bus-side refresh protocol (force, pull and push refreshes, fetching a
 // change once per service and catching up by version) lives in refresh.go.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -191,6 +192,26 @@ func TestMetrics(t *testing.T) {
 	} {
 		if !strings.Contains(text, want+"\n") && !strings.Contains(text, want+" ") && !strings.Contains(text, want+"{") {
 			t.Errorf("GET /metrics lacks %s", want)
+		}
+	}
+
+	// Every line is a comment or a sample in the text format, and every sample's
+	// family was announced with its TYPE.
+	sample := regexp.MustCompile(`^([a-z_]+)(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9.e+]+$`)
+	typed := map[string]bool{}
+	for line := range strings.SplitSeq(strings.TrimSuffix(text, "\n"), "\n") {
+		if f, ok := strings.CutPrefix(line, "# TYPE "); ok {
+			typed[strings.Fields(f)[0]] = true
+			continue
+		}
+		if strings.HasPrefix(line, "# HELP ") {
+			continue
+		}
+		m := sample.FindStringSubmatch(line)
+		if m == nil {
+			t.Errorf("GET /metrics: not a sample: %q", line)
+		} else if !typed[m[1]] {
+			t.Errorf("GET /metrics: sample of %s before its TYPE", m[1])
 		}
 	}
 
