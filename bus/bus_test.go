@@ -657,7 +657,7 @@ func TestReconnect(t *testing.T) {
 		t.Cleanup(func() { _ = c.Close() })
 		return c
 	}
-	w := dial(bus.RoleWorker, "w1", bus.Options{
+	w := dial(bus.RoleWorker, "worker-1", bus.Options{
 		OnReconnect:  func() { reconnected <- struct{}{} },
 		OnDisconnect: func(error) { disconnected <- struct{}{} },
 	})

@@ -69,6 +69,7 @@ type Conn struct {
 
 const (
 	defaultReconnectWait = 100 * time.Millisecond
+	connectLogEvery      = 10 * time.Second // while Dial waits for the bus
 	maxConnectTimeout    = 2 * time.Second
 	minConnectTimeout    = 200 * time.Millisecond
 	// Pending limits of every subscription: far above the payload limit, so
@@ -126,6 +127,7 @@ func (c *Conn) connect(ctx context.Context, o Options) error {
 		where = "in-process"
 	}
 	backoff := 20 * time.Millisecond
+	var logged time.Time // a wait for the bus is never silent, nor noisy
 	for {
 		timeout := maxConnectTimeout
 		if dl, ok := ctx.Deadline(); ok {
@@ -139,6 +141,10 @@ func (c *Conn) connect(ctx context.Context, o Options) error {
 		}
 		if errors.Is(err, nats.ErrAuthorization) {
 			return fmt.Errorf("bus: connect to %s as %s: %w", where, o.User, err)
+		}
+		if time.Since(logged) >= connectLogEvery {
+			c.log.Warn("bus: cannot connect yet; retrying", "url", where, "err", err)
+			logged = time.Now()
 		}
 		t := time.NewTimer(backoff)
 		select {

@@ -118,6 +118,10 @@ func (c *Conn) receive(r route, m *nats.Msg) {
 		c.log.Warn("bus: drop message: bad subject", "subject", m.Subject)
 		return
 	}
+	if err := ValidEvent(event); err != nil { // no handler can have it: say so, do not answer
+		c.log.Warn("bus: drop message: bad event name", "subject", m.Subject, "err", err)
+		return
+	}
 	e, err := decodeEnvelope(m.Data)
 	if err != nil {
 		c.log.Warn("bus: drop message", "subject", m.Subject, "err", err)

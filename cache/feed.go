@@ -44,18 +44,30 @@ func WatchFeed(ctx context.Context, url, subject string, log *slog.Logger, chang
 	}
 	defer nc.Close()
 	_, err = nc.Subscribe(subject, func(m *nats.Msg) {
-		var ev struct {
-			Version string `json:"version"`
-		}
-		if err := json.Unmarshal(m.Data, &ev); err != nil || ev.Version == "" || len(ev.Version) > 256 {
-			log.Warn("change feed: malformed event dropped", "subject", m.Subject, "bytes", len(m.Data))
+		version, err := parseChange(m.Data)
+		if err != nil {
+			log.Warn("change feed: malformed event dropped", "subject", m.Subject, "bytes", len(m.Data), "err", err)
 			return
 		}
-		changed(ev.Version)
+		changed(version)
 	})
 	if err != nil {
 		return fmt.Errorf("cache: change feed subscribe %s: %w", subject, err)
 	}
 	<-ctx.Done()
 	return nil
+}
+
+// parseChange returns the version a change event {"version":"..."} announces.
+func parseChange(data []byte) (string, error) {
+	var ev struct {
+		Version string `json:"version"`
+	}
+	if err := json.Unmarshal(data, &ev); err != nil {
+		return "", err
+	}
+	if err := checkVersion(ev.Version); err != nil {
+		return "", err
+	}
+	return ev.Version, nil
 }

@@ -49,6 +49,32 @@ type Refresh struct {
 	Snapshot  json.RawMessage `json:"snapshot,omitempty"` // Snapshot.Encode, when it fits InlineLimit
 }
 
+// refreshBy are the causes a refresh event may name: they label metrics, so a
+// sender may not make up new ones.
+var refreshBy = map[string]bool{"start": true, "push": true, "pull": true, "force": true, "retry": true, "catchup": true}
+
+// decodeRefresh decodes the body of a refresh event and checks what a receiver
+// relies on: a known cause, a well-formed version, and a holder to copy from
+// when the snapshot is not inline. The snapshot itself is checked when decoded.
+func decodeRefresh(data []byte) (Refresh, error) {
+	var r Refresh
+	if err := json.Unmarshal(data, &r); err != nil {
+		return r, err
+	}
+	if !refreshBy[r.By] {
+		return r, fmt.Errorf("unknown cause %.40q", r.By)
+	}
+	if err := checkVersion(r.Version); err != nil {
+		return r, err
+	}
+	if len(r.Snapshot) == 0 {
+		if err := bus.ValidID(r.Holder); err != nil {
+			return r, fmt.Errorf("holder: %w", err)
+		}
+	}
+	return r, nil
+}
+
 // chunkRequest asks a holder for part of its current snapshot.
 type chunkRequest struct {
 	Have   string `json:"have,omitempty"` // the asker's version: no data is sent when it is current
@@ -165,9 +191,20 @@ func askAgent(conn *bus.Conn) asker {
 	}
 }
 
+// Bounds of a copy over the bus. A holder's answers are not trusted: a wrong or
+// hostile total must not make the receiver allocate it, and a holder that keeps
+// answering must not hold up the receiver's refreshes for ever.
+const (
+	maxCopyBytes = 1 << 30 // the largest snapshot copied
+	maxPrealloc  = 8 << 20 // allocated ahead of the chunks that fill it
+	copyTimeout  = time.Minute
+)
+
 // copyFrom copies the current snapshot of a holder over the bus. It returns nil and
 // no error when the holder's version is have.
 func copyFrom(ctx context.Context, ask asker, holder, have string) (*Snapshot, error) {
+	ctx, cancel := context.WithTimeout(ctx, copyTimeout)
+	defer cancel()
 	var buf []byte
 	var of *snapshotID
 	for {
@@ -186,6 +223,9 @@ func copyFrom(ctx context.Context, ask asker, holder, have string) (*Snapshot, e
 			return nil, errNoSnapshot
 		case r.Current:
 			return nil, nil
+		case r.Total < 0 || r.Total > maxCopyBytes || r.Offset < 0 || len(r.Data) > r.Total-r.Offset ||
+			(len(r.Data) == 0 && r.Offset < r.Total):
+			return nil, fmt.Errorf("cache: copy snapshot from %s: bad chunk of %d bytes at %d of %d", holder, len(r.Data), r.Offset, r.Total)
 		case r.Offset != len(buf):
 			if r.Offset != 0 {
 				return nil, fmt.Errorf("cache: copy snapshot from %s: chunk at %d, want %d", holder, r.Offset, len(buf))
@@ -194,7 +234,7 @@ func copyFrom(ctx context.Context, ask asker, holder, have string) (*Snapshot, e
 		}
 		of = &snapshotID{Version: r.Version, FetchedAt: r.FetchedAt}
 		if buf == nil {
-			buf = make([]byte, 0, r.Total)
+			buf = make([]byte, 0, min(r.Total, maxPrealloc))
 		}
 		buf = append(buf, r.Data...)
 		if len(buf) >= r.Total || len(r.Data) == 0 {

@@ -133,8 +133,8 @@ func (r *Replica) install(s *Snapshot, by, via string) bool {
 
 func (r *Replica) handleRefresh(ctx context.Context, m bus.Message) (any, error) {
 	r.metrics.BusMessage(EventRefresh)
-	var ev Refresh
-	if err := m.Decode(&ev); err != nil {
+	ev, err := decodeRefresh(m.Data)
+	if err != nil {
 		return nil, fmt.Errorf("cache: bad refresh event from %s: %w", m.From, err)
 	}
 	have := r.store.Load()

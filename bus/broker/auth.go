@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -166,6 +167,10 @@ func (a *auth) Check(c server.ClientAuthentication) bool {
 			err = fmt.Errorf("unknown role %q", cr.role)
 		} else if verr := bus.ValidID(id); verr != nil {
 			err = verr
+		} else if cr.anyID && !strings.HasPrefix(id, string(cr.role)+"-") {
+			// else a worker could take the agent's id (or the master's pid) and
+			// read its inbox and requests, and speak as it
+			err = fmt.Errorf("id %q: the %s secret admits only ids that start with %s-", id, cr.role, cr.role)
 		}
 	}
 	if err != nil {

@@ -161,8 +161,10 @@ func (b *Broker) Revoke(user string) { b.auth.revoke(user) }
 
 // AddRole admits every process of role that presents user string(role) and
 // that password, under the id it declares as its connection name (bus.Dial
-// declares Options.ID). This is for external mode, where each role has one
-// secret from the platform; those processes trust each other with their ids.
+// declares Options.ID), which must start with string(role)+"-": a process
+// of one role can never take the id of another role's process, nor the
+// master's. This is for external mode, where each role has one secret from
+// the platform; processes of one role trust each other with their ids.
 // Adding a role again replaces its password; Revoke(string(role)) removes it.
 func (b *Broker) AddRole(role bus.Role, password string) error {
 	if !role.Valid() {

@@ -332,8 +332,10 @@ func TestAuthentication(t *testing.T) {
 		{"revoked", revoked.User, revoked.Password, "w2", false},
 		{"never bound", mint(bus.RoleWorker, "").User, secrets[len(secrets)-1], "w3", false},
 		{"unknown role", mint("root", "r1").User, secrets[len(secrets)-1], "r1", false},
-		{"role secret", "worker", roleSecret, "w7", true},
-		{"role secret, bad password", "worker", "nope", "w7", false},
+		{"role secret", "worker", roleSecret, "worker-7", true},
+		{"role secret, bad password", "worker", "nope", "worker-7", false},
+		{"role secret, the id of another role", "worker", roleSecret, "agent-7", false},
+		{"role secret, an id without the role", "worker", roleSecret, "w7", false},
 		{"role without a secret", "agent", roleSecret, "a1", false},
 	}
 	for _, tt := range tests {
@@ -494,21 +496,21 @@ func TestAddRole(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The id is the connection's name, and the permissions are pinned to it.
-	nc, errs := raw(t, b, broker.Credential{User: "worker", Password: secret}, "w7")
-	if err := nc.Publish("yolk.app.ev.w8", []byte(`{}`)); err != nil {
+	nc, errs := raw(t, b, broker.Credential{User: "worker", Password: secret}, "worker-7")
+	if err := nc.Publish("yolk.app.ev.worker-8", []byte(`{}`)); err != nil {
 		t.Fatal(err)
 	}
-	wantViolation(t, errs, "yolk.app.ev.w8")
-	if err := nc.Publish("yolk.app.ev.w7", []byte(`{"v":1,"kind":"event","event":"ev","from":"w7","role":"worker"}`)); err != nil {
+	wantViolation(t, errs, "yolk.app.ev.worker-8")
+	if err := nc.Publish("yolk.app.ev.worker-7", []byte(`{"v":1,"kind":"event","event":"ev","from":"worker-7","role":"worker"}`)); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case m := <-got:
-		if m.From != "w7" {
-			t.Errorf("first message from %q, want w7", m.From)
+		if m.From != "worker-7" {
+			t.Errorf("first message from %q, want worker-7", m.From)
 		}
 	case <-time.After(wait):
-		t.Fatal("nothing received from w7")
+		t.Fatal("nothing received from worker-7")
 	}
 }
 

@@ -99,14 +99,30 @@ func TestConnectedAndDisconnect(t *testing.T) {
 	agent.Close()
 	wantGone(t, gone, left{bus.RoleAgent, "agent-1"})
 
-	// A worker may not pass as the agent: the role comes from the credential.
-	dialRole(t, b, bus.RoleWorker, workerSecret, "agent-2")
-	if role, ok := b.Connected("agent-2"); !ok || role != bus.RoleWorker {
-		t.Errorf("Connected(agent-2) = %s, %v; want worker, true", role, ok)
+	// A worker may not pass as the agent: its secret admits only ids that
+	// start with worker-, and the role comes from the credential.
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	c, err := bus.Dial(ctx, bus.Options{
+		URL: b.ClientURL(), User: string(bus.RoleWorker), Password: workerSecret,
+		ID: "agent-2", Role: bus.RoleWorker, Logger: bustest.Logger(t),
+	})
+	if err == nil {
+		c.Close()
+		t.Error("Dial with the worker secret as agent-2 succeeded, want it refused")
+	}
+	if role, ok := b.Connected("agent-2"); ok {
+		t.Errorf("Connected(agent-2) = %s, true after a refused connection; want false", role)
 	}
 	dialRole(t, b, bus.RoleAgent, agentSecret, "agent-2")
-	if role, ok := b.Connected("agent-2"); ok {
-		t.Errorf("Connected(agent-2) with two roles = %s, true; want false", role)
+	if role, ok := b.Connected("agent-2"); !ok || role != bus.RoleAgent {
+		t.Errorf("Connected(agent-2) = %s, %v; want agent, true", role, ok)
+	}
+	// Two credentials the master minted for one id in two roles: neither counts.
+	bustest.Dial(t, b, bus.RoleWorker, "both-1")
+	bustest.Dial(t, b, bus.RoleAgent, "both-1")
+	if role, ok := b.Connected("both-1"); ok {
+		t.Errorf("Connected(both-1) with two roles = %s, true; want false", role)
 	}
 }
 

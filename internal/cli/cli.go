@@ -11,14 +11,18 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"net/url"
 	"os"
 	"os/signal"
 	"reflect"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/caarlos0/env/v11"
 
@@ -153,6 +157,13 @@ type Logging struct {
 	Format string `env:"YOLK_LOG_FORMAT" helpDefault:"text on a terminal, else json" help:"text or json"`
 }
 
+// Validate checks the level and the format, as NewLogger does, for a command
+// that checks its whole config before it makes its logger.
+func (l Logging) Validate() error {
+	_, err := l.NewLogger(io.Discard)
+	return err
+}
+
 // NewLogger returns the logger l describes, writing to w. An empty format means text
 // when w is a terminal and JSON otherwise (a child's stderr is a pipe to the master).
 func (l Logging) NewLogger(w io.Writer, attrs ...slog.Attr) (*slog.Logger, error) {
@@ -195,7 +206,7 @@ type Bus struct {
 	URL    string `env:"YOLK_BUS_URL" envDefault:"nats://127.0.0.1:4222" help:"the bus (set by the master in fork mode)"`
 	User   string `env:"YOLK_BUS_USER" help:"bus user (set by the master in fork mode)"`
 	Secret string `env:"YOLK_BUS_SECRET" help:"bus secret (set by the master in fork mode; never logged)"`
-	ID     string `env:"YOLK_ID" helpDefault:"pid (fork), <role>-<random> (external)" help:"this process's id on the bus"`
+	ID     string `env:"YOLK_ID" helpDefault:"pid (fork), <role>-<random> (external)" help:"this process's id on the bus (external mode: it starts with <role>-)"`
 }
 
 // Refresh is the part of the agent's and the workers' config that keeps the cache
@@ -220,8 +231,8 @@ func (r Refresh) Validate() error {
 		if err != nil || u.Scheme != "nats" || u.Host == "" {
 			return BadValue("YOLK_PUSH_URL", r.PushURL, "want nats://host:port or off")
 		}
-		if r.PushSubject == "" || strings.ContainsAny(r.PushSubject, " \t*>") {
-			return BadValue("YOLK_PUSH_SUBJECT", r.PushSubject, "want a NATS subject without wildcards")
+		if !ValidSubject(r.PushSubject) {
+			return BadValue("YOLK_PUSH_SUBJECT", r.PushSubject, "want a NATS subject of dot-separated tokens, without spaces or wildcards")
 		}
 	}
 	for name, d := range map[string]time.Duration{"YOLK_FORCE_INTERVAL": r.ForceInterval, "YOLK_PULL_INTERVAL": r.PullInterval} {
@@ -231,6 +242,40 @@ func (r Refresh) Validate() error {
 	}
 	if r.FetchTimeout <= 0 {
 		return BadValue("YOLK_FETCH_TIMEOUT", r.FetchTimeout.String(), "must be positive")
+	}
+	return nil
+}
+
+// ValidSubject reports whether s is a literal NATS subject one can publish
+// and subscribe on: up to 1024 bytes of dot-separated non-empty tokens of
+// valid UTF-8, without wildcards ('*', '>'), white space or control
+// characters. (A protocol line, subject included, has at most 4096 bytes.)
+func ValidSubject(s string) bool {
+	if s == "" || len(s) > 1024 || !utf8.ValidString(s) {
+		return false
+	}
+	for tok := range strings.SplitSeq(s, ".") {
+		if tok == "" || strings.ContainsAny(tok, "*>") {
+			return false
+		}
+		for _, r := range tok {
+			if unicode.IsSpace(r) || unicode.IsControl(r) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// CheckHostPort accepts host:port with a numeric port from 0 to 65535; the
+// host may be empty (every interface).
+func CheckHostPort(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port")
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || strconv.FormatUint(n, 10) != port {
+		return errors.New("want a port of 0 to 65535")
 	}
 	return nil
 }

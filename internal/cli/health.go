@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -260,15 +261,52 @@ func (d Deploy) Join(b *Bus, role bus.Role, secretVar, secret string, readyTimeo
 	if readyTimeout <= 0 {
 		return BadValue("YOLK_READY_TIMEOUT", readyTimeout.String(), "must be positive")
 	}
+	if err := checkBusURL(b.URL); err != nil {
+		return err
+	}
 	if d.External() {
 		if secret == "" {
 			return Unset(secretVar, "external mode needs the "+string(role)+"'s bus secret")
 		}
 		b.User, b.Secret = string(role), secret
+	} else {
+		// without them the bus refuses this process, or (no master) it waits for ever
+		if b.User == "" {
+			return Unset("YOLK_BUS_USER", "in fork mode the master sets it: run the master, or set YOLK_MODE=external")
+		}
+		if b.Secret == "" {
+			return Unset("YOLK_BUS_SECRET", "in fork mode the master sets it: run the master, or set YOLK_MODE=external")
+		}
 	}
 	b.ID = d.ProcessID(string(role), b.ID)
 	if err := bus.ValidID(b.ID); err != nil {
 		return BadValue("YOLK_ID", b.ID, "%v", err)
+	}
+	if prefix := string(role) + "-"; d.External() && !strings.HasPrefix(b.ID, prefix) {
+		// the bus admits a role's secret only with such ids: a worker cannot take the agent's
+		return BadValue("YOLK_ID", b.ID, "in external mode the id of a %s starts with %s", role, prefix)
+	}
+	return nil
+}
+
+// checkBusURL checks YOLK_BUS_URL as a process that dials the bus reads it: one
+// URL, or several separated by commas, each nats:// or tls:// with a host and,
+// if any, a port from 1 to 65535. The error shows the URL without its password.
+func checkBusURL(s string) error {
+	for one := range strings.SplitSeq(s, ",") {
+		u, err := url.Parse(strings.TrimSpace(one))
+		if err != nil {
+			return BadValue("YOLK_BUS_URL", s, "want nats://host:port")
+		}
+		if (u.Scheme != "nats" && u.Scheme != "tls") || u.Hostname() == "" || u.Opaque != "" ||
+			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+			return BadValue("YOLK_BUS_URL", u.Redacted(), "want nats://host:port")
+		}
+		if p := u.Port(); p != "" {
+			if n, err := strconv.ParseUint(p, 10, 16); err != nil || n == 0 {
+				return BadValue("YOLK_BUS_URL", u.Redacted(), "want a port from 1 to 65535")
+			}
+		}
 	}
 	return nil
 }

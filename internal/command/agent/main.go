@@ -56,6 +56,9 @@ func parseConfig(environ []string) (config, error) {
 	if err != nil {
 		return cfg, err
 	}
+	if err := cfg.Logging.Validate(); err != nil {
+		return cfg, err
+	}
 	if err := cfg.Refresh.Validate(); err != nil {
 		return cfg, err
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -39,6 +40,9 @@ func (c *config) validate() error {
 	if c.Workers == 0 {
 		c.Workers = runtime.GOMAXPROCS(0) // follows a container's CPU quota
 	}
+	if err := cli.CheckHostPort(c.HTTPAddr); err != nil {
+		return cli.BadValue("YOLK_HTTP_ADDR", c.HTTPAddr, "%v", err)
+	}
 	if c.Workers < 1 || c.Workers > 256 {
 		return cli.BadValue("YOLK_WORKERS", strconv.Itoa(c.Workers), "want 1 to 256")
 	}
@@ -71,6 +75,17 @@ func (c *config) validate() error {
 		}
 		if c.WorkerBin == "" {
 			c.WorkerBin = filepath.Join(dir, "worker")
+		}
+	}
+	return nil
+}
+
+// checkBins checks, in fork mode, that the agent and worker executables are
+// there: a wrong path is a bad value, said at once, not a child that cannot start.
+func (c *config) checkBins() error {
+	for _, b := range []struct{ name, path string }{{"YOLK_AGENT_BIN", c.AgentBin}, {"YOLK_WORKER_BIN", c.WorkerBin}} {
+		if _, err := exec.LookPath(b.path); err != nil { // as the supervisor will find it
+			return cli.BadValue(b.name, b.path, "%v", errors.Unwrap(err))
 		}
 	}
 	return nil

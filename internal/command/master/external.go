@@ -62,6 +62,9 @@ func serveExternal(ctx context.Context, cfg config, stderr io.Writer, sig signal
 			if err := m.Decode(&st); err != nil {
 				return nil, fmt.Errorf("state from %s: %w", m.From, err)
 			}
+			if err := st.check(); err != nil {
+				return nil, fmt.Errorf("state from %s: %w", m.From, err)
+			}
 			caches.set(m.From, st)
 			return nil, nil
 		},

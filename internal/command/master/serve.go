@@ -25,6 +25,9 @@ import (
 func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, sig signals) error {
 	begin := time.Now()
 	id := strconv.Itoa(os.Getpid())
+	if err := cfg.checkBins(); err != nil {
+		return err
+	}
 	log, err := cfg.NewLogger(stderr, slog.String("proc", "master"))
 	if err != nil {
 		return err
@@ -111,6 +114,9 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 		"state": func(_ context.Context, m bus.Message) (any, error) {
 			var st cacheState
 			if err := m.Decode(&st); err != nil {
+				return nil, fmt.Errorf("state from %s: %w", m.From, err)
+			}
+			if err := st.check(); err != nil {
 				return nil, fmt.Errorf("state from %s: %w", m.From, err)
 			}
 			caches.set(m.From, st)

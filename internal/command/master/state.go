@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/yolkgo/yolk/internal/cli"
 )
 
 // stateFile is what a running master leaves in its run directory so that
@@ -32,7 +34,7 @@ func (d runDir) file() string { return filepath.Join(d.path, "master.json") }
 func claimRunDir(path string) (runDir, error) {
 	d := runDir{path: path}
 	if err := os.MkdirAll(path, 0o700); err != nil {
-		return d, fmt.Errorf("run directory: %w", err)
+		return d, cli.BadValue("YOLK_RUN_DIR", path, "%v", err)
 	}
 	// In a container the master is often pid 1 both before and after a restart:
 	// a state file naming our own pid is a previous life's.

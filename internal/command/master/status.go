@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -33,6 +34,20 @@ type cacheState struct {
 	Version   string    `json:"version"`
 	By        string    `json:"by"`
 	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// check refuses a report that `master status` could not show as it is: the
+// cache's versions are 1 to 256 printable ASCII characters, and its causes
+// (start, push, pull, ...) short lowercase words. A worker's report is input
+// from another process: no control character may reach a terminal.
+func (st cacheState) check() error {
+	if len(st.Version) == 0 || len(st.Version) > 256 || strings.ContainsFunc(st.Version, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+		return fmt.Errorf("bad version %.40q", st.Version)
+	}
+	if len(st.By) > 32 || strings.ContainsFunc(st.By, func(r rune) bool { return r < 'a' || r > 'z' }) {
+		return fmt.Errorf("bad cause %.40q", st.By)
+	}
+	return nil
 }
 
 // cacheStates holds the last report of each worker, by id.

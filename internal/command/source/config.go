@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/yolkgo/yolk/internal/cli"
@@ -19,15 +18,15 @@ const healthcheckTimeout = 5 * time.Second
 
 // validate checks what the types alone do not.
 func (c *config) validate() error {
-	if err := checkHostPort(c.Addr); err != nil {
+	if err := cli.CheckHostPort(c.Addr); err != nil {
 		return cli.BadValue("SOURCE_ADDR", c.Addr, "%v", err)
 	}
 	if c.NATSAddr != "off" {
-		if err := checkHostPort(c.NATSAddr); err != nil {
+		if err := cli.CheckHostPort(c.NATSAddr); err != nil {
 			return cli.BadValue("SOURCE_NATS_ADDR", c.NATSAddr, "%v (or off)", err)
 		}
 	}
-	if !validSubject(c.Subject) {
+	if !cli.ValidSubject(c.Subject) {
 		return cli.BadValue("SOURCE_SUBJECT", c.Subject, "want a NATS subject of dot-separated tokens, without spaces or wildcards")
 	}
 	if c.ChangeEvery != 0 && c.ChangeEvery < time.Millisecond {
@@ -37,31 +36,6 @@ func (c *config) validate() error {
 		return cli.BadValue("SOURCE_KEYS", strconv.Itoa(c.Keys), "want 0 to 1000000")
 	}
 	return nil
-}
-
-// checkHostPort accepts host:port with a numeric port; the host may be empty.
-func checkHostPort(addr string) error {
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("want host:port")
-	}
-	if n, err := strconv.ParseUint(port, 10, 16); err != nil || strconv.FormatUint(n, 10) != port {
-		return fmt.Errorf("want a port of 0 to 65535")
-	}
-	return nil
-}
-
-// validSubject reports whether s is a literal NATS subject one can publish on.
-func validSubject(s string) bool {
-	if s == "" {
-		return false
-	}
-	for tok := range strings.SplitSeq(s, ".") {
-		if tok == "" || tok == "*" || tok == ">" || strings.ContainsAny(tok, " \t\r\n") {
-			return false
-		}
-	}
-	return true
 }
 
 // healthcheck asks the source on addr for GET /healthz. A listener on all

@@ -102,7 +102,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if cfg.NATSAddr != "off" {
 		var err error
 		if fd, err = startFeed(cfg.NATSAddr, cfg.Subject, log); err != nil {
-			return err
+			return fmt.Errorf("SOURCE_NATS_ADDR=%s: %w", cfg.NATSAddr, err) // e.g. the port is taken: not a usage error
 		}
 	}
 	defer fd.Close()
@@ -115,7 +115,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("listen http: %w", err)
+		return fmt.Errorf("SOURCE_ADDR=%s: listen http: %w", cfg.Addr, err) // not a usage error
 	}
 	log.Info("source ready", "http", ln.Addr().String(), "nats", fd.Addr(), "subject", cfg.Subject,
 		"keys", cfg.Keys, "changeEvery", cfg.ChangeEvery.String(), "version", st.Snapshot().version)

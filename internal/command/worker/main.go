@@ -64,10 +64,33 @@ func parseConfig(environ []string) (config, error) {
 	if err != nil {
 		return cfg, err
 	}
+	if err := cfg.Logging.Validate(); err != nil {
+		return cfg, err
+	}
 	if err := cfg.Refresh.Validate(); err != nil {
 		return cfg, err
 	}
+	// checked now, not when the worker listens (once its cache is warm, maybe never)
+	if err := cli.CheckHostPort(cfg.HTTPAddr); err != nil {
+		return cfg, cli.BadValue("YOLK_HTTP_ADDR", cfg.HTTPAddr, "%v", err)
+	}
+	if cfg.ListenFD < 0 || (cfg.ListenFD > 0 && !isListener(cfg.ListenFD)) {
+		return cfg, cli.BadValue("YOLK_LISTEN_FD", strconv.Itoa(cfg.ListenFD), "not an inherited listening socket (the master sets it)")
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		return cfg, cli.BadValue("YOLK_SHUTDOWN_TIMEOUT", cfg.ShutdownTimeout.String(), "must be positive")
+	}
 	return cfg, cfg.Join(&cfg.Bus, bus.RoleWorker, "YOLK_WORKER_SECRET", cfg.WorkerSecret, cfg.ReadyTimeout)
+}
+
+// isListener reports whether fd is an open socket that listens.
+func isListener(fd int) bool {
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return false
+	}
+	v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+	return err == nil && v == 1
 }
 
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
