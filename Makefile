@@ -1,4 +1,4 @@
-# yolk: make build | run | test | lint | image | up | down | k8s-check
+# yolk: make build | run | test | soak | lint | bench | bench-quick | image | up | down | k8s-check
 GO      ?= go
 BIN     := bin
 CMDS    := master agent worker source
@@ -10,7 +10,7 @@ WORKERS ?= 3
 # UP_TIMEOUT: seconds make up waits for every container to be healthy.
 UP_TIMEOUT ?= 120
 
-.PHONY: build run test lint clean image up down k8s-check
+.PHONY: build run test soak lint bench bench-quick clean image up down k8s-check
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
@@ -32,9 +32,32 @@ test:
 	@if [ "$${YOLK_SKIP_DOCKER:-}" = 1 ] && ! docker info >/dev/null 2>&1; then \
 		echo "make test: no Docker Engine answers and YOLK_SKIP_DOCKER=1: the compose test was skipped"; fi
 
+# soak: the long variants of the chaos and load tests (internal/e2e, YOLK_SOAK=1): 20
+# kill cycles, 10 s pauses, faults and feed outages, 3 master restarts, 5 bursts of
+# 10,000 messages, 3,000 changes. make test runs the short ones. About 30 minutes:
+# the restart backoff of children killed again and again grows to 30 s.
+soak:
+	YOLK_SOAK=1 $(GO) test -race -count=1 -v -run '^Test(Chaos|Load)' -timeout 60m ./internal/e2e
+
+# fuzz: every fuzz target for FUZZTIME each (default 5s; under two minutes in all on an idle machine).
+fuzz:
+	bash .ci/fuzz
+
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+# bench: yolk beside its baselines (../shared/anchors: egg's messenger path, a Node.js
+# cluster) and its ceilings (raw NATS, bare Go net/http), real processes, one run
+# (under 5 minutes); prints the table, rewrites BENCHMARKS.md (keeping the notes
+# after its <!-- notes --> marker) and saves the raw figures in bench/results.json.
+# Needs node; installs wrk with apt-get when root.
+bench:
+	BENCH_MAKE_TARGET=bench CGO_ENABLED=0 $(GO) run -trimpath ./bench -out BENCHMARKS.md
+
+# bench-quick: the same, reduced (under a minute); writes only a JSON file in $$TMPDIR.
+bench-quick:
+	BENCH_MAKE_TARGET=bench-quick CGO_ENABLED=0 $(GO) run -trimpath ./bench -quick
 
 clean:
 	rm -rf $(BIN) run

@@ -49,7 +49,10 @@ func (h *Hub) Load() *Snapshot { return h.store.Load() }
 // Run serves the protocol until ctx is done. It registers its handlers, warms up
 // (from the newest worker if any holds data, then one conditional check of the
 // remote), calls ready, and then runs the fetch loop. A remote that fails is retried
-// with backoff; workers keep the last good snapshot meanwhile.
+// with backoff (minRetry doubling to maxRetry), and what is asked meanwhile (pushes,
+// pulls, forces) waits for the retry; workers keep the last good snapshot meanwhile.
+// While the hub has no snapshot, each retry also looks again for a worker that holds
+// one.
 func (h *Hub) Run(ctx context.Context, ready func()) error {
 	for event, handler := range map[string]bus.Handler{
 		EventSnapshot: serveChunks(&h.store),
@@ -61,35 +64,56 @@ func (h *Hub) Run(ctx context.Context, ready func()) error {
 	}
 	h.warmFromWorkers(ctx)
 	h.request("start", h.store.Load() == nil)
-	retry := time.Duration(0)
+	var (
+		backoff time.Duration    // 0 while the remote answers; else the current retry delay
+		retry   <-chan time.Time // fires when the next try is due
+	)
+	failed := func(err error, msg string) {
+		backoff = min(max(2*backoff, minRetry), maxRetry)
+		wait := backoff - rand.N(backoff/5+1) // jitter: processes that failed together do not retry together
+		retry = time.After(wait)
+		h.log.Warn(msg, "err", err, "retryIn", wait.Round(time.Millisecond).String())
+	}
 	if err := h.fetchOnce(ctx); err != nil {
-		retry = 500 * time.Millisecond
-		h.log.Warn("remote source failed at start; retrying", "err", err, "retryIn", retry.String())
+		failed(err, "remote source failed at start; retrying")
 	}
 	ready()
 
 	for {
-		var timer <-chan time.Time
-		if retry > 0 {
-			timer = time.After(retry)
-		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-h.kick:
-		case <-timer:
-			h.request("retry", false)
-			continue
+			if backoff > 0 {
+				// The remote is failing: what was asked (a push, a pull, a force)
+				// stays queued and the retry serves it. Fetching at the rate of the
+				// change feed would hammer a source that is down, and flood the log.
+				continue
+			}
+		case <-retry:
+			if h.store.Load() == nil {
+				// Nothing yet, and the remote fails: a worker that answered too
+				// late at the start (or started since) may hold the service's data.
+				h.warmFromWorkers(ctx)
+			}
+			h.request("retry", false) // joins what is queued, if anything
 		}
 		if err := h.fetchOnce(ctx); err != nil {
-			retry = min(max(2*retry, 500*time.Millisecond), 30*time.Second)
-			retry += rand.N(retry / 4)
-			h.log.Warn("remote source failed; the last good snapshot keeps serving", "err", err, "retryIn", retry.Round(time.Millisecond).String())
+			failed(err, "remote source failed; the last good snapshot keeps serving")
 			continue
 		}
-		retry = 0
+		backoff, retry = 0, nil
 	}
 }
+
+// The hub's retry delays after a failed read of the remote: minRetry doubling to
+// maxRetry, each wait up to a fifth shorter (jitter). maxRetry bounds how stale the
+// workers stay after a failing remote recovers: changes announced meanwhile wait
+// for the next retry; one read every 5 s does not hammer a source that is down.
+const (
+	minRetry = 500 * time.Millisecond
+	maxRetry = 5 * time.Second
+)
 
 // Changed is the push path: the remote's change feed announced version ("" when
 // the version is unknown: a conditional check tells).

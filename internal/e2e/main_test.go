@@ -240,6 +240,7 @@ type proc struct {
 	Role     string
 	PID      int
 	State    string
+	Started  time.Time
 	Restarts int
 	Cache    *struct{ Version, By string }
 }
