@@ -34,7 +34,7 @@ test:
 
 # soak: the long variants of the chaos and load tests (internal/e2e, YOLK_SOAK=1): 20
 # kill cycles, 10 s pauses, faults and feed outages, 3 master restarts, 5 bursts of
-# 10,000 messages, 3,000 changes. make test runs the short ones. About 30 minutes:
+# 10,000 messages, 3,000 changes. make test runs the short ones. About 25 minutes:
 # the restart backoff of children killed again and again grows to 30 s.
 soak:
 	YOLK_SOAK=1 $(GO) test -race -count=1 -v -run '^Test(Chaos|Load)' -timeout 60m ./internal/e2e
