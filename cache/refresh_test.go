@@ -581,6 +581,9 @@ func TestRefreshLargeSnapshot(t *testing.T) {
 	t.Run("catch-up", func(t *testing.T) {
 		hint(t)
 		c := newTestCluster(t, "v1", big1)
+		// Copying 4000 items in chunks to three replicas at once takes seconds
+		// under -race on a loaded machine (a CI run once took 5s).
+		c.startWithin = 4 * patience
 		c.startHub()
 		c.startWorkers("w1", "w2", "w3")
 		c.converge("v1", big1)

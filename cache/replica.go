@@ -53,7 +53,7 @@ func (r *Replica) Run(ctx context.Context, ready func()) error {
 				return ctx.Err()
 			case <-time.After(wait):
 			}
-			wait = min(2*wait, 2*time.Second)
+			wait = min(2*wait, 500*time.Millisecond) // asking the agent is cheap; not being ready is not
 		}
 	}
 	ready()
