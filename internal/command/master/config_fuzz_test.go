@@ -1,12 +1,10 @@
 package master
 
 import (
-	"errors"
-	"regexp"
-	"strings"
 	"testing"
 
 	"github.com/yolkgo/yolk/internal/cli"
+	"github.com/yolkgo/yolk/internal/cli/clitest"
 )
 
 // FuzzConfig sets one variable the master reads (in fork or external mode) to any value: the config
@@ -14,38 +12,15 @@ import (
 // that names a variable and never shows a secret. .ci/fuzz runs it for a
 // bounded time; internal/e2e's TestBadEnvironment runs the real binary.
 func FuzzConfig(f *testing.F) {
-	vars := []string{"YOLK_MODE", "YOLK_HEALTH_SOCKET", "YOLK_WORKERS", "YOLK_HTTP_ADDR", "YOLK_BUS_URL", "YOLK_AGENT_SECRET", "YOLK_WORKER_SECRET", "YOLK_RUN_DIR", "YOLK_SHUTDOWN_TIMEOUT", "YOLK_READY_TIMEOUT", "YOLK_AGENT_BIN", "YOLK_WORKER_BIN", "YOLK_SOURCE_URL", "YOLK_PUSH_URL", "YOLK_PUSH_SUBJECT", "YOLK_FORCE_INTERVAL", "YOLK_PULL_INTERVAL", "YOLK_FETCH_TIMEOUT", "YOLK_LOG_LEVEL", "YOLK_LOG_FORMAT"}
-	secret := map[string]bool{"YOLK_AGENT_SECRET": true, "YOLK_WORKER_SECRET": true}
-	for i := range vars {
-		for _, v := range []string{"", "-1", "0", "1e999", "99999999999999999999", "abc", "a\tb\x01", "a\nb", "../../etc", "ünï ✓", "10s", ":7001", "nats://127.0.0.1:4222", "/bin/sh"} {
-			f.Add(uint8(i), v, false)
-		}
-	}
-	f.Add(uint8(0), "external", true)
-	f.Fuzz(func(t *testing.T, i uint8, value string, external bool) {
-		name := vars[int(i)%len(vars)]
-		env := []string{"YOLK_RUN_DIR=run", "YOLK_AGENT_BIN=/bin/sh", "YOLK_WORKER_BIN=/bin/sh"}
-		if external {
-			env = []string{"YOLK_MODE=external", "YOLK_RUN_DIR=run", "YOLK_AGENT_SECRET=a", "YOLK_WORKER_SECRET=w", "YOLK_HEALTH_SOCKET=off"}
-		}
-		err := checkConfig(append(env, name+"="+value))
-		if err == nil {
-			return
-		}
-		var uerr *cli.UsageError
-		if !errors.As(err, &uerr) {
-			t.Fatalf("%s=%q: %v, want a usage error", name, value, err)
-		}
-		if !namesVariable.MatchString(err.Error()) {
-			t.Fatalf("%s=%q: %q names no variable", name, value, err)
-		}
-		if secret[uerr.Var] || (secret[name] && len(value) >= 16 && strings.Contains(err.Error(), value)) {
-			t.Fatalf("%s=%q: %q shows a secret", name, value, err)
-		}
+	clitest.FuzzConfig(f, clitest.ConfigFuzz{
+		Vars:    []string{"YOLK_MODE", "YOLK_HEALTH_SOCKET", "YOLK_WORKERS", "YOLK_HTTP_ADDR", "YOLK_BUS_URL", "YOLK_AGENT_SECRET", "YOLK_WORKER_SECRET", "YOLK_RUN_DIR", "YOLK_SHUTDOWN_TIMEOUT", "YOLK_READY_TIMEOUT", "YOLK_AGENT_BIN", "YOLK_WORKER_BIN", "YOLK_SOURCE_URL", "YOLK_PUSH_URL", "YOLK_PUSH_SUBJECT", "YOLK_FORCE_INTERVAL", "YOLK_PULL_INTERVAL", "YOLK_FETCH_TIMEOUT", "YOLK_LOG_LEVEL", "YOLK_LOG_FORMAT"},
+		Secrets: map[string]bool{"YOLK_AGENT_SECRET": true, "YOLK_WORKER_SECRET": true},
+		Seeds:   []string{"", "-1", "0", "1e999", "99999999999999999999", "abc", "a\tb\x01", "a\nb", "../../etc", "ünï ✓", "10s", ":7001", "nats://127.0.0.1:4222", "/bin/sh"},
+		Base:    []string{"YOLK_RUN_DIR=run", "YOLK_AGENT_BIN=/bin/sh", "YOLK_WORKER_BIN=/bin/sh"},
+		Other:   []string{"YOLK_MODE=external", "YOLK_RUN_DIR=run", "YOLK_AGENT_SECRET=a", "YOLK_WORKER_SECRET=w", "YOLK_HEALTH_SOCKET=off"},
+		Check:   checkConfig,
 	})
 }
-
-var namesVariable = regexp.MustCompile(`\b(YOLK|SOURCE)_[A-Z_]+\b`)
 
 // checkConfig is what the command checks of its environment before it starts.
 func checkConfig(environ []string) error {
