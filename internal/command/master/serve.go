@@ -45,7 +45,11 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 	defer b.Shutdown()
 	defer conn.Close()
 
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	// Plain TCP, not Go's default MPTCP: the workers take turns in blocking
+	// accept(2) calls bounded by SO_RCVTIMEO, which an MPTCP listener ignores.
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(ctx, "tcp", cfg.HTTPAddr)
 	if err != nil {
 		return cli.BadValue("YOLK_HTTP_ADDR", cfg.HTTPAddr, "listen: %v", err)
 	}

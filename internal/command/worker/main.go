@@ -207,7 +207,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	// Listen and serve only with a warm cache: the socket is shared (by the master,
 	// or with SO_REUSEPORT), so a worker that accepted before it had data would
 	// answer 503 or hold connections during a start or a reload.
-	ln, err := listen(cfg)
+	ln, err := listen(cfg, log)
 	if err != nil {
 		cancel()
 		g.Wait()
@@ -345,21 +345,24 @@ func reportState(ctx context.Context, conn *bus.Conn, reports <-chan *cache.Snap
 	}
 }
 
-// listen returns the socket inherited from the master, or in external mode its own
-// listener on the shared address, bound with SO_REUSEPORT so every worker of the pod
-// can bind it.
-func listen(cfg config) (net.Listener, error) {
+// listen returns the socket inherited from the master (accepted from in turn with
+// the other workers: see fifoListener), or in external mode its own listener on the
+// shared address, bound with SO_REUSEPORT so every worker of the pod can bind it
+// (the kernel spreads the connections over the workers' sockets).
+func listen(cfg config, log *slog.Logger) (net.Listener, error) {
 	if cfg.ListenFD > 0 {
-		f := os.NewFile(uintptr(cfg.ListenFD), "listener")
-		if f == nil {
-			return nil, cli.BadValue("YOLK_LISTEN_FD", strconv.Itoa(cfg.ListenFD), "not an open file")
+		ln, err := newFIFOListener(cfg.ListenFD)
+		if !errors.Is(err, errNotTCP) {
+			return ln, err
 		}
+		log.Info("the inherited listener is not plain TCP: accepting through the netpoller, connections not dealt in turn")
+		f := os.NewFile(uintptr(cfg.ListenFD), "listener")
 		defer f.Close()
-		ln, err := net.FileListener(f)
+		ln2, err := net.FileListener(f)
 		if err != nil {
 			return nil, fmt.Errorf("inherited listener: %w", err)
 		}
-		return ln, nil
+		return ln2, nil
 	}
 	lc := net.ListenConfig{Control: reusePort}
 	ln, err := lc.Listen(context.Background(), "tcp", cfg.HTTPAddr)
