@@ -116,8 +116,12 @@ func appendRaw(dst, raw []byte) ([]byte, error) {
 // appendString appends s as a JSON string: as it is when it needs no
 // escaping (the common case), else through encoding/json.
 func appendString(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+	i := 0
+	for i+8 <= len(s) && !hasStringStop(load64(s, i)) {
+		i += 8
+	}
+	for ; i < len(s); i++ {
+		if stringStop[s[i]] {
 			b, _ := json.Marshal(s) // a string always encodes
 			return append(dst, b...)
 		}
@@ -168,6 +172,106 @@ const (
 // decodeEnvelope decodes b. It does not allocate in the common case: the
 // returned byte slices alias b.
 func decodeEnvelope(b []byte) (envelope, error) {
+	if e, ok := decodeFast(b); ok {
+		return e, nil
+	}
+	return decodeAny(b)
+}
+
+// The layout appendHead writes, piece by piece.
+const (
+	layoutKind  = `{"v":1,"kind":"`
+	layoutEvent = `","event":"`
+	layoutFrom  = `","from":"`
+	layoutRole  = `","role":"`
+	layoutData  = `","data":`
+)
+
+// decodeFast decodes an envelope in exactly the layout this package writes,
+// without an error field and with plain tokens (printable ASCII, no escapes),
+// by matching the fixed pieces instead of reading keys: every message but a
+// failed reply. It reports false for anything else, and decodeAny decides; for
+// an input both accept, both return the same envelope (FuzzDecodeFast).
+func decodeFast(b []byte) (e envelope, ok bool) {
+	var tok []byte
+	i, ok := literal(b, 0, layoutKind)
+	if !ok {
+		return e, false
+	}
+	if tok, i, ok = plainToken(b, i); !ok {
+		return e, false
+	}
+	for k := kindEvent; k <= kindNack; k++ {
+		if string(tok) == kindNames[k] {
+			e.kind = k
+		}
+	}
+	if e.kind == 0 {
+		return e, false
+	}
+	if i, ok = literal(b, i, layoutEvent); !ok {
+		return e, false
+	}
+	if e.event, i, ok = plainToken(b, i); !ok {
+		return e, false
+	}
+	if i, ok = literal(b, i, layoutFrom); !ok {
+		return e, false
+	}
+	if e.from, i, ok = plainToken(b, i); !ok {
+		return e, false
+	}
+	if i, ok = literal(b, i, layoutRole); !ok {
+		return e, false
+	}
+	if tok, i, ok = plainToken(b, i); !ok {
+		return e, false
+	}
+	for _, r := range [...]Role{RoleMaster, RoleAgent, RoleWorker, RoleControl} {
+		if string(tok) == string(r) {
+			e.role = r
+		}
+	}
+	if e.role == "" {
+		return e, false
+	}
+	if i, ok = literal(b, i, layoutData); !ok {
+		return e, false
+	}
+	var end int
+	var err error
+	if i < len(b) && b[i] == '"' {
+		end, _, err = scanString(b, i)
+	} else {
+		end, err = skipValue(b, i, 0)
+	}
+	if err != nil || end != len(b)-1 || b[end] != '}' {
+		return e, false
+	}
+	e.data = b[i:end]
+	return e, true
+}
+
+// literal reports whether lit is at b[i:], and the offset after it.
+func literal(b []byte, i int, lit string) (int, bool) {
+	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
+		return i, false
+	}
+	return i + len(lit), true
+}
+
+// plainToken returns the contents of the string whose opening quote is b[i-1]
+// and the offset of its closing quote, if they are ASCII without escapes.
+func plainToken(b []byte, i int) ([]byte, int, bool) {
+	end, plain, err := scanString(b, i-1)
+	if err != nil || !plain {
+		return nil, i, false
+	}
+	return b[i : end-1], end - 1, true
+}
+
+// decodeAny decodes any JSON object with the envelope's fields, in any order.
+func decodeAny(b []byte) (envelope, error) {
 	var e envelope
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {

@@ -310,3 +310,48 @@ func BenchmarkEnvelopeDecodeSize(b *testing.B) {
 		})
 	}
 }
+
+// FuzzDecodeFast checks the fixed-layout decoder against the general one: what
+// decodeFast accepts, decodeAny accepts too, with the same fields.
+func FuzzDecodeFast(f *testing.F) {
+	for _, s := range []string{
+		`{"v":1,"kind":"event","event":"refresh","from":"123","role":"agent","data":"push"}`,
+		`{"v":1,"kind":"req","event":"e","from":"worker-1","role":"worker","data":{"a":[1,2,{"b":"\u00e9"}]}}`,
+		`{"v":1,"kind":"send","event":"e","from":"f","role":"control","data":null}`,
+		`{"v":1,"kind":"reply","event":"e","from":"f","role":"master","data":1,"error":"x"}`,
+		`{"v":1,"kind":"event","event":"e","from":"f","role":"agent","data":"a\"b"}`,
+		`{"v":1,"kind":"event","event":"e","from":"f","role":"agent","data":"x" }`,
+		`{"v":1,"kind":"event","event":"e\u0041","from":"f","role":"agent","data":1}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fast, ok := decodeFast(b)
+		if !ok {
+			return
+		}
+		all, err := decodeAny(b)
+		if err != nil {
+			t.Fatalf("decodeFast accepted %q, decodeAny: %v", b, err)
+		}
+		if fast.kind != all.kind || !bytes.Equal(fast.event, all.event) || !bytes.Equal(fast.from, all.from) ||
+			fast.role != all.role || !bytes.Equal(fast.data, all.data) || fast.err != all.err {
+			t.Fatalf("%q: decodeFast %+v, decodeAny %+v", b, fast, all)
+		}
+	})
+}
+
+// Every envelope this package writes without an error takes the fast path.
+func TestEncodedEnvelopesDecodeFast(t *testing.T) {
+	for _, data := range []any{nil, "push", json.RawMessage(`{"version":"v7"}`), []int{1, 2}, "é \" \\"} {
+		for k := kindEvent; k <= kindNack; k++ {
+			b, err := encodeEnvelope(nil, k, "refresh", "worker-1", RoleWorker, data, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := decodeFast(b); !ok {
+				t.Errorf("decodeFast(%s) did not take it", b)
+			}
+		}
+	}
+}

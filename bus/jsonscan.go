@@ -184,6 +184,13 @@ func scanString(b []byte, i int) (end int, plain bool, err error) {
 	return i, false, syntaxError(b, i)
 }
 
+// load64 reads s[i:i+8] as a little-endian word (the compiler makes it one load).
+func load64(s string, i int) uint64 {
+	s = s[i : i+8]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
 // hasStringStop reports whether one of the eight bytes of x is a stop byte of
 // a JSON string: '"', '\\', a control character or a byte >= 0x80. It may
 // report a word with a stop byte in it even when the stop byte it saw is not
