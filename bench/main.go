@@ -112,6 +112,7 @@ type config struct {
 	rest        time.Duration // how long processes idle before "at rest" memory
 	planTimeout time.Duration
 	total       time.Duration // the whole run's deadline
+	yolkEnv     []string      // added to every yolk master's environment (-yolk-env)
 }
 
 func fullConfig() config {
@@ -208,6 +209,14 @@ func runHarness(ctx context.Context, args []string) error {
 	jsonOut := fs.String("json", "", "write the raw results as JSON here (default: bench/results.json, or a temporary file with -quick)")
 	only := fs.String("only", "", "comma-separated sections to run: "+strings.Join(sections, ", "))
 	anchors := fs.String("anchors", "", "the baselines' directory (default: ../shared/anchors beside the repository)")
+	var yolkEnv []string
+	fs.Func("yolk-env", "`NAME=value` added to every yolk master's environment, which its agent and workers inherit (repeatable; for experiments such as GOGC=200)", func(v string) error {
+		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
+			return fmt.Errorf("want NAME=value, got %q", v)
+		}
+		yolkEnv = append(yolkEnv, v)
+		return nil
+	})
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return nil
 	} else if err != nil {
@@ -217,6 +226,7 @@ func runHarness(ctx context.Context, args []string) error {
 	if *quick {
 		cfg = quickConfig()
 	}
+	cfg.yolkEnv = yolkEnv
 	if *only != "" {
 		cfg.only = map[string]bool{}
 		for s := range strings.SplitSeq(*only, ",") {
@@ -333,14 +343,14 @@ func (c config) params() map[string]string {
 	for _, f := range c.fanout {
 		fan = append(fan, fmt.Sprintf("%d messages of %d B", f.N, f.Size))
 	}
-	reps := plural(c.fanout[0].Reps, "run") + " with 2 workers, 1 with more"
+	reps := plural(c.fanout[0].Reps, "round") + " with 2 workers (yolk, then raw NATS, in each), 1 with more"
 	for _, w := range c.workers {
 		base = append(base, "node baseline.js "+strings.Join(c.baseline(w).list(), " "))
 	}
 	return map[string]string{
 		"workers":     fmt.Sprint(c.workers),
 		"fanout":      strings.Join(fan, " and ") + ", " + reps,
-		"rtt":         fmt.Sprintf("%d trips after %d warm-up ones, %s", c.rtt.N, c.rtt.Warm, plural(c.rtt.Reps, "run")),
+		"rtt":         fmt.Sprintf("%d trips after %d warm-up ones in each round", c.rtt.N, c.rtt.Warm),
 		"changes":     strconv.Itoa(c.changes),
 		"wrk":         fmt.Sprintf("wrk -t2 -c64 -d%ds --latency -s rotate.lua` (100 keys in turn) after a %d s warm-up run", c.wrkDur, c.wrkWarm),
 		"coldStarts":  strconv.Itoa(c.coldReps),

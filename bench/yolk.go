@@ -100,6 +100,7 @@ func (h *harness) startMaster(name string, workers int, extra ...string) (*maste
 		"YOLK_HTTP_ADDR=127.0.0.1:0",
 		"YOLK_LOG_FORMAT=json",
 	)
+	env = append(env, h.cfg.yolkEnv...)
 	p, err := startProc(name, h.bins.path("master"), nil, append(env, extra...))
 	if err != nil {
 		return nil, err
