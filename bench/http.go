@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -31,8 +32,14 @@ func (h *harness) httpSection(ctx context.Context, workers int) {
 	}
 
 	h.logf("HTTP: bare Go net/http (1 process, GOMAXPROCS=%d)", runtime.NumCPU())
-	if err := h.httpGo(ctx, workers, want); err != nil {
+	if err := h.httpGo(ctx, "go-http", sysGo, workers, want); err != nil {
 		h.fail("HTTP: bare Go, %d workers: %v", workers, err)
+	}
+	if workers == 2 {
+		h.logf("HTTP: the floor, a minimal HTTP/1.1 loop without net/http (1 process)")
+		if err := h.httpGo(ctx, "raw-http", sysFloor, workers, want); err != nil {
+			h.fail("HTTP: the floor: %v", err)
+		}
 	}
 
 	h.logf("HTTP, %d workers: node cluster", workers)
@@ -117,13 +124,14 @@ func readRSS(ps []ProcRSS) ([]ProcRSS, float64, error) {
 	return out, total, nil
 }
 
-func (h *harness) httpGo(ctx context.Context, workers int, want *sample) error {
+// httpGo measures the bare Go server (role go-http) or the floor (raw-http).
+func (h *harness) httpGo(ctx context.Context, role, system string, workers int, want *sample) error {
 	port, err := freePort()
 	if err != nil {
 		return err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	p, err := startProc("go-http", h.bins.path("bench"), []string{"go-http", addr}, baseEnv())
+	p, err := startProc(role, h.bins.path("bench"), []string{role, addr}, baseEnv())
 	if err != nil {
 		return err
 	}
@@ -136,14 +144,14 @@ func (h *harness) httpGo(ctx context.Context, workers int, want *sample) error {
 		return err
 	}
 	if want != nil && (got.body != want.body || !slices.Equal(got.headers, want.headers)) {
-		h.note("the bare Go handler's answer differs from yolk's: body %q headers %v, yolk: body %q headers %v",
-			got.body, got.headers, want.body, want.headers)
+		h.note("the %s answer differs from yolk's: body %q headers %v, yolk: body %q headers %v",
+			system, got.body, got.headers, want.body, want.headers)
 	}
 	r, err := h.runWrk(ctx, "http://"+addr, nil)
 	if err != nil {
 		return err
 	}
-	r.System, r.Workers = sysGo, workers
+	r.System, r.Workers = system, workers
 	r.Processes = fmt.Sprintf("1 process, GOMAXPROCS=%d (default)", runtime.NumCPU())
 	h.res.HTTP = append(h.res.HTTP, r)
 	return nil
@@ -319,11 +327,18 @@ func parseWrk(out string) (HTTPResult, error) {
 // runGoHTTP is the bare Go ceiling: one net/http server answering GET
 // /data/k0..k99 with the bytes and headers a yolk worker sends for the
 // source's initial data. It prints "ready" once it listens.
-func runGoHTTP(ctx context.Context, addr string, stdout io.Writer) error {
+// benchItems are the values the bare Go server and the floor serve: those of
+// bin/source's 100 keys.
+func benchItems() map[string][]byte {
 	items := make(map[string][]byte, 100)
 	for i := range 100 {
 		items["k"+strconv.Itoa(i)] = fmt.Appendf(nil, `{"name":"item %d","n":%d}`, i, i)
 	}
+	return items
+}
+
+func runGoHTTP(ctx context.Context, addr string, stdout io.Writer) error {
+	items := benchItems()
 	id := strconv.Itoa(os.Getpid())
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key, ok := strings.CutPrefix(r.URL.Path, "/data/")
@@ -360,4 +375,65 @@ func runGoHTTP(ctx context.Context, addr string, stdout io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// runRawHTTP is the floor of the HTTP section: the least a Go process can do to
+// answer wrk's requests, a loop per connection that reads a request head and
+// writes the prepared answer for its path, flushing when no request is waiting.
+// It is not an HTTP server (no bodies, no limits, no timeouts): it shows what
+// the machine, the kernel and wrk allow, whatever the server.
+func runRawHTTP(ctx context.Context, addr string, stdout io.Writer) error {
+	id := strconv.Itoa(os.Getpid())
+	date := time.Now().UTC().Format(http.TimeFormat) // for the same header set; not kept current
+	answers := map[string][]byte{}
+	for k, v := range benchItems() {
+		answers["/data/"+k] = fmt.Appendf(nil, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nDate: %s\r\nX-Yolk-Version: 1\r\nX-Yolk-Worker: %s\r\nContent-Length: %d\r\n\r\n%s", date, id, len(v), v)
+	}
+	notFound := []byte("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "ready", ln.Addr())
+	go func() { <-ctx.Done(); ln.Close() }()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		go func() {
+			defer c.Close()
+			r, w := bufio.NewReader(c), bufio.NewWriter(c)
+			for {
+				line, err := r.ReadSlice('\n')
+				if err != nil {
+					return
+				}
+				var path string
+				if f := strings.Fields(string(line)); len(f) == 3 {
+					path = f[1]
+				}
+				for { // the headers, up to the blank line
+					h, err := r.ReadSlice('\n')
+					if err != nil {
+						return
+					}
+					if len(h) <= 2 {
+						break
+					}
+				}
+				if a, ok := answers[path]; ok {
+					w.Write(a)
+				} else {
+					w.Write(notFound)
+				}
+				if r.Buffered() == 0 && w.Flush() != nil {
+					return
+				}
+			}
+		}()
+	}
 }

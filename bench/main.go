@@ -94,6 +94,11 @@ func runRole(ctx context.Context, role string, args []string) error {
 			return err
 		}
 		return runGoHTTP(ctx, args[0], os.Stdout)
+	case "raw-http":
+		if err := need(1); err != nil {
+			return err
+		}
+		return runRawHTTP(ctx, args[0], os.Stdout)
 	}
 	return fmt.Errorf("unknown subcommand %q (run without one for the benchmarks; -h for help)", role)
 }

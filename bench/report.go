@@ -377,9 +377,20 @@ func httpTable(res *Results) table {
 	for _, r := range res.HTTP {
 		procs[r.System] = r.Processes
 	}
+	var floor string
+	if f, ok := find(sysFloor, 2); ok {
+		floor = fmt.Sprintf("The floor, in the same run: a minimal HTTP/1.1 loop in Go without net/http (bench's raw-http: read a request head, write the prepared answer; %s) made %s requests/s, p50 %s, p99 %s.",
+			f.Processes, fmtCount(f.RPS), fmtMs(f.P50Ms), fmtMs(f.P99Ms))
+		if n, ok := find(sysNode, 2); ok && f.P99Ms > 0 {
+			floor += fmt.Sprintf(" Node's p99 is %.2f× the floor's: a p99 at most half of node's needs a server %.2f× faster in the tail than the least one can do here.", n.P99Ms/f.P99Ms, f.P99Ms/(0.5*n.P99Ms))
+		}
+	}
 	t.method = []string{
 		"`" + res.Params["wrk"] + ", on 127.0.0.1; wrk shares the 2 cores with the server, the same for every system; one system at a time.",
 		"yolk: real master (" + procs[sysYolk] + "), bin/source with 100 keys; the answer is the key's JSON value with Content-Type, X-Yolk-Version and X-Yolk-Worker. Bare Go: " + procs[sysGo] + ", the same bytes and headers from a map (measured again beside each yolk worker count). Node: cluster-http.js, " + procs[sysNode] + " (its body is `\"v0\"`-style, a few bytes shorter).",
+	}
+	if floor != "" {
+		t.method = append(t.method, floor)
 	}
 	return t
 }

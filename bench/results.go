@@ -9,11 +9,12 @@ import (
 
 // The systems measured side by side.
 const (
-	sysYolk = "yolk"
-	sysEgg  = "egg baseline" // anchors/egg-ipc/baseline.js
-	sysNATS = "raw NATS"     // embedded nats-server, plain nats.go clients
-	sysGo   = "bare Go"      // a net/http handler returning the same bytes
-	sysNode = "node cluster" // anchors/node-http/cluster-http.js
+	sysYolk  = "yolk"
+	sysEgg   = "egg baseline" // anchors/egg-ipc/baseline.js
+	sysNATS  = "raw NATS"     // embedded nats-server, plain nats.go clients
+	sysGo    = "bare Go"      // a net/http handler returning the same bytes
+	sysFloor = "floor"        // a minimal HTTP/1.1 loop without net/http returning the same bytes
+	sysNode  = "node cluster" // anchors/node-http/cluster-http.js
 )
 
 // Results is everything one run measured; it is saved as JSON and rendered
