@@ -5,14 +5,17 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// acceptTick bounds each blocking accept(2) (SO_RCVTIMEO), so that Close is
-// noticed within it.
+// acceptTick bounds each blocking accept(2) (SO_RCVTIMEO). Close interrupts the
+// call at once with a signal; the tick is for the rare signal that comes just
+// before the call.
 const acceptTick = 20 * time.Millisecond
 
 // fifoListener accepts from the listening socket the master shares with every
@@ -33,6 +36,7 @@ type fifoListener struct {
 	conns chan acceptResult
 	stop  chan struct{}
 	once  sync.Once
+	tid   atomic.Int32 // the thread blocked in accept, once known
 }
 
 type acceptResult struct {
@@ -47,6 +51,10 @@ var errNotTCP = errors.New("not a plain TCP socket")
 // newFIFOListener takes over fd, a listening socket (parseConfig checked it), if
 // it is plain TCP; else it returns errNotTCP and leaves fd open.
 func newFIFOListener(fd int) (*fifoListener, error) {
+	return newFIFOListenerTick(fd, acceptTick)
+}
+
+func newFIFOListenerTick(fd int, tick time.Duration) (*fifoListener, error) {
 	if p, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL); err != nil {
 		return nil, fmt.Errorf("inherited listener: %w", err)
 	} else if p != unix.IPPROTO_TCP {
@@ -65,7 +73,7 @@ func newFIFOListener(fd int) (*fifoListener, error) {
 	if err := unix.SetNonblock(fd, false); err != nil {
 		return nil, fmt.Errorf("inherited listener: %w", err)
 	}
-	tv := unix.NsecToTimeval(acceptTick.Nanoseconds())
+	tv := unix.NsecToTimeval(tick.Nanoseconds())
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		return nil, fmt.Errorf("inherited listener: %w", err)
 	}
@@ -77,6 +85,11 @@ func newFIFOListener(fd int) (*fifoListener, error) {
 func (l *fifoListener) loop() {
 	defer close(l.conns)
 	defer unix.Close(l.fd)
+	// One thread, known to Close, so that a signal can interrupt its accept: a
+	// socket call with SO_RCVTIMEO set returns EINTR even with SA_RESTART.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	l.tid.Store(int32(unix.Gettid()))
 	for {
 		select {
 		case <-l.stop:
@@ -134,10 +147,18 @@ func (l *fifoListener) Accept() (net.Conn, error) {
 	return r.c, r.err
 }
 
-// Close stops accepting within acceptTick; connections still queued on the shared
-// socket go to the other workers.
+// Close stops accepting; connections still queued on the shared socket go to the
+// other workers. It interrupts a blocked accept with SIGURG, which the Go runtime
+// takes as a preemption request and otherwise ignores.
 func (l *fifoListener) Close() error {
-	l.once.Do(func() { close(l.stop) })
+	l.once.Do(func() {
+		close(l.stop)
+		if tid := l.tid.Load(); tid != 0 {
+			// Harmless if the thread has left accept: the runtime ignores a SIGURG it
+			// did not ask for.
+			_ = unix.Tgkill(unix.Getpid(), int(tid), unix.SIGURG)
+		}
+	})
 	return nil
 }
 

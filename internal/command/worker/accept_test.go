@@ -3,7 +3,11 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -104,10 +108,12 @@ func TestFIFOListenerDealsConnectionsInTurn(t *testing.T) {
 // connections still queued on it go to them.
 func TestFIFOListenerCloseLeavesTheSocketToOthers(t *testing.T) {
 	addr, fds := sharedSocket(t, 2)
-	a, err := newFIFOListener(fds[0])
+	const tick = time.Minute // Close must not wait for it
+	a, err := newFIFOListenerTick(fds[0], tick)
 	if err != nil {
 		t.Fatal(err)
 	}
+	waitInAccept(t, a)
 	closed := make(chan error, 1)
 	go func() {
 		for {
@@ -126,11 +132,11 @@ func TestFIFOListenerCloseLeavesTheSocketToOthers(t *testing.T) {
 		if !errors.Is(err, net.ErrClosed) {
 			t.Errorf("Accept after Close: %v, want net.ErrClosed", err)
 		}
-		if d := time.Since(start); d > 10*acceptTick {
-			t.Errorf("Accept returned %v after Close, want within about %v", d, acceptTick)
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("Accept returned %v after Close, want at once", d)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Accept still blocked 5s after Close")
+	case <-time.After(10 * time.Second):
+		t.Fatal("Accept still blocked 10s after Close: the signal did not interrupt accept")
 	}
 
 	// A connection made now waits in the queue until another worker takes it.
@@ -139,7 +145,7 @@ func TestFIFOListenerCloseLeavesTheSocketToOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	b, err := newFIFOListener(fds[1])
+	b, err := newFIFOListenerTick(fds[1], tick)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,4 +189,24 @@ func TestFIFOListenerLeavesMPTCPAlone(t *testing.T) {
 	if _, err := newFIFOListener(fd); !errors.Is(err, errNotTCP) {
 		t.Fatalf("newFIFOListener(MPTCP socket) = %v, want errNotTCP", err)
 	}
+}
+
+// waitInAccept polls until l's thread is blocked in accept4 (its
+// /proc/self/task/<tid>/syscall shows the call's number).
+func waitInAccept(t *testing.T, l *fifoListener) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if tid := l.tid.Load(); tid != 0 {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/syscall", tid))
+			if err != nil {
+				t.Skipf("cannot see the thread's system call: %v", err)
+			}
+			if f := strings.Fields(string(b)); len(f) > 0 && f[0] == strconv.Itoa(unix.SYS_ACCEPT4) {
+				return
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatal("the listener's thread never blocked in accept4")
 }
