@@ -62,7 +62,7 @@ func runNATSSub(ctx context.Context, url string, index int, stdout io.Writer) er
 	}
 	defer nc.Close()
 	from := "sub" + strconv.Itoa(index)
-	counter := &fanCounter{report: func(p fanProgress) {
+	counter := &fanCounter{profile: "nats-sub", report: func(p fanProgress) {
 		p.From = from
 		b, _ := json.Marshal(p)
 		_ = nc.Publish(subjProgress, b) // an error closes the connection: the run fails visibly

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -220,9 +223,33 @@ type fanCounter struct {
 	last  int64
 	// report gets the count every ProgressEvery messages; it must not block.
 	report func(fanProgress)
+	// profile, when set, names the receiver in the CPU profile it writes of each
+	// run into $BENCH_PROFILE_DIR (bench -cpuprofile).
+	profile string
+	prof    *os.File
 }
 
-func (c *fanCounter) begin(b fanBegin) { c.begun, c.count, c.last = b, 0, 0 }
+// envProfileDir is where receivers write their profiles (bench -cpuprofile).
+const envProfileDir = "BENCH_PROFILE_DIR"
+
+func (c *fanCounter) begin(b fanBegin) {
+	c.begun, c.count, c.last = b, 0, 0
+	if dir := os.Getenv(envProfileDir); dir != "" && c.profile != "" && c.prof == nil {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d-n%d-run%d.prof", c.profile, os.Getpid(), b.N, b.Run)))
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			c.prof = f
+		}
+	}
+}
+
+// stopProfile ends the run's CPU profile, if one is being written.
+func (c *fanCounter) stopProfile() {
+	if c.prof != nil {
+		pprof.StopCPUProfile()
+		c.prof.Close()
+		c.prof = nil
+	}
+}
 
 func (c *fanCounter) msg() {
 	c.count++
@@ -233,6 +260,7 @@ func (c *fanCounter) msg() {
 }
 
 func (c *fanCounter) ack(run int) fanAck {
+	c.stopProfile()
 	return fanAck{Run: run, Count: c.count, Last: c.last}
 }
 

@@ -118,6 +118,7 @@ type config struct {
 	planTimeout time.Duration
 	total       time.Duration // the whole run's deadline
 	yolkEnv     []string      // added to every yolk master's environment (-yolk-env)
+	profileDir  string        // -cpuprofile
 }
 
 func fullConfig() config {
@@ -214,6 +215,7 @@ func runHarness(ctx context.Context, args []string) error {
 	jsonOut := fs.String("json", "", "write the raw results as JSON here (default: bench/results.json, or a temporary file with -quick)")
 	only := fs.String("only", "", "comma-separated sections to run: "+strings.Join(sections, ", "))
 	anchors := fs.String("anchors", "", "the baselines' directory (default: ../shared/anchors beside the repository)")
+	profileDir := fs.String("cpuprofile", "", "a directory where every fan-out receiver (yolk worker, raw NATS subscriber) writes a CPU profile of each run, for go tool pprof with the bench binary")
 	var yolkEnv []string
 	fs.Func("yolk-env", "`NAME=value` added to every yolk master's environment, which its agent and workers inherit (repeatable; for experiments such as GOGC=200)", func(v string) error {
 		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
@@ -232,6 +234,16 @@ func runHarness(ctx context.Context, args []string) error {
 		cfg = quickConfig()
 	}
 	cfg.yolkEnv = yolkEnv
+	if *profileDir != "" {
+		dir, err := filepath.Abs(*profileDir)
+		if err == nil {
+			err = os.MkdirAll(dir, 0o755)
+		}
+		if err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		cfg.profileDir = dir
+	}
 	if *only != "" {
 		cfg.only = map[string]bool{}
 		for s := range strings.SplitSeq(*only, ",") {

@@ -78,8 +78,8 @@ func (h *harness) yolkPeers(ctx context.Context, plan peerPlan) ([]record, error
 	}
 	self := h.bins.path("bench")
 	m, err := h.startMaster("master (bench peers)", plan.Workers,
-		"YOLK_AGENT_BIN="+self, "YOLK_WORKER_BIN="+self, "YOLK_PUSH_URL=off",
-		envPeer+"=1", "BENCH_PLAN="+string(pj))
+		append([]string{"YOLK_AGENT_BIN=" + self, "YOLK_WORKER_BIN=" + self, "YOLK_PUSH_URL=off",
+			envPeer + "=1", "BENCH_PLAN=" + string(pj)}, h.profileEnv()...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +127,7 @@ func (h *harness) rawNATS(ctx context.Context, plan peerPlan) ([]record, error) 
 	}
 	url := strings.TrimSpace(strings.TrimPrefix(line, "nats ready"))
 	for i := range plan.Workers {
-		sub, err := startProc("nats-sub "+strconv.Itoa(i), self, []string{"nats-sub", url, strconv.Itoa(i)}, baseEnv())
+		sub, err := startProc("nats-sub "+strconv.Itoa(i), self, []string{"nats-sub", url, strconv.Itoa(i)}, baseEnv(h.profileEnv()...))
 		if err != nil {
 			return nil, err
 		}
@@ -157,4 +157,12 @@ func (h *harness) rawNATS(ctx context.Context, plan peerPlan) ([]record, error) 
 		err = fmt.Errorf("publisher: %v; its output:\n%s", pub.cmd.ProcessState, indent(pub.out.tail(20)))
 	}
 	return recs, err
+}
+
+// profileEnv passes -cpuprofile's directory to the fan-out receivers.
+func (h *harness) profileEnv() []string {
+	if h.cfg.profileDir == "" {
+		return nil
+	}
+	return []string{envProfileDir + "=" + h.cfg.profileDir}
 }

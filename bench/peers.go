@@ -235,7 +235,7 @@ func (s *busSender) flush(ctx context.Context) error { return s.conn.Flush(ctx) 
 // goroutine that wg tracks, until ctx ends.
 func workerPeer(ctx context.Context, conn *bus.Conn, wg *sync.WaitGroup, log *slog.Logger) error {
 	progress := make(chan fanProgress, 1)
-	counter := &fanCounter{report: func(p fanProgress) { latest(progress, p) }}
+	counter := &fanCounter{report: func(p fanProgress) { latest(progress, p) }, profile: "yolk-worker"}
 	wg.Go(func() {
 		for {
 			select {
