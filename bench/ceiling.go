@@ -138,6 +138,9 @@ func runNATSPub(ctx context.Context, url string, plan peerPlan, stdout io.Writer
 	run := 0
 	for _, spec := range plan.Fanout {
 		s := &natsSender{nc: nc, payload: append([]byte{'M'}, bytes.Repeat([]byte("x"), max(0, spec.Size-1))...)}
+		if err := warmUp(ctx, s, t, plan.Workers, &run, spec); err != nil {
+			return err
+		}
 		for rep := range spec.Reps {
 			run++
 			r, err := runFan(ctx, s, t, plan.Workers, run, spec.Size, spec.N)

@@ -22,11 +22,25 @@ import (
 // message. Every message published reaches every receiver: a receiver whose
 // count falls short of n has lost messages, and the run says so.
 
-// fanSpec is one fan-out measurement: reps runs of n messages of size bytes.
+// fanSpec is one fan-out measurement: reps runs of n messages of size bytes,
+// after an untimed run of warm messages when warm > 0.
 type fanSpec struct {
 	Size int `json:"size"`
 	N    int `json:"n"`
 	Reps int `json:"reps"`
+	Warm int `json:"warm,omitempty"`
+}
+
+// warmUp runs spec's untimed run, if it has one.
+func warmUp(ctx context.Context, s fanSender, t *fanTracker, workers int, run *int, spec fanSpec) error {
+	if spec.Warm <= 0 {
+		return nil
+	}
+	*run++
+	if _, err := runFan(ctx, s, t, workers, *run, spec.Size, spec.Warm); err != nil {
+		return fmt.Errorf("fan-out %d B, warm-up run: %w", spec.Size, err)
+	}
+	return nil
 }
 
 // fanBegin opens a run.

@@ -20,7 +20,9 @@ func (h *harness) messenger(ctx context.Context, workers int) {
 	rounds := 1
 	for i := range specs {
 		rounds = max(rounds, specs[i].Reps)
-		specs[i].Reps = 1
+		// Each round starts fresh processes: an untimed quarter-size run first
+		// warms their heaps, buffers and connections.
+		specs[i].Reps, specs[i].Warm = 1, specs[i].N/4
 	}
 	plan := peerPlan{Workers: workers, Fanout: specs}
 	if workers == 2 {

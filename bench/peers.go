@@ -168,6 +168,9 @@ func runPlan(ctx context.Context, conn *bus.Conn, plan peerPlan, t *fanTracker, 
 	run := 0
 	for _, spec := range plan.Fanout {
 		s := &busSender{conn: conn, payload: jsonString(spec.Size)}
+		if err := warmUp(ctx, s, t, plan.Workers, &run, spec); err != nil {
+			return err
+		}
 		for rep := range spec.Reps {
 			run++
 			r, err := runFan(ctx, s, t, plan.Workers, run, spec.Size, spec.N)
