@@ -360,7 +360,7 @@ func (c config) params() map[string]string {
 	for _, f := range c.fanout {
 		fan = append(fan, fmt.Sprintf("%d messages of %d B", f.N, f.Size))
 	}
-	reps := plural(c.fanout[0].Reps, "round") + " with 2 workers (yolk, then raw NATS, in each), 1 with more"
+	reps := plural(c.fanout[0].Reps, "round") + " with 2 workers (yolk, then raw NATS, in each), 1 with more; in each, fresh processes warm up with an untimed run of a quarter as many messages"
 	for _, w := range c.workers {
 		base = append(base, "node baseline.js "+strings.Join(c.baseline(w).list(), " "))
 	}
