@@ -188,7 +188,7 @@ const (
 )
 
 // decodeFast decodes an envelope in exactly the layout this package writes,
-// without an error field and with plain tokens (printable ASCII, no escapes),
+// without an error field and with plain tokens (ASCII without escapes),
 // by matching the fixed pieces instead of reading keys: every message but a
 // failed reply. It reports false for anything else, and decodeAny decides; for
 // an input both accept, both return the same envelope (FuzzDecodeFast).

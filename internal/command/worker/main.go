@@ -351,18 +351,21 @@ func reportState(ctx context.Context, conn *bus.Conn, reports <-chan *cache.Snap
 // (the kernel spreads the connections over the workers' sockets).
 func listen(cfg config, log *slog.Logger) (net.Listener, error) {
 	if cfg.ListenFD > 0 {
-		ln, err := newFIFOListener(cfg.ListenFD)
+		fifo, err := newFIFOListener(cfg.ListenFD)
+		if err == nil {
+			return fifo, nil
+		}
 		if !errors.Is(err, errNotTCP) {
-			return ln, err
+			return nil, err
 		}
 		log.Info("the inherited listener is not plain TCP: accepting through the netpoller, connections not dealt in turn")
 		f := os.NewFile(uintptr(cfg.ListenFD), "listener")
 		defer f.Close()
-		ln2, err := net.FileListener(f)
+		ln, err := net.FileListener(f)
 		if err != nil {
 			return nil, fmt.Errorf("inherited listener: %w", err)
 		}
-		return ln2, nil
+		return ln, nil
 	}
 	lc := net.ListenConfig{Control: reusePort}
 	ln, err := lc.Listen(context.Background(), "tcp", cfg.HTTPAddr)
