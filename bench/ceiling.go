@@ -135,21 +135,11 @@ func runNATSPub(ctx context.Context, url string, plan peerPlan, stdout io.Writer
 		return err
 	}
 	enc := json.NewEncoder(stdout)
-	run := 0
-	for _, spec := range plan.Fanout {
-		s := &natsSender{nc: nc, payload: append([]byte{'M'}, bytes.Repeat([]byte("x"), max(0, spec.Size-1))...)}
-		if err := warmUp(ctx, s, t, plan.Workers, &run, spec); err != nil {
-			return err
-		}
-		for rep := range spec.Reps {
-			run++
-			r, err := runFan(ctx, s, t, plan.Workers, run, spec.Size, spec.N)
-			if err != nil {
-				return fmt.Errorf("fan-out %d B, run %d: %w", spec.Size, rep+1, err)
-			}
-			enc.Encode(record{Test: "fanout", Size: spec.Size, N: spec.N, Rep: rep + 1,
-				TotalMsgsPerSec: r.TotalMsgsPerSec, PerWorkerMsgsPerSec: r.PerWorkerMsgsPerSec, Lost: r.Lost})
-		}
+	emit := func(r record) { enc.Encode(r) }
+	if err := runFanPlan(ctx, plan, t, emit, func(size int) fanSender {
+		return &natsSender{nc: nc, payload: append([]byte{'M'}, bytes.Repeat([]byte("x"), max(0, size-1))...)}
+	}); err != nil {
+		return err
 	}
 	for rep := range plan.RTT.Reps {
 		q, err := measureRTT(ctx, plan.RTT.Warm, plan.RTT.N, func(ctx context.Context) error {

@@ -31,14 +31,28 @@ type fanSpec struct {
 	Warm int `json:"warm,omitempty"`
 }
 
-// warmUp runs spec's untimed run, if it has one.
-func warmUp(ctx context.Context, s fanSender, t *fanTracker, workers int, run *int, spec fanSpec) error {
-	if spec.Warm <= 0 {
-		return nil
-	}
-	*run++
-	if _, err := runFan(ctx, s, t, workers, *run, spec.Size, spec.Warm); err != nil {
-		return fmt.Errorf("fan-out %d B, warm-up run: %w", spec.Size, err)
+// runFanPlan runs the plan's fan-out specs in order, each with the sender
+// newSender makes for its size: the untimed warm-up run if it has one, then its
+// measured runs, emitting a record for each of those.
+func runFanPlan(ctx context.Context, plan peerPlan, t *fanTracker, emit func(record), newSender func(size int) fanSender) error {
+	run := 0
+	for _, spec := range plan.Fanout {
+		s := newSender(spec.Size)
+		if spec.Warm > 0 {
+			run++
+			if _, err := runFan(ctx, s, t, plan.Workers, run, spec.Size, spec.Warm); err != nil {
+				return fmt.Errorf("fan-out %d B, warm-up run: %w", spec.Size, err)
+			}
+		}
+		for rep := range spec.Reps {
+			run++
+			r, err := runFan(ctx, s, t, plan.Workers, run, spec.Size, spec.N)
+			if err != nil {
+				return fmt.Errorf("fan-out %d B, run %d: %w", spec.Size, rep+1, err)
+			}
+			emit(record{Test: "fanout", Size: spec.Size, N: spec.N, Rep: rep + 1,
+				TotalMsgsPerSec: r.TotalMsgsPerSec, PerWorkerMsgsPerSec: r.PerWorkerMsgsPerSec, Lost: r.Lost})
+		}
 	}
 	return nil
 }

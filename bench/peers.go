@@ -165,21 +165,10 @@ func runPlan(ctx context.Context, conn *bus.Conn, plan peerPlan, t *fanTracker, 
 	if err != nil {
 		return err
 	}
-	run := 0
-	for _, spec := range plan.Fanout {
-		s := &busSender{conn: conn, payload: jsonString(spec.Size)}
-		if err := warmUp(ctx, s, t, plan.Workers, &run, spec); err != nil {
-			return err
-		}
-		for rep := range spec.Reps {
-			run++
-			r, err := runFan(ctx, s, t, plan.Workers, run, spec.Size, spec.N)
-			if err != nil {
-				return fmt.Errorf("fan-out %d B, run %d: %w", spec.Size, rep+1, err)
-			}
-			emit(record{Test: "fanout", Size: spec.Size, N: spec.N, Rep: rep + 1,
-				TotalMsgsPerSec: r.TotalMsgsPerSec, PerWorkerMsgsPerSec: r.PerWorkerMsgsPerSec, Lost: r.Lost})
-		}
+	if err := runFanPlan(ctx, plan, t, emit, func(size int) fanSender {
+		return &busSender{conn: conn, payload: jsonString(size)}
+	}); err != nil {
+		return err
 	}
 	variants := []string{rttRequest}
 	if plan.Pair {
