@@ -236,6 +236,7 @@ func sampleResults() *Results {
 			{System: sysYolk, Workers: 2, RPS: 70000, P50Ms: 0.5, P99Ms: 2},
 			{System: sysGo, Workers: 2, RPS: 75000, P50Ms: 0.5, P99Ms: 2},
 			{System: sysNode, Workers: 2, RPS: 60000, P50Ms: 0.8, P99Ms: 5},
+			{System: sysFloor, Workers: 2, RPS: 120000, P50Ms: 0.3, P99Ms: 4, Processes: "1 process"},
 		},
 		Lifecycle: &LifecycleResult{
 			ColdStartMs: []float64{50, 60, 70}, StopMs: []float64{40},
@@ -260,6 +261,7 @@ func TestRenderReport(t *testing.T) {
 		"| 2 workers, refresh that brought each change to each worker | push 398, pull 2 |",
 		"| 2 workers, requests/s | 70000 | 60000 | 75000 | 1.17× | 0.93× | ≥ 90% of bare Go, > node: pass |",
 		"| 2 workers, p99 | 2.00 ms | 5.00 ms | 2.00 ms | 0.40× | 1.00× | ≤ ½ node's: pass |",
+		"made 120000 requests/s, p50 0.300 ms, p99 4.00 ms. Node's p99 is 1.25× the floor's: a p99 at most half of node's needs a server 1.60× faster in the tail",
 		"| cold start to first 200, median of 3 | 60.0 ms (50.0 ms–70.0 ms) |",
 		"< 100 ms: pass",
 		"failed requests during a rolling reload, 4 clients | 0 of 100",
