@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -314,5 +315,21 @@ func TestWriteJSON(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "results.json")
 	if err := writeJSON(path, sampleResults()); err != nil {
 		t.Fatalf("writeJSON: %v", err)
+	}
+}
+
+func TestMedianRounds(t *testing.T) {
+	got := medianRounds([]HTTPResult{
+		{System: sysYolk, RPS: 100, P50Ms: 1, P99Ms: 9, Requests: 10, Non2xx: 1},
+		{System: sysGo, RPS: 50, P50Ms: 2, P99Ms: 4, Requests: 5},
+		{System: sysYolk, RPS: 300, P50Ms: 3, P99Ms: 5, Requests: 30, SockErrs: 2},
+		{System: sysYolk, RPS: 200, P50Ms: 2, P99Ms: 7, Requests: 20},
+	})
+	want := []HTTPResult{
+		{System: sysYolk, RPS: 200, P50Ms: 2, P99Ms: 7, Requests: 60, Non2xx: 1, SockErrs: 2, Rounds: 3},
+		{System: sysGo, RPS: 50, P50Ms: 2, P99Ms: 4, Requests: 5, Rounds: 1},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("medianRounds = %+v, want %+v", got, want)
 	}
 }

@@ -23,29 +23,72 @@ import (
 // httpSection measures GET /data/{key} with wrk against yolk (real master, source
 // with 100 keys), a bare Go net/http handler and the Node.js cluster, with
 // workers workers (the bare Go server is one process with GOMAXPROCS at its
-// default). With 2 workers it also samples yolk's memory under the load.
+// default). With 2 workers it also measures the floor (raw-http), runs the
+// systems in rounds (yolk, bare Go, the floor, node, then again), so that the
+// machine's slow spells fall on all alike, and samples yolk's memory under the
+// load.
 func (h *harness) httpSection(ctx context.Context, workers int) {
-	h.logf("HTTP, %d workers: yolk", workers)
-	want, err := h.httpYolk(ctx, workers)
-	if err != nil {
-		h.fail("HTTP: yolk, %d workers: %v", workers, err)
-	}
-
-	h.logf("HTTP: bare Go net/http (1 process, GOMAXPROCS=%d)", runtime.NumCPU())
-	if err := h.httpGo(ctx, "go-http", sysGo, workers, want); err != nil {
-		h.fail("HTTP: bare Go, %d workers: %v", workers, err)
-	}
+	rounds, secs := 1, h.cfg.wrkDur
 	if workers == 2 {
-		h.logf("HTTP: the floor, a minimal HTTP/1.1 loop without net/http (1 process)")
-		if err := h.httpGo(ctx, "raw-http", sysFloor, workers, want); err != nil {
-			h.fail("HTTP: the floor: %v", err)
+		rounds, secs = h.cfg.httpRounds, h.cfg.wrkRoundDur
+	}
+	from := len(h.res.HTTP)
+	failed := map[string]bool{}
+	for round := 1; round <= rounds; round++ {
+		h.logf("HTTP, %d workers, round %d of %d: yolk", workers, round, rounds)
+		want, err := h.httpYolk(ctx, workers, secs)
+		if err != nil && !failed[sysYolk] {
+			failed[sysYolk] = true
+			h.fail("HTTP: yolk, %d workers: %v", workers, err)
+		}
+		h.logf("HTTP, round %d of %d: bare Go net/http (1 process, GOMAXPROCS=%d)", round, rounds, runtime.NumCPU())
+		if err := h.httpGo(ctx, "go-http", sysGo, workers, want, secs); err != nil && !failed[sysGo] {
+			failed[sysGo] = true
+			h.fail("HTTP: bare Go, %d workers: %v", workers, err)
+		}
+		if workers == 2 {
+			h.logf("HTTP, round %d of %d: the floor, a minimal HTTP/1.1 loop without net/http (1 process)", round, rounds)
+			if err := h.httpGo(ctx, "raw-http", sysFloor, workers, want, secs); err != nil && !failed[sysFloor] {
+				failed[sysFloor] = true
+				h.fail("HTTP: the floor: %v", err)
+			}
+		}
+		h.logf("HTTP, %d workers, round %d of %d: node cluster", workers, round, rounds)
+		if err := h.httpNode(ctx, workers, secs); err != nil && !failed[sysNode] {
+			failed[sysNode] = true
+			h.fail("HTTP: node cluster, %d workers: %v", workers, err)
 		}
 	}
+	h.res.HTTP = append(h.res.HTTP[:from], medianRounds(h.res.HTTP[from:])...)
+}
 
-	h.logf("HTTP, %d workers: node cluster", workers)
-	if err := h.httpNode(ctx, workers); err != nil {
-		h.fail("HTTP: node cluster, %d workers: %v", workers, err)
+// medianRounds merges each system's rounds into one result: the median
+// requests/s, p50 and p99 (each on its own), the sums of requests and errors.
+func medianRounds(rs []HTTPResult) []HTTPResult {
+	var order []string
+	by := map[string][]HTTPResult{}
+	for _, r := range rs {
+		if _, ok := by[r.System]; !ok {
+			order = append(order, r.System)
+		}
+		by[r.System] = append(by[r.System], r)
 	}
+	var out []HTTPResult
+	for _, sys := range order {
+		runs := by[sys]
+		m := runs[0]
+		var rps, p50, p99 []float64
+		m.Requests, m.Non2xx, m.SockErrs = 0, 0, 0
+		for _, r := range runs {
+			rps, p50, p99 = append(rps, r.RPS), append(p50, r.P50Ms), append(p99, r.P99Ms)
+			m.Requests += r.Requests
+			m.Non2xx += r.Non2xx
+			m.SockErrs += r.SockErrs
+		}
+		m.RPS, m.P50Ms, m.P99Ms, m.Rounds = median(rps), median(p50), median(p99), len(runs)
+		out = append(out, m)
+	}
+	return out
 }
 
 // sample is a yolk answer to compare the bare Go handler's with.
@@ -54,7 +97,7 @@ type sample struct {
 	headers []string // names, sorted
 }
 
-func (h *harness) httpYolk(ctx context.Context, workers int) (*sample, error) {
+func (h *harness) httpYolk(ctx context.Context, workers, secs int) (*sample, error) {
 	src, err := h.startSource(ctx)
 	if err != nil {
 		return nil, err
@@ -81,7 +124,7 @@ func (h *harness) httpYolk(ctx context.Context, workers int) (*sample, error) {
 	if workers == 2 {
 		during = func(d time.Duration) { h.sampleLoadRSS(st.pids(), d) }
 	}
-	r, err := h.runWrk(ctx, "http://"+addr, during)
+	r, err := h.runWrk(ctx, "http://"+addr, secs, during)
 	if err != nil {
 		return want, err
 	}
@@ -125,7 +168,7 @@ func readRSS(ps []ProcRSS) ([]ProcRSS, float64, error) {
 }
 
 // httpGo measures the bare Go server (role go-http) or the floor (raw-http).
-func (h *harness) httpGo(ctx context.Context, role, system string, workers int, want *sample) error {
+func (h *harness) httpGo(ctx context.Context, role, system string, workers int, want *sample, secs int) error {
 	port, err := freePort()
 	if err != nil {
 		return err
@@ -147,7 +190,7 @@ func (h *harness) httpGo(ctx context.Context, role, system string, workers int, 
 		h.note("the %s answer differs from yolk's: body %q headers %v, yolk: body %q headers %v",
 			system, got.body, got.headers, want.body, want.headers)
 	}
-	r, err := h.runWrk(ctx, "http://"+addr, nil)
+	r, err := h.runWrk(ctx, "http://"+addr, secs, nil)
 	if err != nil {
 		return err
 	}
@@ -157,7 +200,7 @@ func (h *harness) httpGo(ctx context.Context, role, system string, workers int, 
 	return nil
 }
 
-func (h *harness) httpNode(ctx context.Context, workers int) error {
+func (h *harness) httpNode(ctx context.Context, workers, secs int) error {
 	port, err := freePort()
 	if err != nil {
 		return err
@@ -172,7 +215,7 @@ func (h *harness) httpNode(ctx context.Context, workers int) error {
 	if _, err := p.waitLine(ctx, 30*time.Second, "ready"); err != nil {
 		return err
 	}
-	r, err := h.runWrk(ctx, "http://127.0.0.1:"+strconv.Itoa(port), nil)
+	r, err := h.runWrk(ctx, "http://127.0.0.1:"+strconv.Itoa(port), secs, nil)
 	if err != nil {
 		return err
 	}
@@ -226,7 +269,7 @@ end
 
 // runWrk runs wrk against base: a warm-up, then the measured run; during, if
 // set, runs beside the measured run with its length.
-func (h *harness) runWrk(ctx context.Context, base string, during func(time.Duration)) (HTTPResult, error) {
+func (h *harness) runWrk(ctx context.Context, base string, secs int, during func(time.Duration)) (HTTPResult, error) {
 	script := filepath.Join(h.tmp, "rotate.lua")
 	if err := os.WriteFile(script, []byte(wrkScript), 0o644); err != nil {
 		return HTTPResult{}, err
@@ -253,12 +296,12 @@ func (h *harness) runWrk(ctx context.Context, base string, during func(time.Dura
 		go func() {
 			defer guard()
 			defer close(done)
-			during(time.Duration(h.cfg.wrkDur) * time.Second)
+			during(time.Duration(secs) * time.Second)
 		}()
 	} else {
 		close(done)
 	}
-	out, err := run(h.cfg.wrkDur)
+	out, err := run(secs)
 	<-done
 	if err != nil {
 		return HTTPResult{}, err
@@ -267,7 +310,7 @@ func (h *harness) runWrk(ctx context.Context, base string, during func(time.Dura
 	if err != nil {
 		return r, err
 	}
-	r.Duration = strconv.Itoa(h.cfg.wrkDur) + "s"
+	r.Duration = strconv.Itoa(secs) + "s"
 	if r.Non2xx > 0 || r.SockErrs > 0 {
 		h.note("wrk against %s: %d non-2xx answers, %d socket errors", base, r.Non2xx, r.SockErrs)
 	}

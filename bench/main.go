@@ -113,6 +113,8 @@ type config struct {
 	changes     int // convergence: measured changes (after a few untimed ones)
 	wrkDur      int // seconds
 	wrkWarm     int // seconds
+	httpRounds  int // HTTP with 2 workers: rounds of every system in turn
+	wrkRoundDur int // seconds of each of those rounds
 	coldReps    int
 	rest        time.Duration // how long processes idle before "at rest" memory
 	planTimeout time.Duration
@@ -126,7 +128,7 @@ func fullConfig() config {
 		workers: []int{2, 4},
 		fanout:  []fanSpec{{Size: 128, N: 200_000, Reps: 3}, {Size: 4096, N: 25_000, Reps: 3}},
 		rtt:     rttSpec{N: 10_000, Warm: 500, Reps: 1},
-		changes: 200, wrkDur: 8, wrkWarm: 1, coldReps: 5, rest: time.Second,
+		changes: 200, wrkDur: 8, wrkWarm: 1, httpRounds: 3, wrkRoundDur: 3, coldReps: 5, rest: time.Second,
 		planTimeout: 3 * time.Minute, total: 7 * time.Minute,
 	}
 }
@@ -137,7 +139,7 @@ func quickConfig() config {
 		workers: []int{2},
 		fanout:  []fanSpec{{Size: 128, N: 50_000, Reps: 1}, {Size: 4096, N: 10_000, Reps: 1}},
 		rtt:     rttSpec{N: 2000, Warm: 200, Reps: 1},
-		changes: 30, wrkDur: 2, wrkWarm: 1, coldReps: 2, rest: 300 * time.Millisecond,
+		changes: 30, wrkDur: 2, wrkWarm: 1, httpRounds: 1, wrkRoundDur: 2, coldReps: 2, rest: 300 * time.Millisecond,
 		planTimeout: time.Minute, total: 150 * time.Second,
 	}
 }
@@ -369,7 +371,7 @@ func (c config) params() map[string]string {
 		"fanout":      strings.Join(fan, " and ") + ", " + reps,
 		"rtt":         fmt.Sprintf("%d trips after %d warm-up ones in each round", c.rtt.N, c.rtt.Warm),
 		"changes":     strconv.Itoa(c.changes),
-		"wrk":         fmt.Sprintf("wrk -t2 -c64 -d%ds --latency -s rotate.lua` (100 keys in turn) after a %d s warm-up run", c.wrkDur, c.wrkWarm),
+		"wrk":         fmt.Sprintf("wrk -t2 -c64 -d%ds --latency -s rotate.lua` (100 keys in turn) after a %d s warm-up run; with 2 workers, %s of every system in turn, %d s each (each figure the median round)", c.wrkDur, c.wrkWarm, plural(c.httpRounds, "round"), c.wrkRoundDur),
 		"coldStarts":  strconv.Itoa(c.coldReps),
 		"baseline":    strings.Join(base, "`, `"),
 		"restSeconds": strconv.FormatFloat(c.rest.Seconds(), 'f', -1, 64),

@@ -92,7 +92,8 @@ type HTTPResult struct {
 	Requests  int     `json:"requests"`
 	Non2xx    int     `json:"non2xx"`
 	SockErrs  int     `json:"socketErrors"`
-	Duration  string  `json:"duration"`
+	Duration  string  `json:"duration"`            // of one round
+	Rounds    int     `json:"rounds,omitempty"`    // the figures are the median round
 	Processes string  `json:"processes,omitempty"` // what served it
 }
 
