@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -176,4 +177,36 @@ func containsInt(xs []int, x int) bool {
 		}
 	}
 	return false
+}
+
+// The workers take new connections in turn from the master's socket (blocking
+// accept, longest waiter first), where Go's netpoller gave most of them to
+// whichever worker was already running.
+func TestWorkersTakeConnectionsInTurn(t *testing.T) {
+	m := startMaster(t)
+	base := m.waitReady(t)
+	eventually(t, 10*time.Second, "2 workers ready", func() bool { return m.status(t).allReady(2) })
+
+	const conns = 30
+	count := map[string]int{}
+	for range conns { // one after another, each on a connection of its own, all kept open
+		client := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
+		defer client.CloseIdleConnections()
+		resp, err := client.Get(base + "/data/k0")
+		if err != nil {
+			t.Fatalf("GET /data/k0: %v", err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		count[resp.Header.Get("X-Yolk-Worker")]++
+	}
+	t.Logf("connections per worker: %v", count)
+	if len(count) != 2 {
+		t.Fatalf("connections per worker: %v, want both workers", count)
+	}
+	for w, n := range count {
+		if n < 2*conns/5 {
+			t.Errorf("worker %s took %d of %d connections (%v); want them dealt in turn", w, n, conns, count)
+		}
+	}
 }
