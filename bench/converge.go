@@ -38,17 +38,11 @@ func (h *harness) convergeYolk(ctx context.Context, workers int) (ConvergeResult
 		return res, err
 	}
 	defer src.p.stop(10 * time.Second)
-	m, err := h.startMaster("master", workers, "YOLK_SOURCE_URL="+src.url, "YOLK_PUSH_URL="+src.natsURL)
+	m, _, _, err := h.startServing(ctx, workers, src)
 	if err != nil {
 		return res, err
 	}
 	defer m.stop()
-	if _, err := m.waitReady(ctx); err != nil {
-		return res, err
-	}
-	if _, err := m.waitAllReady(ctx, workers); err != nil {
-		return res, err
-	}
 	client := &http.Client{Timeout: 5 * time.Second}
 	var slowest time.Duration
 	var slowestText string

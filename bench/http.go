@@ -103,19 +103,11 @@ func (h *harness) httpYolk(ctx context.Context, workers, secs int) (*sample, err
 		return nil, err
 	}
 	defer src.p.stop(10 * time.Second)
-	m, err := h.startMaster("master", workers, "YOLK_SOURCE_URL="+src.url, "YOLK_PUSH_URL="+src.natsURL)
+	m, addr, st, err := h.startServing(ctx, workers, src)
 	if err != nil {
 		return nil, err
 	}
 	defer m.stop()
-	addr, err := m.waitReady(ctx)
-	if err != nil {
-		return nil, err
-	}
-	st, err := m.waitAllReady(ctx, workers)
-	if err != nil {
-		return nil, err
-	}
 	want, err := fetchSample(ctx, "http://"+addr+"/data/k7")
 	if err != nil {
 		return nil, err

@@ -209,19 +209,11 @@ const reloadClients = 4
 // for a rolling reload (as `master reload` does), waits until both workers
 // are new and ready, and counts what the clients saw.
 func (h *harness) reloadUnderLoad(ctx context.Context, src *source) (*Reload, error) {
-	m, err := h.startMaster("master", 2, "YOLK_SOURCE_URL="+src.url, "YOLK_PUSH_URL="+src.natsURL)
+	m, addr, st, err := h.startServing(ctx, 2, src)
 	if err != nil {
 		return nil, err
 	}
 	defer m.stop()
-	addr, err := m.waitReady(ctx)
-	if err != nil {
-		return nil, err
-	}
-	st, err := m.waitAllReady(ctx, 2)
-	if err != nil {
-		return nil, err
-	}
 	old, _ := st.workers(2)
 
 	var requests, non200, errs, retries atomic.Int64

@@ -108,6 +108,27 @@ func (h *harness) startMaster(name string, workers int, extra ...string) (*maste
 	return &master{p: p, runDir: runDir}, nil
 }
 
+// startServing starts a master with workers workers that reads src, and waits
+// until it serves and every worker is ready; it returns the HTTP address. The
+// caller stops the master; on an error it is already stopped.
+func (h *harness) startServing(ctx context.Context, workers int, src *source) (*master, string, yolkStatus, error) {
+	m, err := h.startMaster("master", workers, "YOLK_SOURCE_URL="+src.url, "YOLK_PUSH_URL="+src.natsURL)
+	if err != nil {
+		return nil, "", yolkStatus{}, err
+	}
+	addr, err := m.waitReady(ctx)
+	if err != nil {
+		m.stop()
+		return nil, "", yolkStatus{}, err
+	}
+	st, err := m.waitAllReady(ctx, workers)
+	if err != nil {
+		m.stop()
+		return nil, "", yolkStatus{}, err
+	}
+	return m, addr, st, nil
+}
+
 // waitReady waits for the master's "yolk ready" and returns the HTTP address.
 func (m *master) waitReady(ctx context.Context) (string, error) {
 	line, err := m.p.waitLine(ctx, 60*time.Second, `"msg":"yolk ready"`)
