@@ -12,6 +12,7 @@ import (
 
 	"github.com/yolkgo/yolk/bus"
 	"github.com/yolkgo/yolk/internal/cli"
+	"github.com/yolkgo/yolk/internal/lifeline"
 	"github.com/yolkgo/yolk/supervisor"
 )
 
@@ -89,7 +90,7 @@ func runPeer(ctx context.Context, environ []string) error {
 	}
 	select {
 	case <-ctx.Done():
-	case <-supervisor.Lifeline(environ):
+	case <-lifeline.Watch(environ):
 	case <-conn.Done():
 	}
 	return nil

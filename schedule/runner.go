@@ -145,7 +145,7 @@ func (r *Runner) run(ctx context.Context, j *job, run Run) {
 	took := time.Since(start)
 	cancel()
 
-	attrs := []any{"schedule", run.Name, "seq", run.Seq, "took", took}
+	attrs := []any{"schedule", run.Name, "seq", run.Seq, "took", took.Round(time.Microsecond).String()}
 	level, outcome := slog.LevelInfo, "ok"
 	switch {
 	case err == nil:

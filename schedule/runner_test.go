@@ -31,8 +31,8 @@ func checkRunLog(t *testing.T, rec map[string]any, outcome string, took time.Dur
 	if rec["outcome"] != outcome {
 		t.Errorf("%q run: outcome = %v, want %q (record %v)", rec["schedule"], rec["outcome"], outcome, rec)
 	}
-	if got, _ := rec["took"].(float64); time.Duration(got) != took {
-		t.Errorf("%q run: took = %v, want %v", rec["schedule"], time.Duration(got), took)
+	if got, _ := rec["took"].(string); got != took.String() {
+		t.Errorf("%q run: took = %q, want %q", rec["schedule"], got, took)
 	}
 	if _, ok := rec["seq"]; !ok {
 		t.Errorf("%q run: no seq in %v", rec["schedule"], rec)

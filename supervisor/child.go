@@ -12,6 +12,15 @@ import (
 	"time"
 )
 
+// LifelineFD is the child's fd of the lifeline pipe's read end.
+const LifelineFD = 3
+
+// Environment variables the supervisor sets in every child.
+const (
+	EnvLifelineFD = "YOLK_LIFELINE_FD" // "3": see LifelineFD
+	EnvRole       = "YOLK_ROLE"        // the child's Spec.Role
+)
+
 const (
 	tailLines = 20          // stderr lines kept per child for error reports
 	maxLine   = 64 << 10    // a longer line is cut into pieces

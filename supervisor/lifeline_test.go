@@ -5,67 +5,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
-
-func TestLifelineInvalid(t *testing.T) {
-	f, err := os.Create(filepath.Join(t.TempDir(), "regular"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tests := []struct {
-		name    string
-		environ []string
-	}{
-		{"unset", []string{"HOME=/"}},
-		{"empty", []string{EnvLifelineFD + "="}},
-		{"not a number", []string{EnvLifelineFD + "=three"}},
-		{"stdio", []string{EnvLifelineFD + "=2"}},
-		{"not open", []string{EnvLifelineFD + "=100000"}},
-		{"not a pipe", []string{EnvLifelineFD + "=" + strconv.Itoa(int(f.Fd()))}},
-	}
-	for _, tt := range tests {
-		if got := Lifeline(tt.environ); got != nil {
-			t.Errorf("Lifeline(%s: %q) = a channel, want nil", tt.name, tt.environ)
-		}
-	}
-}
-
-func TestLifelineEOF(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fd, err := syscall.Dup(int(r.Fd())) // Lifeline takes the fd over for good
-	r.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := []string{EnvLifelineFD + "=" + strconv.Itoa(fd)}
-	ch := Lifeline(env)
-	if ch == nil {
-		t.Fatalf("Lifeline(%q) = nil", env)
-	}
-	if again := Lifeline(env); again != ch {
-		t.Errorf("a second Lifeline(%q) returned another channel", env)
-	}
-	select {
-	case <-ch:
-		t.Fatal("lifeline closed while the write end is open")
-	default:
-	}
-	w.Close()
-	select {
-	case <-ch:
-	case <-time.After(30 * time.Second):
-		t.Fatal("lifeline still open after the write end was closed")
-	}
-}
 
 // TestLifelineMasterKilled kills a master (this binary as mini-master) with
 // SIGKILL and checks that its children see their lifeline end. Pdeathsig is

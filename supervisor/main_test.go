@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/yolkgo/yolk/internal/lifeline"
 )
 
 // envChild makes the test binary act as a child: the value names the scenario.
@@ -31,7 +33,7 @@ func TestMain(m *testing.M) {
 // scenario that blocks also ends when the lifeline closes, so no child
 // outlives a failed test.
 func runChild(scenario string) int {
-	life := Lifeline(os.Environ())
+	life := lifeline.Watch(os.Environ())
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
 	say := func(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }

@@ -36,7 +36,7 @@ func (s *Supervisor) Reload(ctx context.Context) error {
 			return fmt.Errorf("reload worker %d of %d: %w", i+1, len(olds), err)
 		}
 	}
-	s.log.Info("reload done", "count", len(olds))
+	s.log.Debug("workers replaced", "count", len(olds))
 	return nil
 }
 

@@ -1,6 +1,10 @@
-// Command agent is yolk's agent; the code is in internal/command/agent.
+// Command agent is the cache application's agent, for a master that starts
+// separate binaries (cmd/master). The application is package cacheapp.
 package main
 
-import "github.com/yolkgo/yolk/internal/command/agent"
+import (
+	"github.com/yolkgo/yolk"
+	"github.com/yolkgo/yolk/cacheapp"
+)
 
-func main() { agent.Main() }
+func main() { yolk.MainAs(yolk.RoleAgent, cacheapp.New()) }

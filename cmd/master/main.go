@@ -1,6 +1,12 @@
-// Command master is yolk's master; the code is in internal/command/master.
+// Command master is the cache application's master: it serves the bus and
+// supervises the agent and worker binaries YOLK_AGENT_BIN and YOLK_WORKER_BIN
+// name (by default agent and worker beside it), any built with package yolk.
+// It checks the cache application's config before it starts anything.
 package main
 
-import "github.com/yolkgo/yolk/internal/command/master"
+import (
+	"github.com/yolkgo/yolk"
+	"github.com/yolkgo/yolk/cacheapp"
+)
 
-func main() { master.Main() }
+func main() { yolk.MainAs(yolk.RoleMaster, cacheapp.New()) }

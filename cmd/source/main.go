@@ -1,6 +1,10 @@
-// Command source is yolk's source; the code is in internal/command/source.
+// Command source is the example's remote data source; the code is in internal/command/source.
 package main
 
-import "github.com/yolkgo/yolk/internal/command/source"
+import (
+	"os"
 
-func main() { source.Main() }
+	"github.com/yolkgo/yolk/internal/command/source"
+)
+
+func main() { source.Main(os.Args[1:]) }

@@ -1,6 +1,10 @@
-// Command worker is yolk's worker; the code is in internal/command/worker.
+// Command worker is the cache application's worker, for a master that starts
+// separate binaries (cmd/master). The application is package cacheapp.
 package main
 
-import "github.com/yolkgo/yolk/internal/command/worker"
+import (
+	"github.com/yolkgo/yolk"
+	"github.com/yolkgo/yolk/cacheapp"
+)
 
-func main() { worker.Main() }
+func main() { yolk.MainAs(yolk.RoleWorker, cacheapp.New()) }

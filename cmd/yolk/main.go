@@ -1,39 +1,36 @@
-// Command yolk is all of yolk's commands in one binary, chosen by the name it runs
-// under (a link named master, agent, worker or source) or by its first argument:
-// `yolk worker healthcheck`. The container image ships it once, which keeps the
-// image small: master and source would otherwise each carry a nats-server.
+// Command yolk is the cache application in one binary, and the example's
+// source too. Run plainly it is the master, which starts itself again as the
+// agent and the workers (see yolk.Main). Run as a link named master, agent,
+// worker or source, or with one of those as its first argument (`yolk worker
+// healthcheck`), it plays that part: the container image ships it once, which
+// keeps the image small.
 package main
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 
-	"github.com/yolkgo/yolk/internal/command/agent"
-	"github.com/yolkgo/yolk/internal/command/master"
+	"github.com/yolkgo/yolk"
+	"github.com/yolkgo/yolk/cacheapp"
 	"github.com/yolkgo/yolk/internal/command/source"
-	"github.com/yolkgo/yolk/internal/command/worker"
 )
 
-var commands = map[string]func(){
-	"master": master.Main,
-	"agent":  agent.Main,
-	"worker": worker.Main,
-	"source": source.Main,
-}
-
 func main() {
-	if run, ok := commands[filepath.Base(os.Args[0])]; ok {
-		run()
+	name := filepath.Base(os.Args[0])
+	if name == "source" {
+		source.Main(os.Args[1:])
 		return
 	}
-	if len(os.Args) > 1 {
-		if run, ok := commands[os.Args[1]]; ok {
-			os.Args = append([]string{os.Args[1]}, os.Args[2:]...)
-			run()
-			return
-		}
+	if len(os.Args) > 1 && os.Args[1] == "source" {
+		source.Main(os.Args[2:])
+		return
 	}
-	fmt.Fprintln(os.Stderr, "usage: yolk master|agent|worker|source [args] (or run it as a link with one of those names)")
-	os.Exit(2)
+	app := cacheapp.New()
+	switch role := yolk.Role(name); role {
+	case yolk.RoleMaster, yolk.RoleAgent, yolk.RoleWorker:
+		app.Name = name
+		yolk.MainAs(role, app)
+	default:
+		yolk.Main(app)
+	}
 }

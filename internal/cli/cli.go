@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"net/url"
 	"os"
 	"os/signal"
 	"reflect"
@@ -20,13 +19,10 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/caarlos0/env/v11"
-
-	"github.com/yolkgo/yolk/cache"
 )
 
 // ExitUsage is the exit code for a bad command line or a bad environment variable.
@@ -68,17 +64,32 @@ func Parse[T any](environ []string) (T, error) {
 	if err == nil {
 		return cfg, nil
 	}
-	keys := envKeys(reflect.TypeFor[T]())
+	return cfg, usageError(err, reflect.TypeFor[T](), vars)
+}
+
+// ParseInto is [Parse] into ptr, a pointer to a struct with `env` tags.
+func ParseInto(ptr any, environ []string) error {
+	vars := env.ToMap(environ)
+	err := env.ParseWithOptions(ptr, env.Options{Environment: vars})
+	if err == nil {
+		return nil
+	}
+	return usageError(err, reflect.TypeOf(ptr).Elem(), vars)
+}
+
+// usageError turns an error of package env parsing type t into a *UsageError.
+func usageError(err error, t reflect.Type, vars map[string]string) error {
+	keys := envKeys(t)
 	var agg env.AggregateError
 	if errors.As(err, &agg) && len(agg.Errors) > 0 {
 		var perr env.ParseError
 		if errors.As(agg.Errors[0], &perr) {
 			key := keys[perr.Name]
-			return cfg, &UsageError{Var: key, Value: vars[key], Err: unwrapAll(perr.Err)}
+			return &UsageError{Var: key, Value: vars[key], Err: unwrapAll(perr.Err)}
 		}
-		return cfg, &UsageError{Err: agg.Errors[0]}
+		return &UsageError{Err: agg.Errors[0]}
 	}
-	return cfg, &UsageError{Err: err}
+	return &UsageError{Err: err}
 }
 
 // unwrapAll drops the layers of strconv and time wrapping to the short reason.
@@ -138,6 +149,30 @@ func usage(tw io.Writer, t reflect.Type) {
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", key, def, f.Tag.Get("help"))
 	}
+}
+
+// AppUsage writes the part of --help about an application: about, then the
+// variables of its config struct (cfg, a pointer, or nil).
+func AppUsage(w io.Writer, about string, cfg any) {
+	if about != "" {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, strings.TrimSpace(about))
+	}
+	if cfg == nil {
+		return
+	}
+	t := reflect.TypeOf(cfg)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Environment of the application:")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	usage(tw, t)
+	tw.Flush()
 }
 
 // WantsHelp reports whether args ask for help.
@@ -209,43 +244,6 @@ type Bus struct {
 	ID     string `env:"YOLK_ID" helpDefault:"pid (fork), <role>-<random> (external)" help:"this process's id on the bus (external mode: it starts with <role>-)"`
 }
 
-// Refresh is the part of the agent's and the workers' config that keeps the cache
-// fresh: where the remote source is, its change feed, and the two schedules.
-type Refresh struct {
-	SourceURL     string        `env:"YOLK_SOURCE_URL" envDefault:"http://127.0.0.1:7002" help:"the remote data source (GET /data with ETags)"`
-	PushURL       string        `env:"YOLK_PUSH_URL" envDefault:"nats://127.0.0.1:4223" help:"the source's change feed broker; off turns push off"`
-	PushSubject   string        `env:"YOLK_PUSH_SUBJECT" envDefault:"source.changed" help:"the change feed's subject"`
-	ForceInterval time.Duration `env:"YOLK_FORCE_INTERVAL" envDefault:"10m" help:"force_refresh in every worker; 0 turns it off"`
-	PullInterval  time.Duration `env:"YOLK_PULL_INTERVAL" envDefault:"10s" help:"pull_refresh check in one worker; 0 turns it off"`
-	FetchTimeout  time.Duration `env:"YOLK_FETCH_TIMEOUT" envDefault:"5s" help:"deadline of one request to the remote source"`
-}
-
-// Validate checks what the types alone do not.
-func (r Refresh) Validate() error {
-	u, err := url.Parse(r.SourceURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return BadValue("YOLK_SOURCE_URL", r.SourceURL, "want http://host:port")
-	}
-	if !strings.EqualFold(r.PushURL, "off") {
-		u, err := url.Parse(r.PushURL)
-		if err != nil || u.Scheme != "nats" || u.Host == "" {
-			return BadValue("YOLK_PUSH_URL", r.PushURL, "want nats://host:port or off")
-		}
-		if !ValidSubject(r.PushSubject) {
-			return BadValue("YOLK_PUSH_SUBJECT", r.PushSubject, "want a NATS subject of dot-separated tokens, without spaces or wildcards")
-		}
-	}
-	for name, d := range map[string]time.Duration{"YOLK_FORCE_INTERVAL": r.ForceInterval, "YOLK_PULL_INTERVAL": r.PullInterval} {
-		if d < 0 || (d > 0 && d < 10*time.Millisecond) {
-			return BadValue(name, d.String(), "want 0 (off) or at least 10ms")
-		}
-	}
-	if r.FetchTimeout <= 0 {
-		return BadValue("YOLK_FETCH_TIMEOUT", r.FetchTimeout.String(), "must be positive")
-	}
-	return nil
-}
-
 // ValidSubject reports whether s is a literal NATS subject one can publish
 // and subscribe on: up to 1024 bytes of dot-separated non-empty tokens of
 // valid UTF-8, without wildcards ('*', '>'), white space or control
@@ -280,23 +278,18 @@ func CheckHostPort(addr string) error {
 	return nil
 }
 
-// Source returns the HTTP source r names.
-func (r Refresh) Source() *cache.HTTPSource {
-	return &cache.HTTPSource{URL: strings.TrimSuffix(r.SourceURL, "/") + "/data", Timeout: r.FetchTimeout}
-}
-
 // RunFunc is a command's body: everything but the process's globals, so tests can
 // call it with their own arguments, environment and buffers.
 type RunFunc func(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error
 
-// Main runs run with the process's arguments, environment and stdio, and exits:
+// Main runs run with args, the process's environment and stdio, and exits:
 // 0 after a clean stop, ExitUsage for a *UsageError, 1 for any other error, which
 // it prints prefixed with name. The first SIGTERM or SIGINT cancels run's context;
 // a second one kills the process.
-func Main(name string, run RunFunc) {
+func Main(name string, args []string, run RunFunc) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	context.AfterFunc(ctx, stop) // after the first signal the default action is back
-	err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
+	err := run(ctx, args, os.Environ(), os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)

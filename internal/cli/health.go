@@ -310,3 +310,25 @@ func checkBusURL(s string) error {
 	}
 	return nil
 }
+
+// Child is what the agent and the workers read of the environment, besides
+// their application's own config.
+type Child struct {
+	Deploy
+	Bus
+	ReadyTimeout    time.Duration `env:"YOLK_READY_TIMEOUT" envDefault:"30s" help:"how long the BeforeReady hooks may take, and each try to report ready (external mode: it tries until it succeeds)"`
+	ShutdownTimeout time.Duration `env:"YOLK_SHUTDOWN_TIMEOUT" envDefault:"30s" help:"how long in-flight requests and the BeforeClose hooks may take on stop"`
+	Logging
+}
+
+// Check checks what the types alone do not and completes the bus login (see
+// [Deploy.Join]) of a process of role, whose role secret is in secretVar.
+func (c *Child) Check(role bus.Role, secretVar, secret string) error {
+	if err := c.Logging.Validate(); err != nil {
+		return err
+	}
+	if c.ShutdownTimeout <= 0 {
+		return BadValue("YOLK_SHUTDOWN_TIMEOUT", c.ShutdownTimeout.String(), "must be positive")
+	}
+	return c.Join(&c.Bus, role, secretVar, secret, c.ReadyTimeout)
+}

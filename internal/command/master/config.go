@@ -23,18 +23,15 @@ type config struct {
 	RunDir          string        `env:"YOLK_RUN_DIR" helpDefault:"run/yolk (fork), /tmp/yolk (external)" help:"state directory, found by master status and reload"`
 	ShutdownTimeout time.Duration `env:"YOLK_SHUTDOWN_TIMEOUT" envDefault:"30s" help:"grace period per stop phase (workers, then agent)"`
 	ReadyTimeout    time.Duration `env:"YOLK_READY_TIMEOUT" envDefault:"30s" help:"how long a child may take to report ready"`
-	AgentBin        string        `env:"YOLK_AGENT_BIN" helpDefault:"agent beside master" help:"agent executable"`
-	WorkerBin       string        `env:"YOLK_WORKER_BIN" helpDefault:"worker beside master" help:"worker executable"`
-	cli.Refresh                   // read by the agent and the workers; checked here so a bad value stops the start
+	AgentBin        string        `env:"YOLK_AGENT_BIN" helpDefault:"agent beside the master, or this program" help:"agent executable"`
+	WorkerBin       string        `env:"YOLK_WORKER_BIN" helpDefault:"worker beside the master, or this program" help:"worker executable"`
 	cli.Logging
 }
 
-// validate checks what the types alone do not, and fills the computed defaults.
-func (c *config) validate() error {
+// validate checks what the types alone do not, and fills the computed defaults:
+// the children are this executable when self is set.
+func (c *config) validate(self bool) error {
 	if err := c.Deploy.Validate(); err != nil {
-		return err
-	}
-	if err := c.Refresh.Validate(); err != nil {
 		return err
 	}
 	if c.Workers == 0 {
@@ -69,12 +66,15 @@ func (c *config) validate() error {
 		if err != nil {
 			return err
 		}
-		dir := filepath.Dir(exe)
+		agent, worker := exe, exe
+		if !self {
+			agent, worker = filepath.Join(filepath.Dir(exe), "agent"), filepath.Join(filepath.Dir(exe), "worker")
+		}
 		if c.AgentBin == "" {
-			c.AgentBin = filepath.Join(dir, "agent")
+			c.AgentBin = agent
 		}
 		if c.WorkerBin == "" {
-			c.WorkerBin = filepath.Join(dir, "worker")
+			c.WorkerBin = worker
 		}
 	}
 	return nil

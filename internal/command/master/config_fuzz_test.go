@@ -28,7 +28,7 @@ func checkConfig(environ []string) error {
 	if err != nil {
 		return err
 	}
-	if err := cfg.validate(); err != nil {
+	if err := cfg.validate(false); err != nil {
 		return err
 	}
 	if cfg.External() {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/yolkgo/yolk/bus"
@@ -53,9 +54,13 @@ func serveExternal(ctx context.Context, cfg config, stderr io.Writer, sig signal
 	defer conn.Close()
 
 	var caches cacheStates
+	var serviceReady atomic.Bool
 	handlers := map[string]bus.Handler{
 		"ready": func(_ context.Context, m bus.Message) (any, error) {
-			return nil, members.joined(m.From, b.Connected)
+			if err := members.joined(m.From, b.Connected); err != nil {
+				return nil, err
+			}
+			return readyReply{ServiceReady: serviceReady.Load()}, nil
 		},
 		"state": func(_ context.Context, m bus.Message) (any, error) {
 			var st cacheState
@@ -124,6 +129,7 @@ func serveExternal(ctx context.Context, cfg config, stderr io.Writer, sig signal
 				log.Warn("yolk not ready", "why", err.Error())
 			}
 			wasReady = err == nil
+			serviceReady.Store(wasReady)
 		}
 	}
 }

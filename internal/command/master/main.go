@@ -12,28 +12,51 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/yolkgo/yolk/internal/cli"
 )
 
 const synopsis = `
-master: yolk's supervisor. Serves the bus, starts the agent, then the workers,
+%[1]s: yolk's master. Serves the bus, starts the agent, then the workers,
 restarts what crashes, and stops everything in order. In external mode
 (YOLK_MODE=external: compose, Kubernetes) it starts nothing and opens no HTTP
 port: it serves the bus on loopback to the agent and workers the platform starts,
 admits each role by its secret, and tracks who is ready.
 
 Usage:
-  master                 run in the foreground (SIGTERM/SIGINT: graceful stop, a second one kills;
+  %[1]s                 run in the foreground (SIGTERM/SIGINT: graceful stop, a second one kills;
                          SIGHUP: rolling reload of the workers, fork mode)
-  master status [--json] every process of the running master: role, id, state, uptime, restarts
-  master reload          replace the workers one at a time, each new one ready before an old one stops
-  master pause           do nothing until SIGTERM: holds a network namespace in compose.yaml
-  master healthcheck [--ready]
+  %[1]s status [--json] every process of the running master: role, id, state, uptime, restarts
+  %[1]s reload          replace the workers one at a time, each new one ready before an old one stops
+  %[1]s pause           do nothing until SIGTERM: holds a network namespace in compose.yaml
+  %[1]s healthcheck [--ready]
                          ask the running master over YOLK_HEALTH_SOCKET: GET /healthz (alive), or
                          /readyz (the agent and at least one worker ready); exit 0 on 200, else 1
-  master --help          this text`
+  %[1]s --help          this text`
+
+// selfSynopsis is the part of --help of a program that is every role.
+const selfSynopsis = `
+This one program is also the agent and the workers: the master starts itself
+again with YOLK_ROLE=agent or worker. In external mode run one role per
+container: %[1]s master, %[1]s agent, %[1]s worker (or YOLK_ROLE); each
+role has its own --help and healthcheck.`
+
+// App is what the master knows of the application it runs.
+type App struct {
+	Name  string // the program's name in --help
+	About string // the application's paragraph of --help
+	// Config is the application's config struct (a pointer, or nil), listed in --help.
+	Config any
+	// Check parses and checks the application's config in environ: a bad value
+	// stops the master before anything starts, with a *cli.UsageError.
+	Check func(environ []string) error
+	// Self: the children are this executable, told their role by YOLK_ROLE
+	// (one binary); else YOLK_AGENT_BIN and YOLK_WORKER_BIN, by default agent
+	// and worker beside the master.
+	Self bool
+}
 
 // version is stamped by make build.
 var version = "dev"
@@ -44,9 +67,9 @@ type signals struct {
 	kill   <-chan struct{} // a second SIGTERM or SIGINT
 }
 
-// Main runs the command with the process's arguments, environment and stdio, and
-// exits: 0 after a clean stop, 2 for a usage error, 1 otherwise.
-func Main() {
+// Main runs the master of app with args, the process's environment and stdio,
+// and exits: 0 after a clean stop, 2 for a usage error, 1 otherwise.
+func Main(app App, args []string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	reload := make(chan struct{}, 1)
@@ -72,9 +95,9 @@ func Main() {
 			}
 		}
 	}()
-	err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr, signals{reload: reload, kill: kill})
+	err := run(ctx, app, args, os.Environ(), os.Stdout, os.Stderr, signals{reload: reload, kill: kill})
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "master: %v\n", err)
+		fmt.Fprintf(os.Stderr, "%s: %v\n", app.Name, err)
 		var uerr *cli.UsageError
 		if errors.As(err, &uerr) {
 			os.Exit(cli.ExitUsage)
@@ -83,9 +106,20 @@ func Main() {
 	}
 }
 
-func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, sig signals) error {
+// Run is Main without the process's globals: no SIGHUP, no second signal; it
+// returns the error Main would print.
+func Run(ctx context.Context, app App, args, environ []string, stdout, stderr io.Writer) error {
+	return run(ctx, app, args, environ, stdout, stderr, signals{})
+}
+
+func run(ctx context.Context, app App, args, environ []string, stdout, stderr io.Writer, sig signals) error {
 	if cli.WantsHelp(args) {
-		cli.Usage(stdout, synopsis, config{})
+		cli.Usage(stdout, fmt.Sprintf(synopsis, app.Name), config{})
+		if app.Self {
+			fmt.Fprintln(stdout)
+			fmt.Fprintln(stdout, strings.TrimSpace(fmt.Sprintf(selfSynopsis, app.Name)))
+		}
+		cli.AppUsage(stdout, app.About, app.Config)
 		return nil
 	}
 	cmd := ""
@@ -105,8 +139,13 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 	if err != nil {
 		return err
 	}
-	if err := cfg.validate(); err != nil {
+	if err := cfg.validate(app.Self); err != nil {
 		return err
+	}
+	if app.Check != nil {
+		if err := app.Check(environ); err != nil {
+			return err
+		}
 	}
 	switch cmd {
 	case "":

@@ -11,13 +11,14 @@ import (
 
 // forwarder returns the supervisor's Output hook: each stderr line of a child is
 // logged again by the master with a child attribute. A JSON record keeps its level,
-// message and attributes; any other line (a panic, say) is logged as a warning.
+// message and attributes; any other line (the standard log package's, a panic)
+// is logged at INFO as it is.
 func forwarder(log *slog.Logger) func(role string, pid int, line []byte) {
 	return func(role string, pid int, line []byte) {
 		child := slog.String("child", role+"/"+strconv.Itoa(pid))
 		var rec map[string]any
 		if len(line) == 0 || line[0] != '{' || json.Unmarshal(line, &rec) != nil {
-			log.LogAttrs(context.Background(), slog.LevelWarn, string(line), child)
+			log.LogAttrs(context.Background(), slog.LevelInfo, string(line), child)
 			return
 		}
 		level := slog.LevelInfo

@@ -62,6 +62,7 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 
 	childEnv := childEnviron(environ, "YOLK_BUS_URL="+b.ClientURL())
 	var sup *supervisor.Supervisor
+	var serviceReady atomic.Bool
 	sup = supervisor.New(supervisor.Config{
 		Agent: supervisor.Spec{Role: "agent", Path: cfg.AgentBin, Env: childEnv},
 		Worker: supervisor.Spec{
@@ -76,6 +77,7 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 		OnAllReady: func() {
 			log.Info("yolk ready", "workers", cfg.Workers, "addr", ln.Addr().String(),
 				"startup", time.Since(begin).Round(time.Millisecond).String())
+			serviceReady.Store(true)
 			if err := conn.Broadcast("yolk-ready", nil); err != nil {
 				log.Error("broadcast yolk-ready", "err", err)
 			}
@@ -104,7 +106,7 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 			log.Error("reload", "err", err)
 			return
 		}
-		log.Info("reload done", "took", time.Since(t).Round(time.Millisecond).String())
+		log.Info("reload done", "workers", cfg.Workers, "took", time.Since(t).Round(time.Millisecond).String())
 	}
 	handlers := map[string]bus.Handler{
 		"ready": func(_ context.Context, m bus.Message) (any, error) {
@@ -113,7 +115,7 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 				return nil, fmt.Errorf("ready from %q: not a child of this master", m.From)
 			}
 			sup.Ready(pid)
-			return nil, nil
+			return readyReply{ServiceReady: serviceReady.Load()}, nil
 		},
 		"state": func(_ context.Context, m bus.Message) (any, error) {
 			var st cacheState

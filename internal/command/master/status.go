@@ -29,6 +29,13 @@ type processStatus struct {
 	Cache    *cacheState `json:"cache,omitempty"` // workers only
 }
 
+// readyReply is the master's answer to a child's "ready" request.
+type readyReply struct {
+	// ServiceReady: every process was ready before this one (a restarted
+	// worker): the child runs its service-ready hooks at once.
+	ServiceReady bool `json:"serviceReady"`
+}
+
 // cacheState is what a worker reports after each cache update.
 type cacheState struct {
 	Version   string    `json:"version"`

@@ -59,7 +59,7 @@ type config struct {
 
 // Main runs the command with the process's arguments, environment and stdio, and
 // exits: 0 after a clean stop, 2 for a usage error, 1 otherwise.
-func Main() { cli.Main("source", run) }
+func Main(args []string) { cli.Main("source", args, run) }
 
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 	if cli.WantsHelp(args) {

@@ -1,4 +1,7 @@
-package supervisor
+// Package lifeline is the child's end of the supervisor's lifeline pipe: it
+// tells a process that its master is gone, even when the master died by
+// SIGKILL. The supervisor package holds the parent's end.
+package lifeline
 
 import (
 	"os"
@@ -8,14 +11,10 @@ import (
 	"syscall"
 )
 
-// LifelineFD is the child's fd of the lifeline pipe's read end.
-const LifelineFD = 3
-
-// Environment variables the supervisor sets in every child.
-const (
-	EnvLifelineFD = "YOLK_LIFELINE_FD" // "3": see LifelineFD
-	EnvRole       = "YOLK_ROLE"        // the child's Spec.Role
-)
+// EnvFD names the lifeline's fd in a child's environment: the supervisor
+// package sets it (supervisor.EnvLifelineFD), which cannot be imported here:
+// its tests run their children through this package.
+const EnvFD = "YOLK_LIFELINE_FD"
 
 var (
 	lifelineMu sync.Mutex
@@ -27,7 +26,7 @@ type lifeline struct {
 	done chan struct{}
 }
 
-// Lifeline is for children: it returns a channel that is closed when the
+// Watch returns a channel that is closed when the
 // lifeline pipe named by YOLK_LIFELINE_FD in environ reaches EOF or fails,
 // which happens when the master has died (even by SIGKILL) or its Run has
 // returned. A child should then stop: its master is gone. It returns a nil
@@ -37,7 +36,7 @@ type lifeline struct {
 // The first call for an fd takes it over (marked close-on-exec, never
 // closed) and starts one goroutine that reads it for the rest of the
 // process's life; later calls return the same channel. Safe for concurrent use.
-func Lifeline(environ []string) <-chan struct{} {
+func Watch(environ []string) <-chan struct{} {
 	fd, ok := lifelineFD(environ)
 	if !ok {
 		return nil
@@ -69,7 +68,7 @@ func Lifeline(environ []string) <-chan struct{} {
 func lifelineFD(environ []string) (int, bool) {
 	v := ""
 	for _, kv := range environ {
-		if val, ok := strings.CutPrefix(kv, EnvLifelineFD+"="); ok {
+		if val, ok := strings.CutPrefix(kv, EnvFD+"="); ok {
 			v = val // the last one wins, as in exec
 		}
 	}

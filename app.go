@@ -1,0 +1,205 @@
+package yolk
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/yolkgo/yolk/internal/cli"
+	"github.com/yolkgo/yolk/internal/command/master"
+	"github.com/yolkgo/yolk/schedule"
+)
+
+// App is an application: what its agent and its workers run. Every field may
+// be left zero: an App{} is a service of workers that answer 404 and an agent
+// that does nothing, supervised, reloadable and with a messenger.
+//
+// The functions are called in the process that plays the role, after Config
+// is filled: Schedules in the agent and in each worker, Agent in the agent,
+// Worker in each worker. None of them is called in the master.
+type App struct {
+	// Name names the program in --help; empty means the executable's name.
+	Name string
+	// About is a paragraph for --help: what the application does.
+	About string
+	// Config, if not nil, is a pointer to the application's configuration: a
+	// struct whose fields carry `env:"NAME"` tags (and `envDefault`, and `help`
+	// for --help), read with github.com/caarlos0/env/v11 in every process
+	// before anything else runs. If it has a method Validate() error, that is
+	// called next. A value that does not parse, or an error from Validate,
+	// stops the process with exit code 2 and the error, which should name the
+	// variable. The master checks it too, so a bad value stops the service
+	// before any process starts.
+	Config any
+	// Schedules returns the application's schedules, each with its task. The
+	// agent's timers fire them; workers run the tasks (see [Schedule]).
+	Schedules func() []Schedule
+	// Agent sets up the agent, the one process of the service for background
+	// duties (egg's agent.js): it registers messenger handlers, background work
+	// ([Process.Go]) and hooks. An error stops the agent, and at the first start
+	// the whole service.
+	Agent func(a *Agent) error
+	// Worker sets up a worker: its HTTP handler ([Worker.Handle]), messenger
+	// handlers, background work and hooks. An error stops the worker.
+	Worker func(w *Worker) error
+}
+
+// A Schedule is a job declared once, next to its task. The agent owns the
+// timers and dispatches each run: a schedule.Worker run to exactly one worker,
+// a schedule.All run to every worker. The worker runs Task with a context that
+// ends after Spec.Timeout (see schedule.Spec), never two runs of one schedule
+// at once in one process, and logs each run's name, duration and outcome.
+type Schedule struct {
+	schedule.Spec
+	// Task runs in a worker for each run. It should return when ctx is done.
+	Task func(ctx context.Context, run schedule.Run) error
+}
+
+// Role is a process's part in a service.
+type Role string
+
+// The roles. A service has one master, one agent and N workers.
+const (
+	RoleMaster Role = "master" // serves the bus, starts and supervises the others
+	RoleAgent  Role = "agent"  // background duties: the schedule timers, upstream connections
+	RoleWorker Role = "worker" // serves HTTP on the shared port
+)
+
+// EnvRole is the variable that chooses a one-binary program's role when no
+// role is the first argument: the master sets it for the processes it starts.
+const EnvRole = "YOLK_ROLE"
+
+// Main runs app as one program that is the master, the agent or a worker by
+// how it was started, as Node's cluster does with isPrimary, and exits: 0
+// after a clean stop, 2 for a usage error (a bad variable names itself), 1
+// otherwise.
+//
+// Run plainly, the program is the master: it embeds the bus, starts itself
+// again as the agent and as each worker, supervises them, reloads the workers
+// on SIGHUP and stops everything in order on SIGTERM or SIGINT. A first
+// argument of master, agent or worker, or else YOLK_ROLE, chooses the role:
+// that is how containers run one role each (YOLK_MODE=external), and how the
+// master starts its children. `NAME status`, `NAME reload` and `NAME
+// healthcheck` talk to a running master, `NAME worker healthcheck` to a worker.
+func Main(app App) { mainAs("", app) }
+
+// MainAs is [Main] for a program that always plays one role: the separate
+// agent and worker binaries that cmd/master supervises (YOLK_AGENT_BIN,
+// YOLK_WORKER_BIN), or a master of its own for them. The master, agent and
+// worker of one service should be built from the same App.
+func MainAs(role Role, app App) { mainAs(role, app) }
+
+func mainAs(fixed Role, app App) {
+	args := os.Args[1:]
+	role, args, err := pickRole(fixed, args, os.Environ())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", app.name(), err)
+		os.Exit(cli.ExitUsage)
+	}
+	if role == RoleMaster {
+		master.Main(app.forMaster(fixed == ""), args)
+		return
+	}
+	cmd := app.name()
+	if fixed == "" {
+		cmd += " " + string(role)
+	}
+	cli.Main(cmd, args, func(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
+		return runChild(ctx, app, role, cmd, args, environ, stdout, stderr)
+	})
+}
+
+// Run is [Main] without the process's globals, for tests and for programs
+// that handle signals themselves: it runs app with args (without the program
+// name) and environ, until ctx is done, and returns the error Main would
+// print instead of exiting. The master it may run reloads on `reload` requests
+// only: Main adds SIGHUP, and a second signal that kills at once.
+func Run(ctx context.Context, app App, args, environ []string, stdout, stderr io.Writer) error {
+	role, args, err := pickRole("", args, environ)
+	if err != nil {
+		return err
+	}
+	if role == RoleMaster {
+		return master.Run(ctx, app.forMaster(true), args, environ, stdout, stderr)
+	}
+	return runChild(ctx, app, role, app.name()+" "+string(role), args, environ, stdout, stderr)
+}
+
+// pickRole returns the role a program plays: fixed if set, else its first
+// argument if that names a role, else YOLK_ROLE, else master.
+func pickRole(fixed Role, args, environ []string) (Role, []string, error) {
+	if fixed != "" {
+		return fixed, args, nil
+	}
+	roles := []Role{RoleMaster, RoleAgent, RoleWorker}
+	if len(args) > 0 && slices.Contains(roles, Role(args[0])) {
+		return Role(args[0]), args[1:], nil
+	}
+	v := ""
+	for _, kv := range environ {
+		if val, ok := cutVar(kv, EnvRole); ok {
+			v = val // the last one wins, as in exec
+		}
+	}
+	switch {
+	case v == "":
+		return RoleMaster, args, nil
+	case slices.Contains(roles, Role(v)):
+		return Role(v), args, nil
+	}
+	return "", nil, cli.BadValue(EnvRole, v, "want master, agent or worker")
+}
+
+func cutVar(kv, name string) (string, bool) {
+	if len(kv) > len(name) && kv[:len(name)] == name && kv[len(name)] == '=' {
+		return kv[len(name)+1:], true
+	}
+	return "", false
+}
+
+func (app App) name() string {
+	if app.Name != "" {
+		return app.Name
+	}
+	if len(os.Args) > 0 {
+		return filepath.Base(os.Args[0])
+	}
+	return "yolk"
+}
+
+// forMaster is what the master knows of app: its name, its config (for --help
+// and to check it before anything starts) and whether the children are this
+// program.
+func (app App) forMaster(self bool) master.App {
+	return master.App{
+		Name:   app.name(),
+		About:  app.About,
+		Config: app.Config,
+		Check:  func(environ []string) error { return parseAppConfig(app.Config, environ) },
+		Self:   self,
+	}
+}
+
+// parseAppConfig fills cfg (a pointer to a struct, or nil) from environ and
+// validates it.
+func parseAppConfig(cfg any, environ []string) error {
+	if cfg == nil {
+		return nil
+	}
+	if err := cli.ParseInto(cfg, environ); err != nil {
+		return err
+	}
+	if v, ok := cfg.(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return &cli.UsageError{Err: err}
+		}
+	}
+	return nil
+}
+
+// notFound is a worker's handler when the application sets none.
+var notFound http.Handler = http.NotFoundHandler()

@@ -1,0 +1,145 @@
+// Package cacheapp is the cache application, the example of egg's cluster
+// docs, written on package yolk alone: every worker serves a data set from
+// its memory, kept fresh from a remote source three ways (force, pull, push),
+// with one remote fetch per change for the whole service. The agent holds the
+// service's copy and the upstream connection (the source's change feed); the
+// workers hold replicas and serve them over HTTP. cmd/agent, cmd/worker and
+// cmd/master run it as separate binaries; cmd/yolk as one.
+//
+// It is also the example to copy for a service of one's own: [New] returns
+// the yolk.App, and each part of it is a method of one small struct.
+package cacheapp
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/yolkgo/yolk"
+	"github.com/yolkgo/yolk/cache"
+	"github.com/yolkgo/yolk/schedule"
+)
+
+const about = `The cache application: every worker serves the remote source's data set
+from its memory (GET /data, /data/{key}, /metrics, /healthz, /readyz), kept
+fresh by push (the source's change feed), pull_refresh and force_refresh.`
+
+// app is the cache application's state in one process: the agent's hub, or a
+// worker's replica.
+type app struct {
+	cfg Config
+	rep *cache.Replica // a worker's; nil in the agent
+}
+
+// New returns the cache application.
+func New() yolk.App {
+	a := &app{}
+	return yolk.App{
+		About:     about,
+		Config:    &a.cfg,
+		Schedules: a.schedules,
+		Agent:     a.agent,
+		Worker:    a.worker,
+	}
+}
+
+// schedules are the two refresh schedules: force_refresh in every worker,
+// pull_refresh in one. Their tasks run in workers, on the worker's replica.
+func (a *app) schedules() []yolk.Schedule {
+	var out []yolk.Schedule
+	for _, spec := range cache.Schedules(a.cfg.ForceInterval, a.cfg.PullInterval) {
+		task := func(ctx context.Context, r schedule.Run) error { return a.rep.Pull(ctx) }
+		if spec.Name == cache.ForceRefresh {
+			task = func(ctx context.Context, r schedule.Run) error { return a.rep.Force(ctx, r.Seq) }
+		}
+		out = append(out, yolk.Schedule{Spec: spec, Task: task})
+	}
+	return out
+}
+
+// agent reads the remote for the whole service (the hub) and follows the
+// source's change feed. It is ready once the hub has tried the remote.
+func (a *app) agent(ag *yolk.Agent) error {
+	hub := cache.NewHub(ag.Conn, a.cfg.source(), ag.Log)
+	warm := make(chan struct{})
+	ag.Go(func(ctx context.Context) error { return hub.Run(ctx, func() { close(warm) }) })
+	ag.BeforeReady(func(ctx context.Context) error {
+		select {
+		case <-warm:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if s := hub.Load(); s != nil {
+			ag.Log.Info("cache warm", "version", s.Version)
+		} else {
+			ag.Log.Warn("ready without data: the remote source has not answered yet")
+		}
+		return nil
+	})
+	if !a.cfg.pushOn() {
+		ag.Log.Info("push refresh is off")
+		return nil
+	}
+	ag.Go(func(ctx context.Context) error {
+		select { // follow the feed once the hub has a first answer
+		case <-warm:
+		case <-ctx.Done():
+			return nil
+		}
+		return cache.WatchFeed(ctx, a.cfg.PushURL, a.cfg.PushSubject, ag.Log, hub.Changed, hub.Resync)
+	})
+	return nil
+}
+
+// worker keeps a replica of the agent's snapshot and serves it. It is ready
+// once the replica holds data: no request is served from an empty cache.
+func (a *app) worker(w *yolk.Worker) error {
+	var store cache.Store
+	metrics := cache.NewMetrics(w.ID())
+	a.rep = cache.NewReplica(w.Conn, a.cfg.source(), &store, metrics, w.Log)
+	a.rep.OnUpdate = func(s *cache.Snapshot) {
+		w.Report(yolk.State{Version: s.Version, By: s.By, UpdatedAt: s.UpdatedAt})
+	}
+	w.OnReconnect(a.rep.Reconnected) // catch up on refreshes lost meanwhile
+	warm := make(chan struct{})
+	w.Go(func(ctx context.Context) error { return a.rep.Run(ctx, func() { close(warm) }) })
+	w.BeforeReady(func(ctx context.Context) error {
+		select {
+		case <-warm:
+			w.Log.Info("cache warm", "version", store.Load().Version)
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	w.Handle(routes(w, &store, metrics))
+	return nil
+}
+
+// routes is the worker's HTTP API: the data set, its metrics, and probes.
+// Every response carries X-Yolk-Version and X-Yolk-Worker.
+func routes(w *yolk.Worker, store *cache.Store, metrics *cache.Metrics) http.Handler {
+	id := w.ID()
+	headers := func(h http.HandlerFunc) http.Handler { return cache.WithHeaders(store, id, h) }
+	mux := http.NewServeMux()
+	data := cache.NewHandler(store, id, metrics)
+	mux.Handle("/data", data)
+	mux.Handle("/data/", data)
+	mux.Handle("GET /metrics", cache.WithHeaders(store, id, metrics.Handler()))
+	mux.Handle("GET /healthz", headers(func(rw http.ResponseWriter, r *http.Request) {
+		io.WriteString(rw, "ok\n")
+	}))
+	mux.Handle("GET /readyz", headers(func(rw http.ResponseWriter, r *http.Request) {
+		select {
+		case <-w.Ready():
+			io.WriteString(rw, "ready\n")
+		default:
+			http.Error(rw, "not ready", http.StatusServiceUnavailable)
+		}
+	}))
+	mux.Handle("GET /{$}", headers(func(rw http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(rw, "yolk worker %s\n", id)
+	}))
+	return mux
+}

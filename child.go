@@ -1,0 +1,523 @@
+package yolk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/yolkgo/yolk/bus"
+	"github.com/yolkgo/yolk/internal/cli"
+	"github.com/yolkgo/yolk/internal/lifeline"
+	"github.com/yolkgo/yolk/internal/serve"
+	"github.com/yolkgo/yolk/schedule"
+)
+
+type agentConfig struct {
+	cli.Child
+	AgentSecret string `env:"YOLK_AGENT_SECRET" help:"external mode: the agent's bus secret; the bus user is agent (required; never printed)"`
+}
+
+type workerConfig struct {
+	cli.Child
+	WorkerSecret string `env:"YOLK_WORKER_SECRET" help:"external mode: the workers' bus secret; the bus user is worker (required; never printed)"`
+	HTTPAddr     string `env:"YOLK_HTTP_ADDR" envDefault:":7001" help:"HTTP address (fork mode: the socket comes from the master; external mode: bound with SO_REUSEPORT once ready)"`
+	ListenFD     int    `env:"YOLK_LISTEN_FD" help:"inherited listening socket (set by the master)"`
+}
+
+// parseChild reads and checks a child's config: the agent's or a worker's.
+func parseChild(role Role, environ []string) (workerConfig, error) {
+	if role == RoleAgent {
+		c, err := cli.Parse[agentConfig](environ)
+		if err != nil {
+			return workerConfig{}, err
+		}
+		err = c.Check(bus.RoleAgent, "YOLK_AGENT_SECRET", c.AgentSecret)
+		return workerConfig{Child: c.Child}, err
+	}
+	c, err := cli.Parse[workerConfig](environ)
+	if err != nil {
+		return c, err
+	}
+	if err := c.Logging.Validate(); err != nil {
+		return c, err
+	}
+	// checked now, not when the worker listens (once ready, maybe never)
+	if err := cli.CheckHostPort(c.HTTPAddr); err != nil {
+		return c, cli.BadValue("YOLK_HTTP_ADDR", c.HTTPAddr, "%v", err)
+	}
+	if c.ListenFD < 0 || (c.ListenFD > 0 && !serve.IsListener(c.ListenFD)) {
+		return c, cli.BadValue("YOLK_LISTEN_FD", strconv.Itoa(c.ListenFD), "not an inherited listening socket (the master sets it)")
+	}
+	return c, c.Check(bus.RoleWorker, "YOLK_WORKER_SECRET", c.WorkerSecret)
+}
+
+const agentSynopsis = `
+%[1]s: the agent, the service's one process for background duties: the
+schedule timers, and the application's agent part.
+
+Usage:
+  %[1]s
+      connect to the bus and run (started by the master in fork mode; in external
+      mode by the platform: it logs in as user agent with YOLK_AGENT_SECRET, and
+      waits for the master)
+  %[1]s healthcheck [--ready]
+      ask the running agent over YOLK_HEALTH_SOCKET: GET /healthz (alive), or
+      /readyz (reported ready); exit 0 on 200, else 1
+  %[1]s --help
+      this text`
+
+const workerSynopsis = `
+%[1]s: a worker: serves the application on the shared HTTP port and runs its
+schedule tasks and messenger handlers.
+
+Usage:
+  %[1]s
+      connect to the bus and serve (started by the master in fork mode; in external
+      mode by the platform: it binds YOLK_HTTP_ADDR with SO_REUSEPORT, logs in as
+      user worker with YOLK_WORKER_SECRET, and waits for the master)
+  %[1]s healthcheck [--ready]
+      ask the running worker over YOLK_HEALTH_SOCKET: GET /healthz (alive), or
+      /readyz (ready and reported to the master); exit 0 on 200, else 1
+  %[1]s --help
+      this text`
+
+// runChild runs the agent or a worker of app; cmd is how it was invoked, for --help.
+func runChild(ctx context.Context, app App, role Role, cmd string, args, environ []string, stdout, stderr io.Writer) error {
+	if cli.WantsHelp(args) {
+		synopsis, cfg := workerSynopsis, any(workerConfig{})
+		if role == RoleAgent {
+			synopsis, cfg = agentSynopsis, agentConfig{}
+		}
+		cli.Usage(stdout, fmt.Sprintf(synopsis, cmd), cfg)
+		cli.AppUsage(stdout, app.About, app.Config)
+		return nil
+	}
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return cli.HealthcheckCommand(ctx, args[1:], environ, stdout)
+	}
+	if len(args) > 0 {
+		return cli.Usagef("unknown command %q (try --help)", args[0])
+	}
+	cfg, err := parseChild(role, environ)
+	if err != nil {
+		return err
+	}
+	if err := parseAppConfig(app.Config, environ); err != nil {
+		return err
+	}
+	log, err := cfg.NewLogger(stderr, slog.String("proc", string(role)), slog.String("id", cfg.ID))
+	if err != nil {
+		return err
+	}
+	c := &child{app: app, role: role, cfg: cfg, log: log}
+	if !cfg.External() {
+		// In external mode nothing exits because the master is gone: the process
+		// keeps serving and waits for it (a nil channel never fires).
+		c.lifeline = lifeline.Watch(environ)
+	}
+	return c.run(ctx)
+}
+
+// child is the runtime of one agent or worker.
+type child struct {
+	app      App
+	role     Role
+	cfg      workerConfig
+	log      *slog.Logger
+	lifeline <-chan struct{}
+
+	warm, stopping atomic.Bool // the BeforeReady hooks are done; the process stops
+	svcSeen        atomic.Bool // the master said the whole service is ready
+	svcOnce        sync.Once
+	hooks          sync.WaitGroup // the OnServiceReady hooks under way
+}
+
+// run is the process's life: see Process.
+func (c *child) run(ctx context.Context) error {
+	p := &Process{Log: c.log, role: c.role, reported: make(chan struct{}), states: make(chan State, 1)}
+	stopHealth, err := c.cfg.StartHealth(func() error {
+		switch {
+		case c.stopping.Load():
+			return errors.New("stopping")
+		case !c.warm.Load():
+			return errors.New("the BeforeReady hooks are not done yet")
+		case !isClosed(p.reported):
+			return errors.New("not reported ready to the master yet")
+		}
+		return nil
+	}, c.log)
+	if err != nil {
+		return err
+	}
+	defer stopHealth()
+	defer c.stopping.Store(true) // runs first: not ready while stopping
+
+	reconnected := make(chan struct{}, 1)
+	conn, err := bus.Dial(ctx, bus.Options{
+		URL: c.cfg.URL, User: c.cfg.User, Password: c.cfg.Secret,
+		ID: c.cfg.ID, Role: bus.Role(c.role), Logger: c.log,
+		OnReconnect: func() {
+			p.reconnected()
+			select { // a restarted master knows nobody: tell it again (external mode)
+			case reconnected <- struct{}{}:
+			default:
+			}
+		},
+		OnError: func(error) { p.reconnected() }, // a slow consumer may have lost messages
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for the bus
+		}
+		return err
+	}
+	defer conn.Close()
+	p.Conn = conn
+
+	// The Go functions live from setup to the end of the BeforeClose hooks,
+	// whatever stops the process: their context is not the signal's.
+	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRun()
+	g, gctx := errgroup.WithContext(runCtx)
+	defer c.hooks.Wait()
+
+	handler, sched, runner, err := c.setup(runCtx, p)
+	if runner != nil {
+		defer runner.Wait() // after cancelRun, deferred earlier
+		defer cancelRun()
+	}
+	if err != nil {
+		return err
+	}
+	for _, f := range p.runs {
+		g.Go(func() error {
+			err := f(gctx)
+			if err != nil && runCtx.Err() != nil && errors.Is(err, context.Canceled) {
+				return nil // stopped, as asked
+			}
+			return err
+		})
+	}
+	g.Go(func() error { reportStates(gctx, conn, p.states, c.log); return nil })
+
+	reason := c.beforeReady(ctx, gctx, conn, p)
+	var srv *serve.Server
+	var ln net.Listener
+	served := make(chan error, 1)
+	if reason == nil && ctx.Err() == nil && c.role == RoleWorker {
+		// Listen only once ready: the socket is shared (by the master, or with
+		// SO_REUSEPORT), so a worker that accepted earlier would hold connections
+		// it cannot answer yet during a start or a reload.
+		ln, err = serve.Listen(c.cfg.ListenFD, c.cfg.HTTPAddr, c.log)
+		if err != nil {
+			reason = err
+		} else {
+			srv = serve.NewServer(handler, c.log)
+			go func() { served <- srv.Serve(ln) }()
+		}
+	}
+	if reason == nil && ctx.Err() == nil {
+		reason = c.report(ctx, g, gctx, conn, p, reconnected, ln)
+	}
+	if reason == nil && ctx.Err() == nil {
+		if sched != nil {
+			g.Go(func() error { return sched.Run(gctx) })
+		}
+		reason = c.wait(ctx, gctx, conn, served)
+	}
+	if ctx.Err() != nil && reason == nil {
+		c.log.Info("stopping")
+	}
+	return errors.Join(reason, c.stop(p, srv, ln, served, cancelRun, g))
+}
+
+// setup registers the runtime's handlers, calls the application's setup and
+// prepares its schedules: the agent's timers, or a worker's tasks.
+func (c *child) setup(ctx context.Context, p *Process) (http.Handler, *schedule.Scheduler, *schedule.Runner, error) {
+	on := func(event string, h bus.Handler) error { return p.Conn.On(event, h) }
+	if err := on(eventPing, func(context.Context, bus.Message) (any, error) { return "pong", nil }); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := on(eventServiceReady, func(context.Context, bus.Message) (any, error) {
+		c.serviceReady(ctx, p)
+		return nil, nil
+	}); err != nil {
+		return nil, nil, nil, err
+	}
+	var handler http.Handler = notFound
+	var err error
+	switch c.role {
+	case RoleAgent:
+		if c.app.Agent != nil {
+			err = c.app.Agent(&Agent{Process: p})
+		}
+	default:
+		w := &Worker{Process: p}
+		if c.app.Worker != nil {
+			err = c.app.Worker(w)
+		}
+		if w.handler != nil {
+			handler = w.handler
+		}
+	}
+	p.seal()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("set up the %s: %w", c.role, err)
+	}
+	var schedules []Schedule
+	if c.app.Schedules != nil {
+		schedules = c.app.Schedules()
+	}
+	if c.role == RoleAgent {
+		specs := make([]schedule.Spec, len(schedules))
+		for i, s := range schedules {
+			specs[i] = s.Spec
+		}
+		sched, err := schedule.NewScheduler(specs, dispatcher(p.Conn, c.log), c.log)
+		return handler, sched, nil, err
+	}
+	runner := schedule.NewRunner(c.log)
+	for _, s := range schedules {
+		if s.Task == nil {
+			return nil, nil, runner, fmt.Errorf("schedule %q has no task", s.Name)
+		}
+		if err := runner.Handle(s.Spec, s.Task); err != nil {
+			return nil, nil, runner, err
+		}
+	}
+	err = on(eventSchedule, func(_ context.Context, m bus.Message) (any, error) {
+		var r schedule.Run
+		if err := m.Decode(&r); err != nil {
+			return nil, fmt.Errorf("bad schedule run from %s: %w", m.From, err)
+		}
+		if err := runner.Dispatch(ctx, r); err != nil {
+			c.log.Warn("schedule run not started", "schedule", r.Name, "seq", r.Seq, "err", err)
+		}
+		return nil, nil
+	})
+	return handler, nil, runner, err
+}
+
+// beforeReady runs the BeforeReady hooks, bounded by YOLK_READY_TIMEOUT, and
+// returns why the process must stop instead, if it must. A stop request
+// (ctx) cancels the hooks and returns nil.
+func (c *child) beforeReady(ctx, gctx context.Context, conn *bus.Conn, p *Process) error {
+	rctx, cancel := context.WithTimeout(gctx, c.cfg.ReadyTimeout)
+	defer cancel()
+	stop := context.AfterFunc(ctx, cancel)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { // waited for below, whatever happens
+		for _, f := range p.beforeReady {
+			if err := f(rctx); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	var reason error
+	select {
+	case err := <-done:
+		switch {
+		case err == nil:
+			c.warm.Store(true)
+			return nil
+		case ctx.Err() != nil || gctx.Err() != nil:
+			return nil // stopping; gctx's error is g's
+		case errors.Is(err, context.DeadlineExceeded) && rctx.Err() != nil:
+			return fmt.Errorf("before ready: not done in YOLK_READY_TIMEOUT (%s): %w", c.cfg.ReadyTimeout, err)
+		}
+		return fmt.Errorf("before ready: %w", err)
+	case <-ctx.Done():
+	case <-gctx.Done():
+	case <-c.lifeline:
+		reason = errors.New("the master is gone; exiting")
+	case <-conn.Done():
+		reason = errors.New("bus connection closed")
+	}
+	cancel()
+	<-done
+	return reason
+}
+
+// readyReply is the master's answer to "ready".
+type readyReply struct {
+	// ServiceReady: the whole service was ready before this process (a
+	// restarted worker): its OnServiceReady hooks run now.
+	ServiceReady bool `json:"serviceReady"`
+}
+
+// report tells the master this process is ready: once, bounded by
+// YOLK_READY_TIMEOUT, in fork mode; in external mode now and after every
+// reconnect, until it hears (it may be restarting). It returns why the process
+// must stop instead, if it must.
+func (c *child) report(ctx context.Context, g *errgroup.Group, gctx context.Context, conn *bus.Conn, p *Process, again <-chan struct{}, ln net.Listener) error {
+	send := func(ctx context.Context) error {
+		m, err := conn.RequestMaster(ctx, "ready", nil)
+		if err != nil {
+			return err
+		}
+		var r readyReply
+		if len(m.Data) > 0 && m.Decode(&r) == nil && r.ServiceReady {
+			c.svcSeen.Store(true)
+		}
+		return nil
+	}
+	reported := func() {
+		if isClosed(p.reported) {
+			return
+		}
+		close(p.reported)
+		attrs := []any{}
+		if ln != nil {
+			attrs = append(attrs, "addr", ln.Addr().String())
+		}
+		c.log.Info(string(c.role)+" ready", attrs...)
+		if c.svcSeen.Load() {
+			c.serviceReady(gctx, p)
+		}
+	}
+	if c.cfg.External() {
+		g.Go(func() error {
+			cli.Announce(gctx, send, again, c.cfg.ReadyTimeout, c.log, reported)
+			return nil
+		})
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.ReadyTimeout)
+	defer cancel()
+	if err := send(rctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("report ready: %w", err)
+	}
+	reported()
+	return nil
+}
+
+// serviceReady runs the OnServiceReady hooks, once, if this process has
+// reported ready; else report does when it has.
+func (c *child) serviceReady(ctx context.Context, p *Process) {
+	c.svcSeen.Store(true)
+	if !isClosed(p.reported) {
+		return
+	}
+	c.svcOnce.Do(func() {
+		if c.role == RoleAgent {
+			c.log.Info("every process is ready")
+		}
+		for _, f := range p.serviceReady {
+			c.hooks.Go(func() { f(ctx) })
+		}
+	})
+}
+
+// wait returns when the process must stop: nil for a stop request, else why.
+func (c *child) wait(ctx, gctx context.Context, conn *bus.Conn, served chan error) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-gctx.Done():
+		return fmt.Errorf("a part of the %s stopped", c.role)
+	case <-c.lifeline:
+		return errors.New("the master is gone; exiting")
+	case <-conn.Done():
+		return errors.New("bus connection closed")
+	case err := <-served:
+		served <- err // kept for stop
+		return fmt.Errorf("serve: %w", err)
+	}
+}
+
+// stop stops the process in order: a worker's HTTP (queued connections go to
+// the other workers, accepted ones are finished), the BeforeClose hooks, then
+// the Go functions. The drain and the hooks share YOLK_SHUTDOWN_TIMEOUT.
+func (c *child) stop(p *Process, srv *serve.Server, ln net.Listener, served chan error, cancelRun func(), g *errgroup.Group) error {
+	c.stopping.Store(true)
+	sctx, cancel := context.WithTimeout(context.Background(), c.cfg.ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	if ln != nil {
+		ln.Close()
+	}
+	if srv != nil {
+		<-served
+		if err := srv.Drain(sctx); err != nil {
+			errs = append(errs, fmt.Errorf("shutdown: %w", err))
+		}
+	}
+	for _, f := range slices.Backward(p.beforeClose) {
+		if err := f(sctx); err != nil {
+			c.log.Error("before close", "err", err)
+		}
+	}
+	cancelRun()
+	errs = append(errs, g.Wait())
+	return errors.Join(errs...)
+}
+
+// dispatcher sends each schedule run over the bus: a Worker run to one worker
+// chosen by the bus, an All run to every worker.
+func dispatcher(conn *bus.Conn, log *slog.Logger) func(context.Context, schedule.Run) {
+	return func(ctx context.Context, r schedule.Run) {
+		var err error
+		switch r.Type {
+		case schedule.All:
+			err = conn.SendToApp(eventSchedule, r)
+		default:
+			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err = conn.SendRandom(sctx, eventSchedule, r)
+			cancel()
+		}
+		if err != nil {
+			log.Error("dispatch schedule run", "schedule", r.Name, "seq", r.Seq, "err", err)
+			return
+		}
+		log.Debug("schedule run dispatched", "schedule", r.Name, "seq", r.Seq, "type", r.Type.String())
+	}
+}
+
+// reportStates sends each new State to the master, the newest first, retrying
+// until it is delivered or a newer one replaces it.
+func reportStates(ctx context.Context, conn *bus.Conn, states <-chan State, log *slog.Logger) {
+	var pending State
+	var retry <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case pending = <-states:
+		case <-retry:
+		}
+		retry = nil
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := conn.SendToMaster(sctx, "state", pending)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			log.Debug("report state to the master; retrying", "err", err)
+			retry = time.After(time.Second)
+		}
+	}
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,193 @@
+package yolk
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/yolkgo/yolk/bus"
+)
+
+// Process is the agent or a worker as its application sees it: the messenger
+// (every verb of [bus.Conn]: Broadcast, SendToApp, SendToAgent, SendTo,
+// SendRandom, Request, RequestAgent, Gather, with the delivery promises of
+// package bus), its logger, and the hooks of its life.
+//
+// Register handlers, background work and hooks while App.Agent or App.Worker
+// runs; registering a hook later panics. The messenger's methods are safe for
+// concurrent use at any time.
+//
+// A process's life: setup (App.Agent or App.Worker), the functions of [Process.Go]
+// start, the [Process.BeforeReady] hooks run, a worker starts serving HTTP,
+// the process reports ready to the master, the [Process.OnServiceReady] hooks
+// run once the whole service is ready; on stop (SIGTERM, the master's order),
+// a worker stops serving and finishes its requests, the [Process.BeforeClose]
+// hooks run, then the context of the Go functions ends and the process exits.
+type Process struct {
+	*bus.Conn
+	// Log is the process's logger: JSON records on stderr, which the master
+	// logs again with the process's role and id.
+	Log *slog.Logger
+
+	role     Role
+	reported chan struct{} // closed once the master knows this process is ready
+
+	mu           sync.Mutex
+	sealed       bool
+	runs         []func(context.Context) error
+	beforeReady  []func(context.Context) error
+	serviceReady []func(context.Context)
+	beforeClose  []func(context.Context) error
+	reconnect    []func()
+	states       chan State // the latest State not yet sent to the master
+}
+
+// Agent is the agent process: the one process of a service for background
+// duties. Its schedule timers are the runtime's; what the application adds is
+// in its [Process].
+type Agent struct {
+	*Process
+}
+
+// Worker is a worker process: it serves the application's HTTP handler on the
+// port every worker shares.
+type Worker struct {
+	*Process
+	handler http.Handler
+}
+
+// Handle sets the handler the worker serves on the shared HTTP port
+// (YOLK_HTTP_ADDR) once its BeforeReady hooks are done: in fork mode on the
+// master's socket, taking connections in turn with the other workers; in
+// external mode on a socket of its own bound with SO_REUSEPORT. On stop the
+// worker stops accepting, lets queued connections go to the other workers and
+// finishes every request it took, so a rolling reload fails none. Without a
+// handler the worker answers 404.
+func (w *Worker) Handle(h http.Handler) {
+	w.register("Handle", func() { w.handler = h })
+}
+
+// Role returns the process's role: RoleAgent or RoleWorker.
+func (p *Process) Role() Role { return p.role }
+
+// The events the runtime handles itself; [Process.On] refuses them.
+const (
+	eventPing         = "ping"       // the master's question: are you there
+	eventServiceReady = "yolk-ready" // the master's broadcast: every process is ready
+	eventSchedule     = "schedule"   // a schedule run from the agent to workers
+)
+
+// On registers h as the handler of event, replacing any; a nil h removes it.
+// The events ping, yolk-ready and schedule are the runtime's own. See
+// [bus.Conn.On] for when handlers run.
+func (p *Process) On(event string, h bus.Handler) error {
+	if slices.Contains([]string{eventPing, eventServiceReady, eventSchedule}, event) {
+		return fmt.Errorf("yolk: the event %q is the runtime's own", event)
+	}
+	return p.Conn.On(event, h)
+}
+
+// Go runs f on a goroutine of its own from the end of setup until the process
+// stops: ctx ends after the BeforeClose hooks, and the process waits for f to
+// return before it exits. An error from f other than ctx's stops the process
+// (the master restarts it).
+func (p *Process) Go(f func(ctx context.Context) error) {
+	p.register("Go", func() { p.runs = append(p.runs, f) })
+}
+
+// BeforeReady adds a hook that runs before the process reports ready (warm a
+// cache, open a connection upstream): a worker starts serving HTTP only after
+// every such hook has returned nil. Hooks run in order; ctx ends after
+// YOLK_READY_TIMEOUT or when the process stops. An error stops the process.
+func (p *Process) BeforeReady(f func(ctx context.Context) error) {
+	p.register("BeforeReady", func() { p.beforeReady = append(p.beforeReady, f) })
+}
+
+// OnServiceReady adds a hook that runs once, when the whole service is ready:
+// the agent and every worker (egg's egg-ready). A process that starts after
+// that (a restarted worker) runs it as soon as it is ready itself. It runs on a
+// goroutine of its own with a context that ends when the process stops.
+func (p *Process) OnServiceReady(f func(ctx context.Context)) {
+	p.register("OnServiceReady", func() { p.serviceReady = append(p.serviceReady, f) })
+}
+
+// BeforeClose adds a hook that runs when the process stops, after a worker has
+// finished its HTTP requests and before the context of the Go functions ends.
+// Hooks run in reverse order of registration; ctx ends after
+// YOLK_SHUTDOWN_TIMEOUT for all of them together. An error is logged.
+func (p *Process) BeforeClose(f func(ctx context.Context) error) {
+	p.register("BeforeClose", func() { p.beforeClose = append(p.beforeClose, f) })
+}
+
+// OnReconnect adds a hook called after the bus connection came back, and after
+// the connection reported an error that may have lost messages (a slow
+// consumer): fan-out messages sent meanwhile are gone, so catch up on what you
+// need. It must not block.
+func (p *Process) OnReconnect(f func()) {
+	p.register("OnReconnect", func() { p.reconnect = append(p.reconnect, f) })
+}
+
+// Ready returns a channel that is closed once the master knows this process
+// is ready (a worker's /readyz can answer with it).
+func (p *Process) Ready() <-chan struct{} { return p.reported }
+
+// State is what a process serves, as `master status` shows it: a version (1
+// to 256 printable ASCII characters, no space), what brought it (a short
+// lowercase word: start, push, pull, ...), and when.
+type State struct {
+	Version   string    `json:"version"`
+	By        string    `json:"by"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// Report tells the master the state this process now serves. It does not
+// block: the newest state replaces one not yet sent, and a failed send is
+// retried until it is delivered or replaced.
+func (p *Process) Report(s State) {
+	for {
+		select {
+		case p.states <- s:
+			return
+		default:
+		}
+		select {
+		case <-p.states:
+		default:
+		}
+	}
+}
+
+// register calls add, which registers a hook, or panics after setup.
+func (p *Process) register(what string, add func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.sealed {
+		panic("yolk: " + what + " called after setup: register hooks in App.Agent or App.Worker")
+	}
+	add()
+}
+
+// seal ends setup: hooks are fixed from now on.
+func (p *Process) seal() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sealed = true
+}
+
+// reconnected calls the OnReconnect hooks.
+func (p *Process) reconnected() {
+	p.mu.Lock()
+	hooks := p.reconnect
+	sealed := p.sealed
+	p.mu.Unlock()
+	if !sealed {
+		return
+	}
+	for _, f := range hooks {
+		f()
+	}
+}
