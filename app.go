@@ -102,7 +102,7 @@ func mainAs(fixed Role, app App) {
 	}
 	if role == RoleMaster {
 		master.Main(app.forMaster(fixed == ""), args)
-		return
+		os.Exit(0)
 	}
 	cmd := app.name()
 	if fixed == "" {
@@ -111,6 +111,7 @@ func mainAs(fixed Role, app App) {
 	cli.Main(cmd, args, func(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 		return runChild(ctx, app, role, cmd, args, environ, stdout, stderr)
 	})
+	os.Exit(0)
 }
 
 // Run is [Main] without the process's globals, for tests and for programs

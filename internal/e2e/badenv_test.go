@@ -152,14 +152,15 @@ var (
 		"YOLK_FETCH_TIMEOUT":  {rule: validOnly()},
 	}
 	childVars = map[string]envVarCase{
-		"YOLK_MODE":          {rule: validOnly()},
-		"YOLK_HEALTH_SOCKET": {rule: longerThan(107)},
-		"YOLK_BUS_URL":       {rule: defaultBus},
-		"YOLK_BUS_USER":      {rule: requiredValue},
-		"YOLK_BUS_SECRET":    {rule: requiredValue, secret: true},
-		"YOLK_ID":            {rule: tokenValues},
-		"YOLK_READY_TIMEOUT": {rule: validOnly()},
-		"YOLK_LIFELINE_FD":   {rule: anyValue},
+		"YOLK_MODE":             {rule: validOnly()},
+		"YOLK_HEALTH_SOCKET":    {rule: longerThan(107)},
+		"YOLK_BUS_URL":          {rule: defaultBus},
+		"YOLK_BUS_USER":         {rule: requiredValue},
+		"YOLK_BUS_SECRET":       {rule: requiredValue, secret: true},
+		"YOLK_ID":               {rule: tokenValues},
+		"YOLK_READY_TIMEOUT":    {rule: validOnly()},
+		"YOLK_SHUTDOWN_TIMEOUT": {rule: validOnly()},
+		"YOLK_LIFELINE_FD":      {rule: anyValue},
 	}
 	// envVarRules are the variables each binary reads, as its --help lists
 	// them, and the unlisted ones.
@@ -182,10 +183,9 @@ var (
 			"YOLK_AGENT_SECRET": {rule: requiredValue, external: true, secret: true},
 		}),
 		"worker": mergeVars(loggingVars, refreshVars, childVars, map[string]envVarCase{
-			"YOLK_WORKER_SECRET":    {rule: requiredValue, external: true, secret: true},
-			"YOLK_HTTP_ADDR":        {rule: validOnly()}, // checked at start, though the worker listens once warm
-			"YOLK_LISTEN_FD":        {rule: validOnly("0")},
-			"YOLK_SHUTDOWN_TIMEOUT": {rule: validOnly()},
+			"YOLK_WORKER_SECRET": {rule: requiredValue, external: true, secret: true},
+			"YOLK_HTTP_ADDR":     {rule: validOnly()}, // checked at start, though the worker listens once warm
+			"YOLK_LISTEN_FD":     {rule: validOnly("0")},
 		}),
 		"source": mergeVars(loggingVars, map[string]envVarCase{
 			"SOURCE_ADDR":         {rule: defaultAddress},

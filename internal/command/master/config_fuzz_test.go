@@ -13,7 +13,7 @@ import (
 // bounded time; internal/e2e's TestBadEnvironment runs the real binary.
 func FuzzConfig(f *testing.F) {
 	clitest.FuzzConfig(f, clitest.ConfigFuzz{
-		Vars:    []string{"YOLK_MODE", "YOLK_HEALTH_SOCKET", "YOLK_WORKERS", "YOLK_HTTP_ADDR", "YOLK_BUS_URL", "YOLK_AGENT_SECRET", "YOLK_WORKER_SECRET", "YOLK_RUN_DIR", "YOLK_SHUTDOWN_TIMEOUT", "YOLK_READY_TIMEOUT", "YOLK_AGENT_BIN", "YOLK_WORKER_BIN", "YOLK_SOURCE_URL", "YOLK_PUSH_URL", "YOLK_PUSH_SUBJECT", "YOLK_FORCE_INTERVAL", "YOLK_PULL_INTERVAL", "YOLK_FETCH_TIMEOUT", "YOLK_LOG_LEVEL", "YOLK_LOG_FORMAT"},
+		Vars:    []string{"YOLK_MODE", "YOLK_HEALTH_SOCKET", "YOLK_WORKERS", "YOLK_HTTP_ADDR", "YOLK_BUS_URL", "YOLK_AGENT_SECRET", "YOLK_WORKER_SECRET", "YOLK_RUN_DIR", "YOLK_SHUTDOWN_TIMEOUT", "YOLK_READY_TIMEOUT", "YOLK_AGENT_BIN", "YOLK_WORKER_BIN", "YOLK_LOG_LEVEL", "YOLK_LOG_FORMAT"},
 		Secrets: map[string]bool{"YOLK_AGENT_SECRET": true, "YOLK_WORKER_SECRET": true},
 		Seeds:   []string{"", "-1", "0", "1e999", "99999999999999999999", "abc", "a\tb\x01", "a\nb", "../../etc", "ünï ✓", "10s", ":7001", "nats://127.0.0.1:4222", "/bin/sh"},
 		Base:    []string{"YOLK_RUN_DIR=run", "YOLK_AGENT_BIN=/bin/sh", "YOLK_WORKER_BIN=/bin/sh"},
