@@ -212,6 +212,9 @@ func (c *child) run(ctx context.Context) error {
 	g.Go(func() error { reportStates(gctx, conn, p.states, c.log); return nil })
 
 	reason := c.beforeReady(ctx, gctx, conn, p)
+	if reason == nil && ctx.Err() == nil && gctx.Err() != nil {
+		reason = fmt.Errorf("a part of the %s stopped before it was ready", c.role)
+	}
 	var srv *serve.Server
 	var ln net.Listener
 	served := make(chan error, 1)
@@ -377,6 +380,7 @@ func (c *child) report(ctx context.Context, g *errgroup.Group, gctx context.Cont
 	}
 	reported := func() {
 		if isClosed(p.reported) {
+			p.reportAgain() // a restarted master knows no state either
 			return
 		}
 		close(p.reported)
@@ -391,7 +395,7 @@ func (c *child) report(ctx context.Context, g *errgroup.Group, gctx context.Cont
 	}
 	if c.cfg.External() {
 		g.Go(func() error {
-			cli.Announce(gctx, send, again, c.cfg.ReadyTimeout, c.log, reported)
+			announce(gctx, send, again, c.cfg.ReadyTimeout, c.log, reported)
 			return nil
 		})
 		return nil

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/yolkgo/yolk/bus"
@@ -44,6 +45,7 @@ type Process struct {
 	beforeClose  []func(context.Context) error
 	reconnect    []func()
 	states       chan State // the latest State not yet sent to the master
+	last         atomic.Pointer[State]
 }
 
 // Agent is the agent process: the one process of a service for background
@@ -148,6 +150,19 @@ type State struct {
 // block: the newest state replaces one not yet sent, and a failed send is
 // retried until it is delivered or replaced.
 func (p *Process) Report(s State) {
+	p.last.Store(&s)
+	p.send(s)
+}
+
+// reportAgain sends the last State reported, if any, again.
+func (p *Process) reportAgain() {
+	if s := p.last.Load(); s != nil {
+		p.send(*s)
+	}
+}
+
+// send puts s in p.states, replacing a State not yet sent.
+func (p *Process) send(s State) {
 	for {
 		select {
 		case p.states <- s:

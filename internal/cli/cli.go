@@ -1,7 +1,8 @@
-// Package cli holds what the yolk commands share at their edges: reading a config struct
-// from the environment with errors that name the variable, printing --help from the same
-// struct, building the slog logger, and the health socket each process serves for its
-// `healthcheck` subcommand. It knows nothing of the bus or of the other processes.
+// Package cli holds what yolk's processes share at their edges: their configuration
+// from the environment (parsing, with errors that name the variable; --help from the
+// same structs; the deployment settings and the bus login they complete), the slog
+// logger, the `healthcheck` subcommand, and Main, which turns a usage error into exit
+// code 2. The health socket itself is package health.
 package cli
 
 import (

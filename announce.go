@@ -1,4 +1,4 @@
-package cli
+package yolk
 
 import (
 	"context"
@@ -9,12 +9,12 @@ import (
 // announceRetry is the pause between two failed announcements.
 const announceRetry = time.Second
 
-// Announce tells someone, with send, that this process is ready, and tells
+// announce tells someone, with send, that this process is ready, and tells
 // them again each time a value arrives on again (after a reconnect to a master
 // that was restarted and knows nobody), until ctx is done. Each send is bounded
 // by timeout; a failed one is logged and retried until it succeeds, and then
 // done is called. It returns when ctx is done.
-func Announce(ctx context.Context, send func(context.Context) error, again <-chan struct{}, timeout time.Duration, log *slog.Logger, done func()) {
+func announce(ctx context.Context, send func(context.Context) error, again <-chan struct{}, timeout time.Duration, log *slog.Logger, done func()) {
 	for {
 		for {
 			sctx, cancel := context.WithTimeout(ctx, timeout)

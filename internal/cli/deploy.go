@@ -8,10 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -20,6 +17,7 @@ import (
 	"time"
 
 	"github.com/yolkgo/yolk/bus"
+	"github.com/yolkgo/yolk/internal/health"
 )
 
 // Modes of YOLK_MODE.
@@ -91,117 +89,6 @@ func Unset(name, why string) error {
 	return &UsageError{Err: fmt.Errorf("%s is not set: %s", name, why)}
 }
 
-// HealthServer serves GET /healthz and GET /readyz on a unix socket, so that a
-// probe run inside a container reaches the process of that container and no
-// other (a TCP port may be shared by every worker of a pod).
-type HealthServer struct {
-	ln   net.Listener
-	path string
-}
-
-// ListenHealth binds the health socket at path (mode 0600: probes run as the
-// same user). A socket file left by a process that is gone is removed first;
-// one that a live process still answers on, or a file that is not a socket,
-// is an error. Serve it, or Close it.
-func ListenHealth(path string) (*HealthServer, error) {
-	if st, err := os.Lstat(path); err == nil {
-		if st.Mode().Type() != fs.ModeSocket {
-			return nil, BadValue("YOLK_HEALTH_SOCKET", path, "exists and is not a socket")
-		}
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, BadValue("YOLK_HEALTH_SOCKET", path, "another process serves its health there")
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("remove stale health socket: %w", err)
-		}
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("health socket: %w", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("health socket: %w", err)
-	}
-	return &HealthServer{ln: ln, path: path}, nil
-}
-
-// Path returns the socket's path.
-func (h *HealthServer) Path() string { return h.path }
-
-// Close closes the socket and removes its file; Serve returns.
-func (h *HealthServer) Close() error { return h.ln.Close() } // a unix listener unlinks its file
-
-// Serve answers GET /healthz with 200 while the process runs, and GET /readyz
-// with 200 when ready returns nil, else 503 and ready's error. ready is
-// called on each probe and must be safe for concurrent use. Serve returns when
-// ctx is done, after closing the socket and removing its file.
-func (h *HealthServer) Serve(ctx context.Context, ready func() error, log *slog.Logger) error {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := ready(); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		io.WriteString(w, "ready\n")
-	})
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	stop := context.AfterFunc(ctx, func() { srv.Close() })
-	defer stop()
-	err := srv.Serve(h.ln)
-	h.ln.Close()
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return fmt.Errorf("health socket: %w", err)
-}
-
-// healthcheckTimeout bounds one healthcheck.
-const healthcheckTimeout = 2 * time.Second
-
-// Healthcheck asks the process serving the health socket at path: GET
-// /healthz, or /readyz when ready is set, within 2s. It prints the answer to
-// stdout and returns nil on 200, else an error saying why.
-func Healthcheck(ctx context.Context, path string, ready bool, stdout io.Writer) error {
-	endpoint := "/healthz"
-	if ready {
-		endpoint = "/readyz"
-	}
-	ctx, cancel := context.WithTimeout(ctx, healthcheckTimeout)
-	defer cancel()
-	client := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		},
-		DisableKeepAlives: true,
-	}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://health"+endpoint, nil)
-	if err != nil {
-		return fmt.Errorf("healthcheck: %w", err)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("healthcheck: GET %s on %s: %w", endpoint, path, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	text := strings.TrimSpace(string(body))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("healthcheck: GET %s on %s: %s: %s", endpoint, path, resp.Status, text)
-	}
-	fmt.Fprintln(stdout, text)
-	return nil
-}
-
 // HealthcheckCommand runs the `healthcheck [--ready]` subcommand of a process
 // configured by environ: it asks the process serving YOLK_HEALTH_SOCKET.
 func HealthcheckCommand(ctx context.Context, args, environ []string, stdout io.Writer) error {
@@ -225,11 +112,11 @@ func HealthcheckCommand(ctx context.Context, args, environ []string, stdout io.W
 	if path == "" {
 		return errors.New("healthcheck: no health socket (YOLK_HEALTH_SOCKET is off, or unset in fork mode)")
 	}
-	return Healthcheck(ctx, path, *ready, stdout)
+	return health.Check(ctx, path, *ready, stdout)
 }
 
 // StartHealth binds the health socket d names, if any, and serves it (see
-// [HealthServer.Serve]) on a goroutine of its own until stop is called; stop
+// [health.Server.Serve]) on a goroutine of its own until stop is called; stop
 // closes the socket, removes its file and waits. With no socket it does
 // nothing and stop is a no-op.
 func (d Deploy) StartHealth(ready func() error, log *slog.Logger) (stop func(), err error) {
@@ -237,7 +124,10 @@ func (d Deploy) StartHealth(ready func() error, log *slog.Logger) (stop func(), 
 	if path == "" {
 		return func() {}, nil
 	}
-	hs, err := ListenHealth(path)
+	hs, err := health.Listen(path)
+	if errors.Is(err, health.ErrNotSocket) || errors.Is(err, health.ErrInUse) {
+		return nil, BadValue("YOLK_HEALTH_SOCKET", path, "%v", err)
+	}
 	if err != nil {
 		return nil, err
 	}
