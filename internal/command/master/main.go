@@ -26,15 +26,20 @@ port: it serves the bus on loopback to the agent and workers the platform starts
 admits each role by its secret, and tracks who is ready.
 
 Usage:
-  %[1]s                 run in the foreground (SIGTERM/SIGINT: graceful stop, a second one kills;
-                         SIGHUP: rolling reload of the workers, fork mode)
-  %[1]s status [--json] every process of the running master: role, id, state, uptime, restarts
-  %[1]s reload          replace the workers one at a time, each new one ready before an old one stops
-  %[1]s pause           do nothing until SIGTERM: holds a network namespace in compose.yaml
+  %[1]s
+      run in the foreground (SIGTERM/SIGINT: graceful stop, a second one kills;
+      SIGHUP: rolling reload of the workers, fork mode)
+  %[1]s status [--json]
+      every process of the running master: role, id, state, uptime, restarts
+  %[1]s reload
+      replace the workers one at a time, each new one ready before an old one stops
+  %[1]s pause
+      do nothing until SIGTERM: holds a network namespace in compose.yaml
   %[1]s healthcheck [--ready]
-                         ask the running master over YOLK_HEALTH_SOCKET: GET /healthz (alive), or
-                         /readyz (the agent and at least one worker ready); exit 0 on 200, else 1
-  %[1]s --help          this text`
+      ask the running master over YOLK_HEALTH_SOCKET: GET /healthz (alive), or
+      /readyz (the agent and at least one worker ready); exit 0 on 200, else 1
+  %[1]s --help
+      this text`
 
 // selfSynopsis is the part of --help of a program that is every role.
 const selfSynopsis = `
