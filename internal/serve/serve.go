@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -75,6 +76,8 @@ func reusePort(network, address string, c syscall.RawConn) error {
 type Server struct {
 	http.Server
 
+	draining atomic.Bool // every response says Connection: close
+
 	mu      sync.Mutex
 	conns   map[net.Conn]connState
 	changed chan struct{} // closed and replaced at every connection state change
@@ -92,7 +95,12 @@ const newConnGrace = 2 * time.Second
 // NewServer returns a Server of h that logs its errors to log.
 func NewServer(h http.Handler, log *slog.Logger) *Server {
 	s := &Server{conns: make(map[net.Conn]connState), changed: make(chan struct{})}
-	s.Handler = h
+	s.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		h.ServeHTTP(w, r)
+	})
 	s.ConnState = s.track
 	s.ReadHeaderTimeout = 10 * time.Second
 	s.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
@@ -128,12 +136,15 @@ func (s *Server) busy() (bool, <-chan struct{}) {
 // Drain stops the server without dropping a request. Call it once the listener
 // is closed and Serve has returned: connections still queued on a shared socket
 // then go to the other workers. http.Server.Shutdown alone closes, without a
-// reply, a connection whose first request it reads after shutdown began; so
-// Drain first turns keep-alives off (idle connections close, and each busy one
-// closes after its response), waits until no connection is busy, and only then
-// shuts down. ctx bounds the whole wait.
+// reply, a connection whose first request it reads after shutdown began; and
+// SetKeepAlivesEnabled(false) closes idle connections without Shutdown's care
+// for one whose next request was just read, so the client may send it again
+// elsewhere after it ran here. So Drain answers every response from now on with
+// Connection: close (each busy connection closes after its response), waits
+// until no connection is busy, and only then shuts down, which closes the idle
+// ones safely. ctx bounds the whole wait.
 func (s *Server) Drain(ctx context.Context) error {
-	s.SetKeepAlivesEnabled(false)
+	s.draining.Store(true)
 	for {
 		busy, changed := s.busy()
 		if !busy {
