@@ -6,6 +6,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -39,7 +40,7 @@ func buildAndRun(m *testing.M) int {
 	if raceEnabled {
 		args = append(args, "-race")
 	}
-	args = append(args, "../../cmd/master", "../../cmd/agent", "../../cmd/worker", "../../cmd/source")
+	args = append(args, "../../cmd/master", "../../cmd/agent", "../../cmd/worker", "../../cmd/source", "../../examples/counter")
 	cmd := exec.Command("go", args...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
@@ -196,6 +197,7 @@ type master struct {
 	*process
 	runDir string
 	src    *source
+	bin    string // the binary of its status and reload commands; empty means master
 }
 
 // startMaster starts bin/master with 2 workers on a free port, and a source for
@@ -269,7 +271,7 @@ func (m *master) cli(t *testing.T, args ...string) ([]byte, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "master"), args...)
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, cmp.Or(m.bin, "master")), args...)
 	cmd.Env = m.env
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
