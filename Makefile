@@ -16,19 +16,18 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
 
 # run: the example in the foreground: the remote source, then the master with the
-# agent and the workers. Ctrl-C stops both cleanly.
+# agent and the workers. Ctrl-C stops the master (which stops the workers, then the
+# agent), then the source, and make exits 0 after a clean stop (examples/run.sh says how).
 run: build
-	@set -e; $(BIN)/source & src=$$!; \
-	trap 'kill -TERM $$src 2>/dev/null; wait $$src' EXIT; \
-	until $(BIN)/source healthcheck 2>/dev/null; do \
-		kill -0 $$src 2>/dev/null || { echo "make run: the source did not start" >&2; exit 1; }; sleep 0.05; \
-	done; \
-	$(BIN)/master
+	@bash examples/run.sh $(BIN)
 
-# test: every test, the compose test (internal/composetest) included: it needs a
-# Docker Engine, and fails without one unless YOLK_SKIP_DOCKER=1.
+# test: every test: the root module's, then the deploytest module's (its own go.mod,
+# so that the root module does not require the Kubernetes libraries): the manifest
+# test (deploytest/k8s) and the compose test (deploytest/compose), which needs a
+# Docker Engine and fails without one unless YOLK_SKIP_DOCKER=1.
 test:
 	$(GO) test -race -count=1 ./...
+	cd deploytest && $(GO) test -race -count=1 ./...
 	@if [ "$${YOLK_SKIP_DOCKER:-}" = 1 ] && ! docker info >/dev/null 2>&1; then \
 		echo "make test: no Docker Engine answers and YOLK_SKIP_DOCKER=1: the compose test was skipped"; fi
 
@@ -46,6 +45,7 @@ fuzz:
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	cd deploytest && $(GO) vet ./...
 
 # bench: yolk beside its baselines (../shared/anchors: egg's messenger path, a Node.js
 # cluster) and its ceilings (raw NATS, bare Go net/http), real processes, one run
@@ -98,6 +98,7 @@ up: image .env
 down:
 	$(COMPOSE) down -v --remove-orphans
 
-# k8s-check: strict-decode every manifest under k8s/ and check what decoding cannot.
+# k8s-check: strict-decode every manifest under k8s/ and check what decoding cannot
+# (the test is deploytest/k8s, in the deploytest module).
 k8s-check:
-	$(GO) test -count=1 ./k8s/
+	cd deploytest && $(GO) test -count=1 ./k8s/

@@ -325,7 +325,7 @@ func TestExternalModeIntruders(t *testing.T) {
 }
 
 // TestImageRunsAsNonRoot: every image the Dockerfile can build ends with a
-// USER that is not root (compose uses the image's; k8s/manifests_test.go
+// USER that is not root (compose uses the image's; deploytest/k8s/manifests_test.go
 // checks runAsNonRoot), and compose.yaml sets no other user.
 func TestImageRunsAsNonRoot(t *testing.T) {
 	b, err := os.ReadFile("../../Dockerfile")

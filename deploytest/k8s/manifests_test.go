@@ -1,5 +1,5 @@
-// Package k8s_test checks the Kubernetes manifests in this directory without a
-// cluster: every document strict-decodes into k8s.io/api types through the universal
+// Package k8s_test checks the Kubernetes manifests in the repository's k8s/
+// directory (manifestDir) without a cluster: every document strict-decodes into k8s.io/api types through the universal
 // deserializer (a misspelt or miscased field is an error, as it is for the API server
 // in strict mode), and the pod holds what decoding cannot check: start order,
 // probes, selectors, which secret reaches which container, and the security context.
@@ -31,6 +31,21 @@ import (
 	"sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
+
+// manifestDir is the repository's k8s/ directory, from this package's directory
+// (go test runs a test in its package's directory). TestMain makes it the working
+// directory, so that file names are the manifests' own, as kustomization.yaml lists
+// them. This test lives in the deploytest module so that the root module does not
+// require k8s.io/api and its dependencies.
+const manifestDir = "../../k8s"
+
+func TestMain(m *testing.M) {
+	if err := os.Chdir(manifestDir); err != nil {
+		fmt.Fprintf(os.Stderr, "k8s manifests: %v\n", err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
 
 // decoder decodes JSON or YAML into the built-in API types, rejecting unknown,
 // miscased and duplicate fields.

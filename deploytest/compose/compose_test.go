@@ -1,4 +1,4 @@
-// Package composetest brings compose.yaml up on the local Docker Engine with the
+// Package compose brings compose.yaml up on the local Docker Engine with the
 // image that make image builds, and checks what a user of make up relies on: a
 // change at the source reaches every worker, the service heals when the agent or a
 // worker is killed, and the agent and the workers reconnect when the master restarts.
@@ -6,7 +6,7 @@
 //
 // It needs a Docker Engine and docker-compose. Where none answers the test fails,
 // unless YOLK_SKIP_DOCKER=1 says to skip it.
-package composetest
+package compose
 
 import (
 	"bytes"
@@ -155,7 +155,7 @@ func requireDocker(t *testing.T) {
 		return
 	}
 	if os.Getenv("YOLK_SKIP_DOCKER") == "1" {
-		fmt.Fprintf(os.Stderr, "composetest: skipped (YOLK_SKIP_DOCKER=1): %v\n", err)
+		fmt.Fprintf(os.Stderr, "compose test: skipped (YOLK_SKIP_DOCKER=1): %v\n", err)
 		t.Skipf("YOLK_SKIP_DOCKER=1, and no Docker Engine: %v", err)
 	}
 	t.Fatalf("the compose test needs a Docker Engine and docker-compose (set YOLK_SKIP_DOCKER=1 to skip it): %v", err)
@@ -178,6 +178,7 @@ type stack struct {
 // down with its volumes and removes the image, after printing the logs if the test
 // failed.
 func newStack(t *testing.T) *stack {
+	// deploytest/compose: the repository is two levels up.
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
 		t.Fatal(err)
