@@ -36,7 +36,9 @@ type App struct {
 	// before any process starts.
 	Config any
 	// Schedules returns the application's schedules, each with its task. The
-	// agent's timers fire them; workers run the tasks (see [Schedule]).
+	// agent's timers fire them; workers run the tasks (see [Schedule]). It is
+	// called after App.Agent or App.Worker, so a task may use what the
+	// worker's setup made; in the agent the tasks are never called.
 	Schedules func() []Schedule
 	// Agent sets up the agent, the one process of the service for background
 	// duties (egg's agent.js): it registers messenger handlers, background work
