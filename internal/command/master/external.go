@@ -62,17 +62,7 @@ func serveExternal(ctx context.Context, cfg config, stderr io.Writer, sig signal
 			}
 			return readyReply{ServiceReady: serviceReady.Load()}, nil
 		},
-		"state": func(_ context.Context, m bus.Message) (any, error) {
-			var st cacheState
-			if err := m.Decode(&st); err != nil {
-				return nil, fmt.Errorf("state from %s: %w", m.From, err)
-			}
-			if err := st.check(); err != nil {
-				return nil, fmt.Errorf("state from %s: %w", m.From, err)
-			}
-			caches.set(m.From, st)
-			return nil, nil
-		},
+		"state": caches.handle,
 		"status": func(context.Context, bus.Message) (any, error) {
 			children := members.list()
 			self := processStatus{Role: "master", ID: id, PID: os.Getpid(), State: supervisor.StateReady, Started: begin}

@@ -117,17 +117,7 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 			sup.Ready(pid)
 			return readyReply{ServiceReady: serviceReady.Load()}, nil
 		},
-		"state": func(_ context.Context, m bus.Message) (any, error) {
-			var st cacheState
-			if err := m.Decode(&st); err != nil {
-				return nil, fmt.Errorf("state from %s: %w", m.From, err)
-			}
-			if err := st.check(); err != nil {
-				return nil, fmt.Errorf("state from %s: %w", m.From, err)
-			}
-			caches.set(m.From, st)
-			return nil, nil
-		},
+		"state": caches.handle,
 		"status": func(context.Context, bus.Message) (any, error) {
 			children := sup.Status()
 			return statusReply{

@@ -63,6 +63,19 @@ type cacheStates struct {
 	byID map[string]cacheState
 }
 
+// handle is the handler of "state", a child's report of what it serves.
+func (c *cacheStates) handle(_ context.Context, m bus.Message) (any, error) {
+	var st cacheState
+	if err := m.Decode(&st); err != nil {
+		return nil, fmt.Errorf("state from %s: %w", m.From, err)
+	}
+	if err := st.check(); err != nil {
+		return nil, fmt.Errorf("state from %s: %w", m.From, err)
+	}
+	c.set(m.From, st)
+	return nil, nil
+}
+
 func (c *cacheStates) set(id string, st cacheState) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
