@@ -87,30 +87,44 @@ const EnvRole = "YOLK_ROLE"
 // that is how containers run one role each (YOLK_MODE=external), and how the
 // master starts its children. `NAME status`, `NAME reload` and `NAME
 // healthcheck` talk to a running master, `NAME worker healthcheck` to a worker.
-func Main(app App) { mainAs("", app) }
+func Main(app App) { mainAs(app) }
 
-// MainAs is [Main] for a program that always plays one role: the separate
-// agent and worker binaries that cmd/master supervises (YOLK_AGENT_BIN,
-// YOLK_WORKER_BIN), or a master of its own for them. The master, agent and
-// worker of one service should be built from the same App.
-func MainAs(role Role, app App) { mainAs(role, app) }
+// MainAgent is [Main] for a program that is always the agent: a separate agent
+// binary, which a master such as cmd/master starts (YOLK_AGENT_BIN). It links
+// none of the master's code. The master, agent and workers of one service
+// should be built from the same App.
+func MainAgent(app App) { mainChild(RoleAgent, app.name(), app) }
 
-func mainAs(fixed Role, app App) {
-	args := os.Args[1:]
-	role, args, err := pickRole(fixed, args, os.Environ())
+// MainWorker is [Main] for a program that is always a worker: a separate
+// worker binary (YOLK_WORKER_BIN). It links none of the master's code.
+func MainWorker(app App) { mainChild(RoleWorker, app.name(), app) }
+
+// MainMaster is [Main] for a program that is always the master, of separate
+// agent and worker binaries: YOLK_AGENT_BIN and YOLK_WORKER_BIN, by default
+// agent and worker beside it. It checks app's Config before anything starts.
+func MainMaster(app App) {
+	master.Main(app.forMaster(false), os.Args[1:])
+	os.Exit(0)
+}
+
+func mainAs(app App) {
+	role, args, err := pickRole(os.Args[1:], os.Environ())
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", app.name(), err)
 		os.Exit(cli.ExitUsage)
 	}
 	if role == RoleMaster {
-		master.Main(app.forMaster(fixed == ""), args)
+		master.Main(app.forMaster(true), args)
 		os.Exit(0)
 	}
-	cmd := app.name()
-	if fixed == "" {
-		cmd += " " + string(role)
-	}
-	cli.Main(cmd, args, func(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
+	os.Args = append([]string{os.Args[0]}, args...)
+	mainChild(role, app.name()+" "+string(role), app)
+}
+
+// mainChild runs the agent or a worker with the process's arguments after
+// os.Args[0]; cmd is how it was invoked, for --help.
+func mainChild(role Role, cmd string, app App) {
+	cli.Main(cmd, os.Args[1:], func(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 		return runChild(ctx, app, role, cmd, args, environ, stdout, stderr)
 	})
 	os.Exit(0)
@@ -122,7 +136,7 @@ func mainAs(fixed Role, app App) {
 // print instead of exiting. The master it may run reloads on `reload` requests
 // only: Main adds SIGHUP, and a second signal that kills at once.
 func Run(ctx context.Context, app App, args, environ []string, stdout, stderr io.Writer) error {
-	role, args, err := pickRole("", args, environ)
+	role, args, err := pickRole(args, environ)
 	if err != nil {
 		return err
 	}
@@ -132,12 +146,9 @@ func Run(ctx context.Context, app App, args, environ []string, stdout, stderr io
 	return runChild(ctx, app, role, app.name()+" "+string(role), args, environ, stdout, stderr)
 }
 
-// pickRole returns the role a program plays: fixed if set, else its first
-// argument if that names a role, else YOLK_ROLE, else master.
-func pickRole(fixed Role, args, environ []string) (Role, []string, error) {
-	if fixed != "" {
-		return fixed, args, nil
-	}
+// pickRole returns the role a program plays: its first argument if that
+// names a role, else YOLK_ROLE, else master.
+func pickRole(args, environ []string) (Role, []string, error) {
 	roles := []Role{RoleMaster, RoleAgent, RoleWorker}
 	if len(args) > 0 && slices.Contains(roles, Role(args[0])) {
 		return Role(args[0]), args[1:], nil

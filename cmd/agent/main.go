@@ -7,4 +7,4 @@ import (
 	"github.com/yolkgo/yolk/cacheapp"
 )
 
-func main() { yolk.MainAs(yolk.RoleAgent, cacheapp.New()) }
+func main() { yolk.MainAgent(cacheapp.New()) }

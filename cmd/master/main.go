@@ -9,4 +9,4 @@ import (
 	"github.com/yolkgo/yolk/cacheapp"
 )
 
-func main() { yolk.MainAs(yolk.RoleMaster, cacheapp.New()) }
+func main() { yolk.MainMaster(cacheapp.New()) }

@@ -7,4 +7,4 @@ import (
 	"github.com/yolkgo/yolk/cacheapp"
 )
 
-func main() { yolk.MainAs(yolk.RoleWorker, cacheapp.New()) }
+func main() { yolk.MainWorker(cacheapp.New()) }

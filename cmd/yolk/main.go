@@ -26,10 +26,13 @@ func main() {
 		return
 	}
 	app := cacheapp.New()
-	switch role := yolk.Role(name); role {
-	case yolk.RoleMaster, yolk.RoleAgent, yolk.RoleWorker:
-		app.Name = name
-		yolk.MainAs(role, app)
+	switch name {
+	case "master":
+		yolk.MainMaster(app)
+	case "agent":
+		yolk.MainAgent(app)
+	case "worker":
+		yolk.MainWorker(app)
 	default:
 		yolk.Main(app)
 	}
