@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 
 	"github.com/yolkgo/yolk/internal/cli"
@@ -32,8 +33,8 @@ type App struct {
 	// before anything else runs. If it has a method Validate() error, that is
 	// called next. A value that does not parse, or an error from Validate,
 	// stops the process with exit code 2 and the error, which should name the
-	// variable. The master checks it too, so a bad value stops the service
-	// before any process starts.
+	// variable. In fork mode the master checks it too, so a bad value stops
+	// the service before any process starts.
 	Config any
 	// Schedules returns the application's schedules, each with its task. The
 	// agent's timers fire them; workers run the tasks (see [Schedule]). It is
@@ -93,11 +94,11 @@ func Main(app App) { mainAs(app) }
 // binary, which a master such as cmd/master starts (YOLK_AGENT_BIN). It links
 // none of the master's code. The master, agent and workers of one service
 // should be built from the same App.
-func MainAgent(app App) { mainChild(RoleAgent, app.name(), app) }
+func MainAgent(app App) { mainChild(RoleAgent, app.name(), os.Args[1:], app) }
 
 // MainWorker is [Main] for a program that is always a worker: a separate
 // worker binary (YOLK_WORKER_BIN). It links none of the master's code.
-func MainWorker(app App) { mainChild(RoleWorker, app.name(), app) }
+func MainWorker(app App) { mainChild(RoleWorker, app.name(), os.Args[1:], app) }
 
 // MainMaster is [Main] for a program that is always the master, of separate
 // agent and worker binaries: YOLK_AGENT_BIN and YOLK_WORKER_BIN, by default
@@ -117,14 +118,13 @@ func mainAs(app App) {
 		master.Main(app.forMaster(true), args)
 		os.Exit(0)
 	}
-	os.Args = append([]string{os.Args[0]}, args...)
-	mainChild(role, app.name()+" "+string(role), app)
+	mainChild(role, app.name()+" "+string(role), args, app)
 }
 
-// mainChild runs the agent or a worker with the process's arguments after
-// os.Args[0]; cmd is how it was invoked, for --help.
-func mainChild(role Role, cmd string, app App) {
-	cli.Main(cmd, os.Args[1:], func(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
+// mainChild runs the agent or a worker with args; cmd is how it was invoked,
+// for --help.
+func mainChild(role Role, cmd string, args []string, app App) {
+	cli.Main(cmd, args, func(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 		return runChild(ctx, app, role, cmd, args, environ, stdout, stderr)
 	})
 	os.Exit(0)
@@ -135,6 +135,17 @@ func mainChild(role Role, cmd string, app App) {
 // name) and environ, until ctx is done, and returns the error Main would
 // print instead of exiting. The master it may run reloads on `reload` requests
 // only: Main adds SIGHUP, and a second signal that kills at once.
+//
+// A master in fork mode starts this same executable again, with YOLK_ROLE set,
+// as its agent and workers. In a test that is the test binary: its TestMain
+// must then run the app instead of the tests, as this package's own tests do:
+//
+//	func TestMain(m *testing.M) {
+//		if os.Getenv(yolk.EnvRole) != "" {
+//			yolk.Main(app) // never returns
+//		}
+//		os.Exit(m.Run())
+//	}
 func Run(ctx context.Context, app App, args, environ []string, stdout, stderr io.Writer) error {
 	role, args, err := pickRole(args, environ)
 	if err != nil {
@@ -203,6 +214,9 @@ func (app App) forMaster(self bool) master.App {
 func parseAppConfig(cfg any, environ []string) error {
 	if cfg == nil {
 		return nil
+	}
+	if t := reflect.TypeOf(cfg); t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct || reflect.ValueOf(cfg).IsNil() {
+		return fmt.Errorf("yolk: App.Config is a %s, want a non-nil pointer to a struct", t)
 	}
 	if err := cli.ParseInto(cfg, environ); err != nil {
 		return err

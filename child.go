@@ -16,6 +16,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/yolkgo/yolk/bus"
 	"github.com/yolkgo/yolk/internal/cli"
 	"github.com/yolkgo/yolk/internal/lifeline"
@@ -137,10 +139,20 @@ type child struct {
 	log      *slog.Logger
 	lifeline <-chan struct{}
 
-	warm, stopping atomic.Bool // the BeforeReady hooks are done; the process stops
-	svcSeen        atomic.Bool // the master said the whole service is ready
-	svcOnce        sync.Once
-	hooks          sync.WaitGroup // the OnServiceReady hooks under way
+	warm     atomic.Bool // the BeforeReady hooks are done
+	svcSeen  atomic.Bool // the master said the whole service is ready
+	svcOnce  sync.Once
+	mu       sync.Mutex     // serialises stopping with starting hooks
+	stopping atomic.Bool    // the process stops: no hook starts any more
+	hooks    sync.WaitGroup // the OnServiceReady hooks under way
+}
+
+// markStopping says the process stops: readiness fails, and no
+// OnServiceReady hook starts from now on.
+func (c *child) markStopping() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stopping.Store(true)
 }
 
 // run is the process's life: see Process.
@@ -161,7 +173,7 @@ func (c *child) run(ctx context.Context) error {
 		return err
 	}
 	defer stopHealth()
-	defer c.stopping.Store(true) // runs first: not ready while stopping
+	defer c.markStopping() // runs first: not ready while stopping
 
 	reconnected := make(chan struct{}, 1)
 	conn, err := bus.Dial(ctx, bus.Options{
@@ -174,7 +186,11 @@ func (c *child) run(ctx context.Context) error {
 			default:
 			}
 		},
-		OnError: func(error) { p.reconnected() }, // a slow consumer may have lost messages
+		OnError: func(err error) {
+			if errors.Is(err, nats.ErrSlowConsumer) {
+				p.reconnected() // messages were dropped: catch up
+			}
+		},
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -192,14 +208,18 @@ func (c *child) run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(runCtx)
 	defer c.hooks.Wait()
 
-	handler, sched, runner, err := c.setup(runCtx, p)
-	if runner != nil {
-		defer runner.Wait() // after cancelRun, deferred earlier
-		defer cancelRun()
-	}
+	handler, err := c.setup(runCtx, p)
 	if err != nil {
 		return err
 	}
+	sched, runner, err := c.schedules(p)
+	if err != nil {
+		c.beforeClose(context.Background(), p)
+		return err
+	}
+	// Schedule runs have a context of their own: they end before the BeforeClose hooks.
+	runsCtx, cancelRuns := context.WithCancel(runCtx)
+	defer cancelRuns()
 	for _, f := range p.runs {
 		g.Go(func() error {
 			err := f(gctx)
@@ -237,26 +257,38 @@ func (c *child) run(ctx context.Context) error {
 		if sched != nil {
 			g.Go(func() error { return sched.Run(gctx) })
 		}
+		if runner != nil {
+			// Only now: a run sent to a worker that is not ready goes to another.
+			reason = c.acceptRuns(runsCtx, p, runner)
+		}
+	}
+	if reason == nil && ctx.Err() == nil {
 		reason = c.wait(ctx, gctx, conn, served)
 	}
 	if ctx.Err() != nil && reason == nil {
 		c.log.Info("stopping")
 	}
-	return errors.Join(reason, c.stop(p, srv, ln, served, cancelRun, g))
+	err = c.stop(p, srv, ln, served, func() {
+		cancelRuns()
+		if runner != nil {
+			runner.Wait()
+		}
+	})
+	cancelRun()
+	return errors.Join(reason, err, g.Wait())
 }
 
-// setup registers the runtime's handlers, calls the application's setup and
-// prepares its schedules: the agent's timers, or a worker's tasks.
-func (c *child) setup(ctx context.Context, p *Process) (http.Handler, *schedule.Scheduler, *schedule.Runner, error) {
+// setup registers the runtime's handlers and calls the application's setup.
+func (c *child) setup(ctx context.Context, p *Process) (http.Handler, error) {
 	on := func(event string, h bus.Handler) error { return p.Conn.On(event, h) }
 	if err := on(eventPing, func(context.Context, bus.Message) (any, error) { return "pong", nil }); err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	if err := on(eventServiceReady, func(context.Context, bus.Message) (any, error) {
 		c.serviceReady(ctx, p)
 		return nil, nil
 	}); err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	var handler http.Handler = notFound
 	var err error
@@ -276,30 +308,41 @@ func (c *child) setup(ctx context.Context, p *Process) (http.Handler, *schedule.
 	}
 	p.seal()
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("set up the %s: %w", c.role, err)
+		return nil, fmt.Errorf("set up the %s: %w", c.role, err)
 	}
+	return handler, nil
+}
+
+// schedules prepares the application's schedules: the agent's timers, or a
+// worker's tasks. Both check every schedule, so that a bad one stops the
+// service at its first start.
+func (c *child) schedules(p *Process) (*schedule.Scheduler, *schedule.Runner, error) {
 	var schedules []Schedule
 	if c.app.Schedules != nil {
 		schedules = c.app.Schedules()
 	}
-	if c.role == RoleAgent {
-		specs := make([]schedule.Spec, len(schedules))
-		for i, s := range schedules {
-			specs[i] = s.Spec
-		}
-		sched, err := schedule.NewScheduler(specs, dispatcher(p.Conn, c.log), c.log)
-		return handler, sched, nil, err
-	}
+	specs := make([]schedule.Spec, len(schedules))
 	runner := schedule.NewRunner(c.log)
-	for _, s := range schedules {
+	for i, s := range schedules {
 		if s.Task == nil {
-			return nil, nil, runner, fmt.Errorf("schedule %q has no task", s.Name)
+			return nil, nil, fmt.Errorf("schedule %q has no task", s.Name)
 		}
 		if err := runner.Handle(s.Spec, s.Task); err != nil {
-			return nil, nil, runner, err
+			return nil, nil, err
 		}
+		specs[i] = s.Spec
 	}
-	err = on(eventSchedule, func(_ context.Context, m bus.Message) (any, error) {
+	if c.role == RoleAgent {
+		sched, err := schedule.NewScheduler(specs, dispatcher(p.Conn, c.log), c.log)
+		return sched, nil, err
+	}
+	return nil, runner, nil
+}
+
+// acceptRuns has a worker take the schedule runs the agent sends, and run
+// them in runner with ctx.
+func (c *child) acceptRuns(ctx context.Context, p *Process, runner *schedule.Runner) error {
+	return p.Conn.On(eventSchedule, func(_ context.Context, m bus.Message) (any, error) {
 		var r schedule.Run
 		if err := m.Decode(&r); err != nil {
 			return nil, fmt.Errorf("bad schedule run from %s: %w", m.From, err)
@@ -309,7 +352,6 @@ func (c *child) setup(ctx context.Context, p *Process) (http.Handler, *schedule.
 		}
 		return nil, nil
 	})
-	return handler, nil, runner, err
 }
 
 // beforeReady runs the BeforeReady hooks, bounded by YOLK_READY_TIMEOUT, and
@@ -379,18 +421,18 @@ func (c *child) report(ctx context.Context, g *errgroup.Group, gctx context.Cont
 		return nil
 	}
 	reported := func() {
-		if isClosed(p.reported) {
+		if !isClosed(p.reported) {
+			close(p.reported)
+			attrs := []any{}
+			if ln != nil {
+				attrs = append(attrs, "addr", ln.Addr().String())
+			}
+			c.log.Info(string(c.role)+" ready", attrs...)
+		} else {
 			p.reportAgain() // a restarted master knows no state either
-			return
 		}
-		close(p.reported)
-		attrs := []any{}
-		if ln != nil {
-			attrs = append(attrs, "addr", ln.Addr().String())
-		}
-		c.log.Info(string(c.role)+" ready", attrs...)
 		if c.svcSeen.Load() {
-			c.serviceReady(gctx, p)
+			c.serviceReady(gctx, p) // at most once: the broadcast may have been lost
 		}
 	}
 	if c.cfg.External() {
@@ -409,6 +451,15 @@ func (c *child) report(ctx context.Context, g *errgroup.Group, gctx context.Cont
 		return fmt.Errorf("report ready: %w", err)
 	}
 	reported()
+	g.Go(func() error { // after a reconnect, ask again: a broadcast may have been lost
+		select {
+		case <-gctx.Done():
+			return nil
+		case <-again:
+		}
+		announce(gctx, send, again, c.cfg.ReadyTimeout, c.log, reported)
+		return nil
+	})
 	return nil
 }
 
@@ -420,6 +471,11 @@ func (c *child) serviceReady(ctx context.Context, p *Process) {
 		return
 	}
 	c.svcOnce.Do(func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.stopping.Load() {
+			return
+		}
 		if c.role == RoleAgent {
 			c.log.Info("every process is ready")
 		}
@@ -446,31 +502,40 @@ func (c *child) wait(ctx, gctx context.Context, conn *bus.Conn, served chan erro
 	}
 }
 
-// stop stops the process in order: a worker's HTTP (queued connections go to
-// the other workers, accepted ones are finished), the BeforeClose hooks, then
-// the Go functions. The drain and the hooks share YOLK_SHUTDOWN_TIMEOUT.
-func (c *child) stop(p *Process, srv *serve.Server, ln net.Listener, served chan error, cancelRun func(), g *errgroup.Group) error {
-	c.stopping.Store(true)
+// stop stops the process in order: it takes no more schedule runs, then a
+// worker's HTTP stops (queued connections go to the other workers, accepted ones
+// are finished), the schedule runs under way end (endRuns), and the BeforeClose
+// hooks run. The drain and the hooks share YOLK_SHUTDOWN_TIMEOUT; the caller
+// then ends the Go functions.
+func (c *child) stop(p *Process, srv *serve.Server, ln net.Listener, served chan error, endRuns func()) error {
+	c.markStopping()
+	// Unhandled, a run sent now is refused, and the agent sends it to another worker.
+	_ = p.Conn.On(eventSchedule, nil)
+	_ = p.Conn.On(eventServiceReady, nil)
 	sctx, cancel := context.WithTimeout(context.Background(), c.cfg.ShutdownTimeout)
 	defer cancel()
-	var errs []error
+	var err error
 	if ln != nil {
 		ln.Close()
 	}
 	if srv != nil {
 		<-served
-		if err := srv.Drain(sctx); err != nil {
-			errs = append(errs, fmt.Errorf("shutdown: %w", err))
+		if derr := srv.Drain(sctx); derr != nil {
+			err = fmt.Errorf("shutdown: %w", derr)
 		}
 	}
+	endRuns()
+	c.beforeClose(sctx, p)
+	return err
+}
+
+// beforeClose runs the BeforeClose hooks, the last registered first.
+func (c *child) beforeClose(ctx context.Context, p *Process) {
 	for _, f := range slices.Backward(p.beforeClose) {
-		if err := f(sctx); err != nil {
+		if err := f(ctx); err != nil {
 			c.log.Error("before close", "err", err)
 		}
 	}
-	cancelRun()
-	errs = append(errs, g.Wait())
-	return errors.Join(errs...)
 }
 
 // dispatcher sends each schedule run over the bus: a Worker run to one worker

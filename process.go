@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,7 +17,9 @@ import (
 // Process is the agent or a worker as its application sees it: the messenger
 // (every verb of [bus.Conn]: Broadcast, SendToApp, SendToAgent, SendTo,
 // SendRandom, Request, RequestAgent, Gather, with the delivery promises of
-// package bus), its logger, and the hooks of its life.
+// package bus), its logger, and the hooks of its life. The connection is the
+// runtime's: do not close it, and leave the master's events (SendToMaster,
+// RequestMaster) to the runtime; use [Process.Report] and [Process.On].
 //
 // Register handlers, background work and hooks while App.Agent or App.Worker
 // runs; registering a hook later panics. The messenger's methods are safe for
@@ -30,8 +33,9 @@ import (
 // hooks run, then the context of the Go functions ends and the process exits.
 type Process struct {
 	*bus.Conn
-	// Log is the process's logger: JSON records on stderr, which the master
-	// logs again with the process's role and id.
+	// Log is the process's logger, on stderr (YOLK_LOG_LEVEL, YOLK_LOG_FORMAT).
+	// In fork mode the records are JSON and the master logs them again with
+	// the process's role and id.
 	Log *slog.Logger
 
 	role     Role
@@ -63,12 +67,14 @@ type Worker struct {
 }
 
 // Handle sets the handler the worker serves on the shared HTTP port
-// (YOLK_HTTP_ADDR) once its BeforeReady hooks are done: in fork mode on the
-// master's socket, taking connections in turn with the other workers; in
-// external mode on a socket of its own bound with SO_REUSEPORT. On stop the
-// worker stops accepting, lets queued connections go to the other workers and
-// finishes every request it took, so a rolling reload fails none. Without a
-// handler the worker answers 404.
+// (YOLK_HTTP_ADDR) once its BeforeReady hooks are done, and a worker stops
+// accepting on stop, then finishes every request it took. In fork mode the
+// workers share the master's socket and take connections in turn; connections
+// still queued when one stops go to the others, so a rolling reload fails no
+// request. In external mode each worker binds a socket of its own with
+// SO_REUSEPORT; connections queued on a stopping worker's socket are reset
+// unless the host sets net.ipv4.tcp_migrate_req=1. Without a handler the
+// worker answers 404.
 func (w *Worker) Handle(h http.Handler) {
 	w.register("Handle", func() { w.handler = h })
 }
@@ -112,23 +118,26 @@ func (p *Process) BeforeReady(f func(ctx context.Context) error) {
 // OnServiceReady adds a hook that runs once, when the whole service is ready:
 // the agent and every worker (egg's egg-ready). A process that starts after
 // that (a restarted worker) runs it as soon as it is ready itself. It runs on a
-// goroutine of its own with a context that ends when the process stops.
+// goroutine of its own with a context that ends when the process stops, and
+// the process waits for it to return before it exits. It never starts once
+// the process is stopping.
 func (p *Process) OnServiceReady(f func(ctx context.Context)) {
 	p.register("OnServiceReady", func() { p.serviceReady = append(p.serviceReady, f) })
 }
 
 // BeforeClose adds a hook that runs when the process stops, after a worker has
-// finished its HTTP requests and before the context of the Go functions ends.
-// Hooks run in reverse order of registration; ctx ends after
-// YOLK_SHUTDOWN_TIMEOUT for all of them together. An error is logged.
+// finished its HTTP requests and its schedule runs, and before the context of
+// the Go functions ends. Hooks run in reverse order of registration. ctx ends
+// YOLK_SHUTDOWN_TIMEOUT after the stop began: a worker's drain and every hook
+// share that time (the master kills a process a second after it). An error is
+// logged. The hooks also run when the process stops before it was ready.
 func (p *Process) BeforeClose(f func(ctx context.Context) error) {
 	p.register("BeforeClose", func() { p.beforeClose = append(p.beforeClose, f) })
 }
 
 // OnReconnect adds a hook called after the bus connection came back, and after
-// the connection reported an error that may have lost messages (a slow
-// consumer): fan-out messages sent meanwhile are gone, so catch up on what you
-// need. It must not block.
+// the bus dropped messages to this process (a slow consumer): fan-out messages
+// sent meanwhile are gone, so catch up on what you need. It must not block.
 func (p *Process) OnReconnect(f func()) {
 	p.register("OnReconnect", func() { p.reconnect = append(p.reconnect, f) })
 }
@@ -148,10 +157,26 @@ type State struct {
 
 // Report tells the master the state this process now serves. It does not
 // block: the newest state replaces one not yet sent, and a failed send is
-// retried until it is delivered or replaced.
-func (p *Process) Report(s State) {
+// retried until it is delivered or replaced. A state the master could not show
+// (see State) is an error, and is not sent.
+func (p *Process) Report(s State) error {
+	if err := s.check(); err != nil {
+		return err
+	}
 	p.last.Store(&s)
 	p.send(s)
+	return nil
+}
+
+// check applies the rules of State, which the master applies too.
+func (s State) check() error {
+	if len(s.Version) == 0 || len(s.Version) > 256 || strings.ContainsFunc(s.Version, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+		return fmt.Errorf("yolk: report: version %.40q is not 1 to 256 printable ASCII characters", s.Version)
+	}
+	if len(s.By) > 32 || strings.ContainsFunc(s.By, func(r rune) bool { return r < 'a' || r > 'z' }) {
+		return fmt.Errorf("yolk: report: by %.40q is not a lowercase word of at most 32 letters", s.By)
+	}
+	return nil
 }
 
 // reportAgain sends the last State reported, if any, again.

@@ -99,7 +99,9 @@ func (a *app) worker(w *yolk.Worker) error {
 	metrics := cache.NewMetrics(w.ID())
 	a.rep = cache.NewReplica(w.Conn, a.cfg.source(), &store, metrics, w.Log)
 	a.rep.OnUpdate = func(s *cache.Snapshot) {
-		w.Report(yolk.State{Version: s.Version, By: s.By, UpdatedAt: s.UpdatedAt})
+		if err := w.Report(yolk.State{Version: s.Version, By: s.By, UpdatedAt: s.UpdatedAt}); err != nil {
+			w.Log.Warn("status", "err", err)
+		}
 	}
 	w.OnReconnect(a.rep.Reconnected) // catch up on refreshes lost meanwhile
 	warm := make(chan struct{})

@@ -12,7 +12,7 @@
 // Every child gets the read end of a lifeline pipe as fd 3 ([LifelineFD]) and
 // YOLK_LIFELINE_FD and YOLK_ROLE in its environment. Only the master holds the
 // write end, so when the master dies, even by SIGKILL, every child sees EOF on
-// fd 3: children call [Lifeline] and exit when its channel closes.
+// fd 3 and exit (yolk's child runtime watches it: internal/lifeline).
 // Pdeathsig (SIGKILL) is set too, as a second belt only: in Go it follows
 // the thread that forked, not the process.
 //

@@ -283,9 +283,9 @@ func CheckHostPort(addr string) error {
 // call it with their own arguments, environment and buffers.
 type RunFunc func(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error
 
-// Main runs run with args, the process's environment and stdio, and exits:
-// 0 after a clean stop, ExitUsage for a *UsageError, 1 for any other error, which
-// it prints prefixed with name. The first SIGTERM or SIGINT cancels run's context;
+// Main runs run with args, the process's environment and stdio. After an error it
+// exits: ExitUsage for a *UsageError, 1 for any other, which it prints prefixed
+// with name; after a clean stop it returns. The first SIGTERM or SIGINT cancels run's context;
 // a second one kills the process.
 func Main(name string, args []string, run RunFunc) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -165,7 +165,7 @@ var (
 	// envVarRules are the variables each binary reads, as its --help lists
 	// them, and the unlisted ones.
 	envVarRules = map[string]map[string]envVarCase{
-		"master": mergeVars(inExternalMode(loggingVars), inExternalMode(refreshVars), map[string]envVarCase{
+		"master": mergeVars(inExternalMode(loggingVars), refreshVars, map[string]envVarCase{
 			"YOLK_MODE":             {rule: validOnly()},
 			"YOLK_HEALTH_SOCKET":    {rule: longerThan(107)},
 			"YOLK_WORKERS":          {rule: validOnly("0")},

@@ -21,7 +21,7 @@ type config struct {
 	AgentSecret     string        `env:"YOLK_AGENT_SECRET" help:"external mode: the agent's bus secret (required; never printed)"`
 	WorkerSecret    string        `env:"YOLK_WORKER_SECRET" help:"external mode: the workers' bus secret (required; never printed)"`
 	RunDir          string        `env:"YOLK_RUN_DIR" helpDefault:"run/yolk (fork), /tmp/yolk (external)" help:"state directory, found by master status and reload"`
-	ShutdownTimeout time.Duration `env:"YOLK_SHUTDOWN_TIMEOUT" envDefault:"30s" help:"grace period per stop phase (workers, then agent)"`
+	ShutdownTimeout time.Duration `env:"YOLK_SHUTDOWN_TIMEOUT" envDefault:"30s" help:"how long each child may take to stop (its drain and BeforeClose hooks) before it is killed, a second later; the workers stop first, then the agent"`
 	ReadyTimeout    time.Duration `env:"YOLK_READY_TIMEOUT" envDefault:"30s" help:"how long a child may take to report ready"`
 	AgentBin        string        `env:"YOLK_AGENT_BIN" helpDefault:"agent beside the master, or this program" help:"agent executable"`
 	WorkerBin       string        `env:"YOLK_WORKER_BIN" helpDefault:"worker beside the master, or this program" help:"worker executable"`

@@ -54,8 +54,9 @@ type App struct {
 	About string // the application's paragraph of --help
 	// Config is the application's config struct (a pointer, or nil), listed in --help.
 	Config any
-	// Check parses and checks the application's config in environ: a bad value
-	// stops the master before anything starts, with a *cli.UsageError.
+	// Check parses and checks the application's config in environ: in fork
+	// mode a bad value stops the master before anything starts, with a
+	// *cli.UsageError.
 	Check func(environ []string) error
 	// Self: the children are this executable, told their role by YOLK_ROLE
 	// (one binary); else YOLK_AGENT_BIN and YOLK_WORKER_BIN, by default agent
@@ -72,8 +73,9 @@ type signals struct {
 	kill   <-chan struct{} // a second SIGTERM or SIGINT
 }
 
-// Main runs the master of app with args, the process's environment and stdio,
-// and exits: 0 after a clean stop, 2 for a usage error, 1 otherwise.
+// Main runs the master of app with args, the process's environment and stdio.
+// After an error it exits, 2 for a usage error and 1 otherwise; after a clean
+// stop it returns.
 func Main(app App, args []string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -147,11 +149,6 @@ func run(ctx context.Context, app App, args, environ []string, stdout, stderr io
 	if err := cfg.validate(app.Self); err != nil {
 		return err
 	}
-	if app.Check != nil {
-		if err := app.Check(environ); err != nil {
-			return err
-		}
-	}
 	switch cmd {
 	case "":
 		if len(args) > 0 {
@@ -159,6 +156,13 @@ func run(ctx context.Context, app App, args, environ []string, stdout, stderr io
 		}
 		if cfg.External() {
 			return serveExternal(ctx, cfg, stderr, sig)
+		}
+		// The children get the master's environment: a bad value stops the start
+		// here, not in a crash loop. (In external mode each container has its own.)
+		if app.Check != nil {
+			if err := app.Check(environ); err != nil {
+				return err
+			}
 		}
 		return serve(ctx, cfg, environ, stderr, sig)
 	case "status":

@@ -72,7 +72,7 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 		},
 		Workers:         cfg.Workers,
 		ReadyTimeout:    cfg.ReadyTimeout,
-		ShutdownTimeout: cfg.ShutdownTimeout,
+		ShutdownTimeout: cfg.ShutdownTimeout + childStopGrace,
 		Prepare:         credentials(b, log),
 		OnAllReady: func() {
 			log.Info("yolk ready", "workers", cfg.Workers, "addr", ln.Addr().String(),
@@ -169,6 +169,12 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 		}
 	}
 }
+
+// childStopGrace is how long the master waits, beyond YOLK_SHUTDOWN_TIMEOUT,
+// for a child to exit after SIGTERM before it kills it: the child bounds its own
+// drain and BeforeClose hooks by YOLK_SHUTDOWN_TIMEOUT, and then still has to
+// stop its background work and close its bus connection.
+const childStopGrace = time.Second
 
 // startBus starts the broker at the configured loopback address, with bc's other
 // settings, and connects the master to it in-process. The caller closes the

@@ -26,7 +26,7 @@ type processStatus struct {
 	State    string      `json:"state"`
 	Started  time.Time   `json:"started"`
 	Restarts int         `json:"restarts"`
-	Cache    *cacheState `json:"cache,omitempty"` // workers only
+	Cache    *cacheState `json:"cache,omitempty"` // what the process reported (yolk.Process.Report)
 }
 
 // readyReply is the master's answer to a child's "ready" request.
@@ -36,7 +36,8 @@ type readyReply struct {
 	ServiceReady bool `json:"serviceReady"`
 }
 
-// cacheState is what a worker reports after each cache update.
+// cacheState is what a child reports it serves (yolk.State): the cache
+// application's workers report each cache update. The JSON key stays "cache".
 type cacheState struct {
 	Version   string    `json:"version"`
 	By        string    `json:"by"`
