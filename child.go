@@ -199,7 +199,7 @@ func (c *child) run(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close()
-	p.Conn = conn
+	p.conn = conn
 
 	// The Go functions live from setup to the end of the BeforeClose hooks,
 	// whatever stops the process: their context is not the signal's.
@@ -280,7 +280,7 @@ func (c *child) run(ctx context.Context) error {
 
 // setup registers the runtime's handlers and calls the application's setup.
 func (c *child) setup(ctx context.Context, p *Process) (http.Handler, error) {
-	on := func(event string, h bus.Handler) error { return p.Conn.On(event, h) }
+	on := func(event string, h bus.Handler) error { return p.conn.On(event, h) }
 	if err := on(eventPing, func(context.Context, bus.Message) (any, error) { return "pong", nil }); err != nil {
 		return nil, err
 	}
@@ -333,7 +333,7 @@ func (c *child) schedules(p *Process) (*schedule.Scheduler, *schedule.Runner, er
 		specs[i] = s.Spec
 	}
 	if c.role == RoleAgent {
-		sched, err := schedule.NewScheduler(specs, dispatcher(p.Conn, c.log), c.log)
+		sched, err := schedule.NewScheduler(specs, dispatcher(p.conn, c.log), c.log)
 		return sched, nil, err
 	}
 	return nil, runner, nil
@@ -342,7 +342,7 @@ func (c *child) schedules(p *Process) (*schedule.Scheduler, *schedule.Runner, er
 // acceptRuns has a worker take the schedule runs the agent sends, and run
 // them in runner with ctx.
 func (c *child) acceptRuns(ctx context.Context, p *Process, runner *schedule.Runner) error {
-	return p.Conn.On(eventSchedule, func(_ context.Context, m bus.Message) (any, error) {
+	return p.conn.On(eventSchedule, func(_ context.Context, m bus.Message) (any, error) {
 		var r schedule.Run
 		if err := m.Decode(&r); err != nil {
 			return nil, fmt.Errorf("bad schedule run from %s: %w", m.From, err)
@@ -510,8 +510,8 @@ func (c *child) wait(ctx, gctx context.Context, conn *bus.Conn, served chan erro
 func (c *child) stop(p *Process, srv *serve.Server, ln net.Listener, served chan error, endRuns func()) error {
 	c.markStopping()
 	// Unhandled, a run sent now is refused, and the agent sends it to another worker.
-	_ = p.Conn.On(eventSchedule, nil)
-	_ = p.Conn.On(eventServiceReady, nil)
+	_ = p.conn.On(eventSchedule, nil)
+	_ = p.conn.On(eventServiceReady, nil)
 	sctx, cancel := context.WithTimeout(context.Background(), c.cfg.ShutdownTimeout)
 	defer cancel()
 	var err error

@@ -15,11 +15,9 @@ import (
 )
 
 // Process is the agent or a worker as its application sees it: the messenger
-// (every verb of [bus.Conn]: Broadcast, SendToApp, SendToAgent, SendTo,
-// SendRandom, Request, RequestAgent, Gather, with the delivery promises of
-// package bus), its logger, and the hooks of its life. The connection is the
-// runtime's: do not close it, and leave the master's events (SendToMaster,
-// RequestMaster) to the runtime; use [Process.Report] and [Process.On].
+// (Broadcast, SendToApp, SendToAgent, SendTo, SendRandom, Request,
+// RequestAgent, Gather and On, with the delivery promises of package bus), its
+// logger, and the hooks of its life.
 //
 // Register handlers, background work and hooks while App.Agent or App.Worker
 // runs; registering a hook later panics. The messenger's methods are safe for
@@ -32,12 +30,12 @@ import (
 // a worker stops serving and finishes its requests, the [Process.BeforeClose]
 // hooks run, then the context of the Go functions ends and the process exits.
 type Process struct {
-	*bus.Conn
 	// Log is the process's logger, on stderr (YOLK_LOG_LEVEL, YOLK_LOG_FORMAT).
 	// In fork mode the records are JSON and the master logs them again with
 	// the process's role and id.
 	Log *slog.Logger
 
+	conn     *bus.Conn // the runtime's connection
 	role     Role
 	reported chan struct{} // closed once the master knows this process is ready
 
@@ -96,7 +94,7 @@ func (p *Process) On(event string, h bus.Handler) error {
 	if slices.Contains([]string{eventPing, eventServiceReady, eventSchedule}, event) {
 		return fmt.Errorf("yolk: the event %q is the runtime's own", event)
 	}
-	return p.Conn.On(event, h)
+	return p.conn.On(event, h)
 }
 
 // Go runs f on a goroutine of its own from the end of setup until the process

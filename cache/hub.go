@@ -21,7 +21,7 @@ import (
 // arrives joins the next one, so a burst of changes costs two fetches, not one per
 // change.
 type Hub struct {
-	conn  *bus.Conn
+	conn  Messenger
 	src   Source
 	log   *slog.Logger
 	store Store
@@ -39,7 +39,7 @@ type Hub struct {
 }
 
 // NewHub returns a hub that reads src and talks on conn. Run starts it.
-func NewHub(conn *bus.Conn, src Source, log *slog.Logger) *Hub {
+func NewHub(conn Messenger, src Source, log *slog.Logger) *Hub {
 	return &Hub{conn: conn, src: src, log: log, force: make(map[uint64]uint64), kick: make(chan struct{}, 1)}
 }
 

@@ -179,13 +179,13 @@ func serveVersion(store *Store) bus.Handler {
 // asker sends one snapshot request to a holder.
 type asker func(ctx context.Context, req chunkRequest) (bus.Message, error)
 
-func askProcess(conn *bus.Conn, id string) asker {
+func askProcess(conn Messenger, id string) asker {
 	return func(ctx context.Context, req chunkRequest) (bus.Message, error) {
 		return conn.Request(ctx, id, EventSnapshot, req)
 	}
 }
 
-func askAgent(conn *bus.Conn) asker {
+func askAgent(conn Messenger) asker {
 	return func(ctx context.Context, req chunkRequest) (bus.Message, error) {
 		return conn.RequestAgent(ctx, EventSnapshot, req)
 	}
@@ -266,7 +266,7 @@ func stale(r Refresh, have *Snapshot) bool {
 
 // receive turns a refresh event into a snapshot: inline, or copied from its holder.
 // It returns nil when the event brings nothing newer than have.
-func receive(ctx context.Context, conn *bus.Conn, r Refresh, have *Snapshot) (*Snapshot, error) {
+func receive(ctx context.Context, conn Messenger, r Refresh, have *Snapshot) (*Snapshot, error) {
 	if stale(r, have) {
 		return nil, nil
 	}

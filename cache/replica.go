@@ -14,7 +14,7 @@ import (
 // at the service's newest snapshot, takes refresh events, runs the pull and force
 // tasks through the agent, and catches up after a start or a reconnect.
 type Replica struct {
-	conn    *bus.Conn
+	conn    Messenger
 	src     Source // read only when the agent cannot be reached
 	store   *Store
 	metrics *Metrics
@@ -27,7 +27,7 @@ type Replica struct {
 }
 
 // NewReplica returns a replica that keeps store fresh. Run starts it.
-func NewReplica(conn *bus.Conn, src Source, store *Store, m *Metrics, log *slog.Logger) *Replica {
+func NewReplica(conn Messenger, src Source, store *Store, m *Metrics, log *slog.Logger) *Replica {
 	return &Replica{conn: conn, src: src, store: store, metrics: m, log: log, catchup: make(chan struct{}, 1)}
 }
 

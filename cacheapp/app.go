@@ -61,7 +61,7 @@ func (a *app) schedules() []yolk.Schedule {
 // agent reads the remote for the whole service (the hub) and follows the
 // source's change feed. It is ready once the hub has tried the remote.
 func (a *app) agent(ag *yolk.Agent) error {
-	hub := cache.NewHub(ag.Conn, a.cfg.source(), ag.Log)
+	hub := cache.NewHub(ag, a.cfg.source(), ag.Log)
 	warm := make(chan struct{})
 	ag.Go(func(ctx context.Context) error { return hub.Run(ctx, func() { close(warm) }) })
 	ag.BeforeReady(func(ctx context.Context) error {
@@ -97,7 +97,7 @@ func (a *app) agent(ag *yolk.Agent) error {
 func (a *app) worker(w *yolk.Worker) error {
 	var store cache.Store
 	metrics := cache.NewMetrics(w.ID())
-	a.rep = cache.NewReplica(w.Conn, a.cfg.source(), &store, metrics, w.Log)
+	a.rep = cache.NewReplica(w, a.cfg.source(), &store, metrics, w.Log)
 	a.rep.OnUpdate = func(s *cache.Snapshot) {
 		if err := w.Report(yolk.State{Version: s.Version, By: s.By, UpdatedAt: s.UpdatedAt}); err != nil {
 			w.Log.Warn("status", "err", err)
