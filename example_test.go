@@ -7,11 +7,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/yolkgo/yolk"
 	"github.com/yolkgo/yolk/bus"
+	"github.com/yolkgo/yolk/schedule"
 )
 
 // greeter is a service whose workers greet each visitor with a number the
@@ -78,12 +80,16 @@ func freeAddr() string {
 	return ln.Addr().String()
 }
 
+// client closes each connection after its request: a stopping worker waits
+// for a connection that never sent one.
+var client = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+
 // get returns the body of GET url, trying until the service answers 200 (it
 // starts) or 30 seconds have passed.
 func get(url string) string {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(url)
+		resp, err := client.Get(url)
 		if err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -97,4 +103,74 @@ func get(url string) string {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// ticker is a service with a schedule of type All: every 20ms each worker
+// tells the agent it ran, and GET / answers how many workers have.
+func ticker() yolk.App {
+	var mu sync.Mutex
+	ran := make(map[string]bool) // the agent's: the workers that ran "tick"
+	var w *yolk.Worker           // a worker's
+	return yolk.App{
+		Schedules: func() []yolk.Schedule {
+			return []yolk.Schedule{{
+				Spec: schedule.Spec{Name: "tick", Interval: 20 * time.Millisecond, Type: schedule.All},
+				Task: func(ctx context.Context, _ schedule.Run) error { return w.SendToAgent(ctx, "ticked", nil) },
+			}}
+		},
+		Agent: func(a *yolk.Agent) error {
+			if err := a.On("ticked", func(_ context.Context, m bus.Message) (any, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				ran[m.From] = true
+				return nil, nil
+			}); err != nil {
+				return err
+			}
+			return a.On("count", func(context.Context, bus.Message) (any, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				return len(ran), nil
+			})
+		},
+		Worker: func(worker *yolk.Worker) error {
+			w = worker
+			w.Handle(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+				m, err := w.RequestAgent(r.Context(), "count", nil)
+				if err != nil {
+					http.Error(rw, err.Error(), http.StatusBadGateway)
+					return
+				}
+				fmt.Fprintf(rw, "the schedule ran in %s workers\n", m.Data)
+			}))
+			return nil
+		},
+	}
+}
+
+// A schedule is declared once, next to its task: the agent's timer fires it,
+// and with type schedule.All every worker runs the task.
+func ExampleSchedule() {
+	dir, _ := os.MkdirTemp("", "ticker")
+	defer os.RemoveAll(dir)
+	addr := freeAddr()
+	environ := append(os.Environ(), "YOLK_WORKERS=2", "YOLK_HTTP_ADDR="+addr, "YOLK_RUN_DIR="+dir, envTestApp+"=ticker")
+
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- yolk.Run(ctx, ticker(), nil, environ, io.Discard, io.Discard) }()
+
+	want := "the schedule ran in 2 workers\n"
+	deadline := time.Now().Add(30 * time.Second)
+	got := get("http://" + addr + "/")
+	for got != want && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		got = get("http://" + addr + "/")
+	}
+	fmt.Print(got)
+	stop()
+	fmt.Println("stopped:", <-done)
+	// Output:
+	// the schedule ran in 2 workers
+	// stopped: <nil>
 }

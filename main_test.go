@@ -16,6 +16,7 @@ const envTestApp = "YOLK_TEST_APP"
 var testApps = map[string]func() yolk.App{
 	"greeter": func() yolk.App { return greeter },
 	"hooks":   hooksApp,
+	"ticker":  ticker,
 }
 
 func TestMain(m *testing.M) {

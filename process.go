@@ -25,10 +25,12 @@ import (
 //
 // A process's life: setup (App.Agent or App.Worker), the functions of [Process.Go]
 // start, the [Process.BeforeReady] hooks run, a worker starts serving HTTP,
-// the process reports ready to the master, the [Process.OnServiceReady] hooks
-// run once the whole service is ready; on stop (SIGTERM, the master's order),
-// a worker stops serving and finishes its requests, the [Process.BeforeClose]
-// hooks run, then the context of the Go functions ends and the process exits.
+// the process reports ready to the master, a worker starts taking schedule
+// runs and the agent's timers start, the [Process.OnServiceReady] hooks run
+// once the whole service is ready. On stop (SIGTERM, the master's order), a
+// worker takes no more schedule runs, stops serving and finishes its requests,
+// its schedule runs end, the [Process.BeforeClose] hooks run, then the context
+// of the Go functions ends and the process exits.
 type Process struct {
 	// Log is the process's logger, on stderr (YOLK_LOG_LEVEL, YOLK_LOG_FORMAT).
 	// In fork mode the records are JSON and the master logs them again with
