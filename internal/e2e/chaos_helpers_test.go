@@ -165,10 +165,14 @@ func get1(c *http.Client, url string) (code int, worker, version, body string, e
 }
 
 // connError reports whether err is a connection that was reset or closed
-// without an answer: what a client sees of a server process that died.
+// without an answer: what a client sees of a server process that died. That
+// includes net/http's "server closed idle connection" (unexported), which the
+// client does not retry itself when the connection was never used: a spare
+// connection it dialed, which a worker accepted and then died with.
 func connError(err error) bool {
 	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) ||
-		errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		strings.Contains(err.Error(), "http: server closed idle connection")
 }
 
 // Stop stops the load and waits for its clients. Safe to call more than once.
