@@ -66,6 +66,27 @@ func ValidID(id string) error {
 	return nil
 }
 
+// ValidSubject reports whether s is a literal NATS subject one can publish
+// and subscribe on (on any broker, not only the bus): up to 1024 bytes of dot-separated non-empty tokens of
+// valid UTF-8, without wildcards ('*', '>'), white space or control
+// characters. (A protocol line, subject included, has at most 4096 bytes.)
+func ValidSubject(s string) bool {
+	if s == "" || len(s) > 1024 || !utf8.ValidString(s) {
+		return false
+	}
+	for tok := range strings.SplitSeq(s, ".") {
+		if tok == "" || strings.ContainsAny(tok, "*>") {
+			return false
+		}
+		for _, r := range tok {
+			if unicode.IsSpace(r) || unicode.IsControl(r) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // badToken says what is wrong with s as a subject token, or "" if nothing is.
 func badToken(s string) string {
 	if s == "" {

@@ -5,9 +5,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
+	"github.com/yolkgo/yolk/bus"
 	"github.com/yolkgo/yolk/cache"
 )
 
@@ -35,7 +34,7 @@ func (c *Config) Validate() error {
 		if err != nil || u.Scheme != "nats" || u.Host == "" {
 			return bad("YOLK_PUSH_URL", c.PushURL, "want nats://host:port or off")
 		}
-		if !validSubject(c.PushSubject) {
+		if !bus.ValidSubject(c.PushSubject) {
 			return bad("YOLK_PUSH_SUBJECT", c.PushSubject, "want a NATS subject of dot-separated tokens, without spaces or wildcards")
 		}
 	}
@@ -58,25 +57,4 @@ func (c *Config) pushOn() bool { return !strings.EqualFold(c.PushURL, "off") }
 // source is the remote source c names.
 func (c *Config) source() *cache.HTTPSource {
 	return &cache.HTTPSource{URL: strings.TrimSuffix(c.SourceURL, "/") + "/data", Timeout: c.FetchTimeout}
-}
-
-// validSubject reports whether s is a literal NATS subject one can publish
-// and subscribe on: up to 1024 bytes of dot-separated non-empty tokens of
-// valid UTF-8, without wildcards ('*', '>'), white space or control
-// characters. (A protocol line, subject included, has at most 4096 bytes.)
-func validSubject(s string) bool {
-	if s == "" || len(s) > 1024 || !utf8.ValidString(s) {
-		return false
-	}
-	for tok := range strings.SplitSeq(s, ".") {
-		if tok == "" || strings.ContainsAny(tok, "*>") {
-			return false
-		}
-		for _, r := range tok {
-			if unicode.IsSpace(r) || unicode.IsControl(r) {
-				return false
-			}
-		}
-	}
-	return true
 }

@@ -20,8 +20,6 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/caarlos0/env/v11"
 )
@@ -243,27 +241,6 @@ type Bus struct {
 	User   string `env:"YOLK_BUS_USER" help:"bus user (set by the master in fork mode)"`
 	Secret string `env:"YOLK_BUS_SECRET" help:"bus secret (set by the master in fork mode; never logged)"`
 	ID     string `env:"YOLK_ID" helpDefault:"pid (fork), <role>-<random> (external)" help:"this process's id on the bus (external mode: it starts with <role>-)"`
-}
-
-// ValidSubject reports whether s is a literal NATS subject one can publish
-// and subscribe on: up to 1024 bytes of dot-separated non-empty tokens of
-// valid UTF-8, without wildcards ('*', '>'), white space or control
-// characters. (A protocol line, subject included, has at most 4096 bytes.)
-func ValidSubject(s string) bool {
-	if s == "" || len(s) > 1024 || !utf8.ValidString(s) {
-		return false
-	}
-	for tok := range strings.SplitSeq(s, ".") {
-		if tok == "" || strings.ContainsAny(tok, "*>") {
-			return false
-		}
-		for _, r := range tok {
-			if unicode.IsSpace(r) || unicode.IsControl(r) {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // CheckHostPort accepts host:port with a numeric port from 0 to 65535; the

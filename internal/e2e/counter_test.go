@@ -153,19 +153,6 @@ func noRace(t *testing.T, p *process) {
 	}
 }
 
-// countLines returns how many lines of l contain every one of subs.
-func (l *logs) countLines(subs ...string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, line := range l.lines {
-		if containsAll(line, subs) {
-			n++
-		}
-	}
-	return n
-}
-
 func TestCounterForkMode(t *testing.T) {
 	begin := time.Now()
 	m := startCounter(t)
@@ -205,7 +192,7 @@ func TestCounterForkMode(t *testing.T) {
 	}
 
 	// every worker that was ready is a worker life the agent has heard of
-	lives := m.logs.countLines(`"msg":"child ready"`, `"role":"worker"`)
+	lives := m.logs.count(`"msg":"child ready"`, `"role":"worker"`)
 	total, settled := waitTotal(t, base, load.ok.Load(), lives)
 	for _, name := range []string{"report", "log_total"} {
 		m.logs.waitFor(t, 5*time.Second, `"msg":"schedule run"`, `"schedule":"`+name+`"`, `"outcome":"ok"`)
@@ -215,7 +202,7 @@ func TestCounterForkMode(t *testing.T) {
 		"GET /total = %d (%d worker lives, %d live) = the 200s, %v after the clients stopped; schedule runs: report %d, log_total %d",
 		load.sent.Load(), load.ok.Load(), load.failed.Load(), reloads, victim, took.Round(time.Millisecond),
 		total.Total, total.Workers, total.Live, settled.Round(time.Millisecond),
-		m.logs.countLines(`"msg":"schedule run"`, `"schedule":"report"`), m.logs.countLines(`"msg":"schedule run"`, `"schedule":"log_total"`))
+		m.logs.count(`"msg":"schedule run"`, `"schedule":"report"`), m.logs.count(`"msg":"schedule run"`, `"schedule":"log_total"`))
 
 	pids := agent
 	load.workers.Range(func(id, _ any) bool { // a worker's id is its pid in fork mode

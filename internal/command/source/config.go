@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/yolkgo/yolk/bus"
 	"github.com/yolkgo/yolk/internal/cli"
 )
 
@@ -26,7 +27,7 @@ func (c *config) validate() error {
 			return cli.BadValue("SOURCE_NATS_ADDR", c.NATSAddr, "%v (or off)", err)
 		}
 	}
-	if !cli.ValidSubject(c.Subject) {
+	if !bus.ValidSubject(c.Subject) {
 		return cli.BadValue("SOURCE_SUBJECT", c.Subject, "want a NATS subject of dot-separated tokens, without spaces or wildcards")
 	}
 	if c.ChangeEvery != 0 && c.ChangeEvery < time.Millisecond {
