@@ -91,18 +91,20 @@ const EnvRole = "YOLK_ROLE"
 func Main(app App) { mainAs(app) }
 
 // MainAgent is [Main] for a program that is always the agent: a separate agent
-// binary, which a master such as cmd/master starts (YOLK_AGENT_BIN). It links
-// none of the master's code. The master, agent and workers of one service
-// should be built from the same App.
+// binary, which a master such as cmd/master starts (YOLK_AGENT_BIN). Its
+// binary is half the size of one with Main: the linker leaves the master's
+// code out. The master, agent and workers of one service should be built from
+// the same App.
 func MainAgent(app App) { mainChild(RoleAgent, app.name(), os.Args[1:], app) }
 
 // MainWorker is [Main] for a program that is always a worker: a separate
-// worker binary (YOLK_WORKER_BIN). It links none of the master's code.
+// worker binary (YOLK_WORKER_BIN), without the master's code.
 func MainWorker(app App) { mainChild(RoleWorker, app.name(), os.Args[1:], app) }
 
 // MainMaster is [Main] for a program that is always the master, of separate
 // agent and worker binaries: YOLK_AGENT_BIN and YOLK_WORKER_BIN, by default
-// agent and worker beside it. It checks app's Config before anything starts.
+// agent and worker beside it. In fork mode it checks app's Config before
+// anything starts.
 func MainMaster(app App) {
 	master.Main(app.forMaster(false), os.Args[1:])
 	os.Exit(0)
