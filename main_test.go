@@ -14,9 +14,10 @@ const envTestApp = "YOLK_TEST_APP"
 
 // testApps are the apps a child can run, by name.
 var testApps = map[string]func() yolk.App{
-	"greeter": func() yolk.App { return greeter },
-	"hooks":   hooksApp,
-	"ticker":  ticker,
+	"greeter":  func() yolk.App { return greeter },
+	"hooks":    hooksApp,
+	"ticker":   ticker,
+	"everyRun": everyRun,
 }
 
 func TestMain(m *testing.M) {
