@@ -166,12 +166,7 @@ func pickRole(args, environ []string) (Role, []string, error) {
 	if len(args) > 0 && slices.Contains(roles, Role(args[0])) {
 		return Role(args[0]), args[1:], nil
 	}
-	v := ""
-	for _, kv := range environ {
-		if val, ok := cutVar(kv, EnvRole); ok {
-			v = val // the last one wins, as in exec
-		}
-	}
+	v := cli.Getenv(environ, EnvRole)
 	switch {
 	case v == "":
 		return RoleMaster, args, nil
@@ -179,13 +174,6 @@ func pickRole(args, environ []string) (Role, []string, error) {
 		return Role(v), args, nil
 	}
 	return "", nil, cli.BadValue(EnvRole, v, "want master, agent or worker")
-}
-
-func cutVar(kv, name string) (string, bool) {
-	if len(kv) > len(name) && kv[:len(name)] == name && kv[len(name)] == '=' {
-		return kv[len(name)+1:], true
-	}
-	return "", false
 }
 
 func (app App) name() string {

@@ -21,6 +21,7 @@ import (
 	"github.com/yolkgo/yolk/bus"
 	"github.com/yolkgo/yolk/internal/cli"
 	"github.com/yolkgo/yolk/internal/lifeline"
+	"github.com/yolkgo/yolk/internal/masterapi"
 	"github.com/yolkgo/yolk/internal/serve"
 	"github.com/yolkgo/yolk/schedule"
 )
@@ -49,9 +50,6 @@ func parseChild(role Role, environ []string) (workerConfig, error) {
 	}
 	c, err := cli.Parse[workerConfig](environ)
 	if err != nil {
-		return c, err
-	}
-	if err := c.Logging.Validate(); err != nil {
 		return c, err
 	}
 	// checked now, not when the worker listens (once ready, maybe never)
@@ -281,10 +279,10 @@ func (c *child) run(ctx context.Context) error {
 // setup registers the runtime's handlers and calls the application's setup.
 func (c *child) setup(ctx context.Context, p *Process) (http.Handler, error) {
 	on := func(event string, h bus.Handler) error { return p.conn.On(event, h) }
-	if err := on(eventPing, func(context.Context, bus.Message) (any, error) { return "pong", nil }); err != nil {
+	if err := on(masterapi.EventPing, func(context.Context, bus.Message) (any, error) { return "pong", nil }); err != nil {
 		return nil, err
 	}
-	if err := on(eventServiceReady, func(context.Context, bus.Message) (any, error) {
+	if err := on(masterapi.EventServiceReady, func(context.Context, bus.Message) (any, error) {
 		c.serviceReady(ctx, p)
 		return nil, nil
 	}); err != nil {
@@ -397,24 +395,17 @@ func (c *child) beforeReady(ctx, gctx context.Context, conn *bus.Conn, p *Proces
 	return reason
 }
 
-// readyReply is the master's answer to "ready".
-type readyReply struct {
-	// ServiceReady: the whole service was ready before this process (a
-	// restarted worker): its OnServiceReady hooks run now.
-	ServiceReady bool `json:"serviceReady"`
-}
-
 // report tells the master this process is ready: once, bounded by
 // YOLK_READY_TIMEOUT, in fork mode; in external mode now and after every
 // reconnect, until it hears (it may be restarting). It returns why the process
 // must stop instead, if it must.
 func (c *child) report(ctx context.Context, g *errgroup.Group, gctx context.Context, conn *bus.Conn, p *Process, again <-chan struct{}, ln net.Listener) error {
 	send := func(ctx context.Context) error {
-		m, err := conn.RequestMaster(ctx, "ready", nil)
+		m, err := conn.RequestMaster(ctx, masterapi.EventReady, nil)
 		if err != nil {
 			return err
 		}
-		var r readyReply
+		var r masterapi.ReadyReply
 		if len(m.Data) > 0 && m.Decode(&r) == nil && r.ServiceReady {
 			c.svcSeen.Store(true)
 		}
@@ -511,7 +502,7 @@ func (c *child) stop(p *Process, srv *serve.Server, ln net.Listener, served chan
 	c.markStopping()
 	// Unhandled, a run sent now is refused, and the agent sends it to another worker.
 	_ = p.conn.On(eventSchedule, nil)
-	_ = p.conn.On(eventServiceReady, nil)
+	_ = p.conn.On(masterapi.EventServiceReady, nil)
 	sctx, cancel := context.WithTimeout(context.Background(), c.cfg.ShutdownTimeout)
 	defer cancel()
 	var err error
@@ -573,7 +564,7 @@ func reportStates(ctx context.Context, conn *bus.Conn, states <-chan State, log 
 		}
 		retry = nil
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := conn.SendToMaster(sctx, "state", pending)
+		err := conn.SendToMaster(sctx, masterapi.EventState, masterapi.State(pending))
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			log.Debug("report state to the master; retrying", "err", err)

@@ -6,12 +6,12 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/yolkgo/yolk/bus"
+	"github.com/yolkgo/yolk/internal/masterapi"
 )
 
 // Process is the agent or a worker as its application sees it: the messenger
@@ -84,16 +84,14 @@ func (p *Process) Role() Role { return p.role }
 
 // The events the runtime handles itself; [Process.On] refuses them.
 const (
-	eventPing         = "ping"       // the master's question: are you there
-	eventServiceReady = "yolk-ready" // the master's broadcast: every process is ready
-	eventSchedule     = "schedule"   // a schedule run from the agent to workers
+	eventSchedule = "schedule" // a schedule run from the agent to workers
 )
 
 // On registers h as the handler of event, replacing any; a nil h removes it.
 // The events ping, yolk-ready and schedule are the runtime's own. See
 // [bus.Conn.On] for when handlers run.
 func (p *Process) On(event string, h bus.Handler) error {
-	if slices.Contains([]string{eventPing, eventServiceReady, eventSchedule}, event) {
+	if slices.Contains([]string{masterapi.EventPing, masterapi.EventServiceReady, eventSchedule}, event) {
 		return fmt.Errorf("yolk: the event %q is the runtime's own", event)
 	}
 	return p.conn.On(event, h)
@@ -168,13 +166,10 @@ func (p *Process) Report(s State) error {
 	return nil
 }
 
-// check applies the rules of State, which the master applies too.
+// check applies the rules the master applies to a report.
 func (s State) check() error {
-	if len(s.Version) == 0 || len(s.Version) > 256 || strings.ContainsFunc(s.Version, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
-		return fmt.Errorf("yolk: report: version %.40q is not 1 to 256 printable ASCII characters", s.Version)
-	}
-	if len(s.By) > 32 || strings.ContainsFunc(s.By, func(r rune) bool { return r < 'a' || r > 'z' }) {
-		return fmt.Errorf("yolk: report: by %.40q is not a lowercase word of at most 32 letters", s.By)
+	if err := masterapi.State(s).Check(); err != nil {
+		return fmt.Errorf("yolk: report: %w", err)
 	}
 	return nil
 }

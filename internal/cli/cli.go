@@ -66,6 +66,10 @@ func Parse[T any](environ []string) (T, error) {
 	return cfg, usageError(err, reflect.TypeFor[T](), vars)
 }
 
+// Getenv returns the value of key in environ, "" if it is unset; of several,
+// the last one, as exec does.
+func Getenv(environ []string, key string) string { return env.ToMap(environ)[key] }
+
 // ParseInto is [Parse] into ptr, a pointer to a struct with `env` tags.
 func ParseInto(ptr any, environ []string) error {
 	vars := env.ToMap(environ)
@@ -121,10 +125,15 @@ func envKeys(t reflect.Type) map[string]string {
 // the config struct cfg with its default and the text of its `help` tag.
 func Usage(w io.Writer, synopsis string, cfg any) {
 	fmt.Fprintln(w, strings.TrimSpace(synopsis))
+	envTable(w, "Environment:", reflect.TypeOf(cfg))
+}
+
+// envTable writes heading, then the variables of struct type t.
+func envTable(w io.Writer, heading string, t reflect.Type) {
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Environment:")
+	fmt.Fprintln(w, heading)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	usage(tw, reflect.TypeOf(cfg))
+	usage(tw, t)
 	tw.Flush()
 }
 
@@ -167,11 +176,7 @@ func AppUsage(w io.Writer, about string, cfg any) {
 	if t.Kind() != reflect.Struct {
 		return
 	}
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Environment of the application:")
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	usage(tw, t)
-	tw.Flush()
+	envTable(w, "Environment of the application:", t)
 }
 
 // WantsHelp reports whether args ask for help.

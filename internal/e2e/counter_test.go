@@ -50,7 +50,6 @@ func startCounter(t *testing.T, env ...string) *master {
 type hitLoad struct {
 	sent, ok, failed atomic.Int64
 	firstErr         atomic.Value // string
-	workers          sync.Map     // the worker ids that answered
 	stop             chan struct{}
 	halt             func() // stops the clients and waits for them; safe to call again
 }
@@ -100,7 +99,6 @@ func (h *hitLoad) hit(client *http.Client, base string) {
 	case json.Unmarshal([]byte(body), &reply) != nil || reply.Worker == "" || reply.Hits < 1:
 		err = fmt.Errorf("GET /hit = %q, want {worker, hits}", body)
 	default:
-		h.workers.Store(reply.Worker, true)
 		return
 	}
 	h.failed.Add(1)
@@ -157,7 +155,6 @@ func TestCounterForkMode(t *testing.T) {
 	begin := time.Now()
 	m := startCounter(t)
 	base := m.waitReady(t)
-	agent := m.status(t).pids("agent")
 
 	load := startHits(t, base, 4)
 	load.more(t, 100, "before the reloads")
@@ -204,25 +201,11 @@ func TestCounterForkMode(t *testing.T) {
 		total.Total, total.Workers, total.Live, settled.Round(time.Millisecond),
 		m.logs.count(`"msg":"schedule run"`, `"schedule":"report"`), m.logs.count(`"msg":"schedule run"`, `"schedule":"log_total"`))
 
-	pids := agent
-	load.workers.Range(func(id, _ any) bool { // a worker's id is its pid in fork mode
-		pid, err := strconv.Atoi(id.(string))
-		if err != nil {
-			t.Errorf("worker id %q is not a pid", id)
-		}
-		pids = append(pids, pid)
-		return true
-	})
-	pids = append(pids, m.status(t).pids("worker")...)
 	m.cmd.Process.Signal(syscall.SIGTERM)
 	if code := m.wait(t, 30*time.Second); code != 0 {
 		t.Fatalf("counter exit code after SIGTERM = %d, want 0", code)
 	}
-	for _, pid := range pids {
-		if !processGone(pid) {
-			t.Errorf("process %d of the counter still running after the master stopped", pid)
-		}
-	}
+	checkNoLeftovers(t, m.runDir, logPIDs(m.logs.String())) // every child it ever had
 	noRace(t, m.process)
 	t.Logf("TestCounterForkMode took %v", time.Since(begin).Round(time.Millisecond))
 }

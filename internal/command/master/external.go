@@ -17,6 +17,7 @@ import (
 	"github.com/yolkgo/yolk/bus"
 	"github.com/yolkgo/yolk/bus/broker"
 	"github.com/yolkgo/yolk/internal/cli"
+	"github.com/yolkgo/yolk/internal/masterapi"
 	"github.com/yolkgo/yolk/supervisor"
 )
 
@@ -56,13 +57,13 @@ func serveExternal(ctx context.Context, cfg config, stderr io.Writer, sig signal
 	var caches cacheStates
 	var serviceReady atomic.Bool
 	handlers := map[string]bus.Handler{
-		"ready": func(_ context.Context, m bus.Message) (any, error) {
+		masterapi.EventReady: func(_ context.Context, m bus.Message) (any, error) {
 			if err := members.joined(m.From, b.Connected); err != nil {
 				return nil, err
 			}
-			return readyReply{ServiceReady: serviceReady.Load()}, nil
+			return masterapi.ReadyReply{ServiceReady: serviceReady.Load()}, nil
 		},
-		"state": caches.handle,
+		masterapi.EventState: caches.handle,
 		"status": func(context.Context, bus.Message) (any, error) {
 			children := members.list()
 			self := processStatus{Role: "master", ID: id, PID: os.Getpid(), State: supervisor.StateReady, Started: begin}
@@ -112,7 +113,7 @@ func serveExternal(ctx context.Context, cfg config, stderr io.Writer, sig signal
 			switch ready := err == nil; {
 			case ready && !wasReady:
 				log.Info("yolk ready", "workers", members.count("worker"), "startup", time.Since(begin).Round(time.Millisecond).String())
-				if err := conn.Broadcast("yolk-ready", nil); err != nil {
+				if err := conn.Broadcast(masterapi.EventServiceReady, nil); err != nil {
 					log.Error("broadcast yolk-ready", "err", err)
 				}
 			case !ready && wasReady:

@@ -17,6 +17,7 @@ import (
 	"github.com/yolkgo/yolk/bus"
 	"github.com/yolkgo/yolk/bus/broker"
 	"github.com/yolkgo/yolk/internal/cli"
+	"github.com/yolkgo/yolk/internal/masterapi"
 	"github.com/yolkgo/yolk/supervisor"
 )
 
@@ -78,7 +79,7 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 			log.Info("yolk ready", "workers", cfg.Workers, "addr", ln.Addr().String(),
 				"startup", time.Since(begin).Round(time.Millisecond).String())
 			serviceReady.Store(true)
-			if err := conn.Broadcast("yolk-ready", nil); err != nil {
+			if err := conn.Broadcast(masterapi.EventServiceReady, nil); err != nil {
 				log.Error("broadcast yolk-ready", "err", err)
 			}
 		},
@@ -109,15 +110,15 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 		log.Info("reload done", "workers", cfg.Workers, "took", time.Since(t).Round(time.Millisecond).String())
 	}
 	handlers := map[string]bus.Handler{
-		"ready": func(_ context.Context, m bus.Message) (any, error) {
+		masterapi.EventReady: func(_ context.Context, m bus.Message) (any, error) {
 			pid, err := strconv.Atoi(m.From)
 			if err != nil {
 				return nil, fmt.Errorf("ready from %q: not a child of this master", m.From)
 			}
 			sup.Ready(pid)
-			return readyReply{ServiceReady: serviceReady.Load()}, nil
+			return masterapi.ReadyReply{ServiceReady: serviceReady.Load()}, nil
 		},
-		"state": caches.handle,
+		masterapi.EventState: caches.handle,
 		"status": func(context.Context, bus.Message) (any, error) {
 			children := sup.Status()
 			return statusReply{

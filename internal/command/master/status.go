@@ -8,80 +8,51 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/yolkgo/yolk/bus"
 	"github.com/yolkgo/yolk/internal/cli"
+	"github.com/yolkgo/yolk/internal/masterapi"
 	"github.com/yolkgo/yolk/supervisor"
 )
 
 // processStatus is one row of `master status`.
 type processStatus struct {
-	Role     string      `json:"role"`
-	ID       string      `json:"id"`
-	PID      int         `json:"pid"`
-	State    string      `json:"state"`
-	Started  time.Time   `json:"started"`
-	Restarts int         `json:"restarts"`
-	Cache    *cacheState `json:"cache,omitempty"` // what the process reported (yolk.Process.Report)
-}
-
-// readyReply is the master's answer to a child's "ready" request.
-type readyReply struct {
-	// ServiceReady: every process was ready before this one (a restarted
-	// worker): the child runs its service-ready hooks at once.
-	ServiceReady bool `json:"serviceReady"`
-}
-
-// cacheState is what a child reports it serves (yolk.State): the cache
-// application's workers report each cache update. The JSON key stays "cache".
-type cacheState struct {
-	Version   string    `json:"version"`
-	By        string    `json:"by"`
-	UpdatedAt time.Time `json:"updatedAt"`
-}
-
-// check refuses a report that `master status` could not show as it is: the
-// cache's versions are 1 to 256 printable ASCII characters, and its causes
-// (start, push, pull, ...) short lowercase words. A worker's report is input
-// from another process: no control character may reach a terminal.
-func (st cacheState) check() error {
-	if len(st.Version) == 0 || len(st.Version) > 256 || strings.ContainsFunc(st.Version, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
-		return fmt.Errorf("bad version %.40q", st.Version)
-	}
-	if len(st.By) > 32 || strings.ContainsFunc(st.By, func(r rune) bool { return r < 'a' || r > 'z' }) {
-		return fmt.Errorf("bad cause %.40q", st.By)
-	}
-	return nil
+	Role     string           `json:"role"`
+	ID       string           `json:"id"`
+	PID      int              `json:"pid"`
+	State    string           `json:"state"`
+	Started  time.Time        `json:"started"`
+	Restarts int              `json:"restarts"`
+	Cache    *masterapi.State `json:"cache,omitempty"` // what the process reported (yolk.Process.Report)
 }
 
 // cacheStates holds the last report of each worker, by id.
 type cacheStates struct {
 	mu   sync.Mutex
-	byID map[string]cacheState
+	byID map[string]masterapi.State
 }
 
-// handle is the handler of "state", a child's report of what it serves.
+// handle is the handler of masterapi.EventState, a child's report of what it serves.
 func (c *cacheStates) handle(_ context.Context, m bus.Message) (any, error) {
-	var st cacheState
+	var st masterapi.State
 	if err := m.Decode(&st); err != nil {
 		return nil, fmt.Errorf("state from %s: %w", m.From, err)
 	}
-	if err := st.check(); err != nil {
+	if err := st.Check(); err != nil {
 		return nil, fmt.Errorf("state from %s: %w", m.From, err)
 	}
 	c.set(m.From, st)
 	return nil, nil
 }
 
-func (c *cacheStates) set(id string, st cacheState) {
+func (c *cacheStates) set(id string, st masterapi.State) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.byID == nil {
-		c.byID = make(map[string]cacheState)
+		c.byID = make(map[string]masterapi.State)
 	}
 	c.byID[id] = st
 }
@@ -90,7 +61,7 @@ func (c *cacheStates) set(id string, st cacheState) {
 func (c *cacheStates) fill(ps []processStatus) []processStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	live := make(map[string]cacheState, len(ps))
+	live := make(map[string]masterapi.State, len(ps))
 	for i := range ps {
 		if st, ok := c.byID[ps[i].ID]; ok {
 			ps[i].Cache = &st

@@ -1,0 +1,48 @@
+// Package masterapi is what the agent and the workers say to their master on
+// the bus, and what it says back: the event names, their payloads, and the
+// rules the master applies to a report. The child runtime (package yolk) and
+// the master (internal/command/master) both use it, so that the two sides of
+// the conversation cannot drift apart.
+package masterapi
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// The events between a child and its master.
+const (
+	EventReady        = "ready"      // child to master, a request: I am ready (reply: ReadyReply)
+	EventState        = "state"      // child to master: what I serve now (State)
+	EventServiceReady = "yolk-ready" // master to all: every process is ready
+	EventPing         = "ping"       // master to a child: are you there
+)
+
+// ReadyReply is the master's answer to EventReady.
+type ReadyReply struct {
+	// ServiceReady: every process was ready before this one (a restarted
+	// worker): the child runs its service-ready hooks at once.
+	ServiceReady bool `json:"serviceReady"`
+}
+
+// State is what a child reports it serves, for `master status`.
+type State struct {
+	Version   string    `json:"version"`
+	By        string    `json:"by"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// Check refuses a report that `master status` could not show as it is: a
+// version of 1 to 256 printable ASCII characters without spaces, and a cause
+// (start, push, pull, ...) of at most 32 lowercase letters. A report is input
+// from another process: no control character may reach a terminal.
+func (s State) Check() error {
+	if len(s.Version) == 0 || len(s.Version) > 256 || strings.ContainsFunc(s.Version, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+		return fmt.Errorf("version %.40q: want 1 to 256 printable ASCII characters, no space", s.Version)
+	}
+	if len(s.By) > 32 || strings.ContainsFunc(s.By, func(r rune) bool { return r < 'a' || r > 'z' }) {
+		return fmt.Errorf("by %.40q: want at most 32 lowercase letters", s.By)
+	}
+	return nil
+}
