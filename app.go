@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"time"
+
+	"github.com/yolkgo/yolk/bus/broker"
 
 	"github.com/yolkgo/yolk/internal/cli"
 	"github.com/yolkgo/yolk/internal/command/master"
@@ -49,6 +52,31 @@ type App struct {
 	// Worker sets up a worker: its HTTP handler ([Worker.Handle]), messenger
 	// handlers, background work and hooks. An error stops the worker.
 	Worker func(w *Worker) error
+	// Stores are the key-value buckets and object stores the master keeps
+	// in memory for the agent and the workers (see [Store]).
+	Stores []Store
+}
+
+// A Store is a key-value bucket or an object store that the master keeps in
+// memory on the bus (NATS JetStream) while the service runs, for state the
+// processes share: the agent and the workers open it with
+// [Process.KeyValue] or [Process.ObjectStore] and may read, write and watch
+// its entries, nothing else. It lives as long as the master: a restarted
+// agent or worker finds what was there, a restarted master starts empty.
+//
+// A key-value entry has a revision that only grows, set by the bus, and an
+// update can be made conditional on the revision it replaces
+// (jetstream.KeyValue.Update): an order for shared state that no process's
+// clock can upset.
+type Store struct {
+	// Name is the bucket's name: letters, digits, '-' and '_'.
+	Name string
+	// Objects makes it an object store: large values, chunked, checked with
+	// a SHA-256 digest. Else it is a key-value bucket that keeps one value
+	// per key.
+	Objects bool
+	// TTL, if set, expires an entry that long after its last write.
+	TTL time.Duration
 }
 
 // A Schedule is a job declared once, next to its task. The agent owns the
@@ -196,7 +224,16 @@ func (app App) forMaster(self bool) master.App {
 		Config: app.Config,
 		Check:  func(environ []string) error { return parseAppConfig(app.Config, environ) },
 		Self:   self,
+		Stores: app.brokerStores(),
 	}
+}
+
+func (app App) brokerStores() []broker.Store {
+	var out []broker.Store
+	for _, s := range app.Stores {
+		out = append(out, broker.Store{Name: s.Name, Objects: s.Objects, TTL: s.TTL})
+	}
+	return out
 }
 
 // parseAppConfig fills cfg (a pointer to a struct, or nil) from environ and

@@ -32,18 +32,20 @@ type auth struct {
 	cred    map[string]*credential // by user
 	open    map[uint64]peer        // every admitted connection, by client id (see members.go)
 	watched bool                   // a watch reports disconnects; set before the server starts
+	stores  []string               // what the agent and workers may publish for the stores; set before the server starts
 	stop    chan struct{}          // closed by shutdown: wakes waiting connections
 	once    sync.Once
 }
 
 type credential struct {
-	role    bus.Role
-	id      string        // "" until bound; unused for a role credential
-	anyID   bool          // a role credential (AddRole): the id is the connection's name
-	digest  [32]byte      // sha256 of the password
-	bound   chan struct{} // closed by bind
-	revoked chan struct{} // closed by revoke
-	clients map[uint64]struct{}
+	role     bus.Role
+	id       string        // "" until bound; unused for a role credential
+	anyID    bool          // a role credential (AddRole): the id is the connection's name
+	internal bool          // the broker's own, to create the stores (see mintInternal)
+	digest   [32]byte      // sha256 of the password
+	bound    chan struct{} // closed by bind
+	revoked  chan struct{} // closed by revoke
+	clients  map[uint64]struct{}
 }
 
 func newAuth(log *slog.Logger, wait time.Duration) *auth {
@@ -81,6 +83,22 @@ func (a *auth) mint(role bus.Role, id string) Credential {
 		cr.id = id
 		close(cr.bound)
 	}
+	a.mu.Lock()
+	a.cred[c.User] = cr
+	a.mu.Unlock()
+	return c
+}
+
+// internalID is the id of the broker's own connection.
+const internalID = "broker"
+
+// mintInternal creates the credential of the broker's own in-process
+// connection, which manages JetStream and nothing else. Revoke it after use.
+func (a *auth) mintInternal() Credential {
+	c := Credential{User: "broker-" + randomHex(8), Password: randomHex(32)}
+	cr := newCredential(bus.RoleMaster, c.Password)
+	cr.id, cr.internal = internalID, true
+	close(cr.bound)
 	a.mu.Lock()
 	a.cred[c.User] = cr
 	a.mu.Unlock()
@@ -177,10 +195,23 @@ func (a *auth) Check(c server.ClientAuthentication) bool {
 		a.log.Warn("broker: refused connection", "user", user, "remote", addr(c), "err", err)
 		return false
 	}
-	c.RegisterUser(&server.User{Username: user, Permissions: serverPermissions(bus.Permissions(cr.role, id))})
+	c.RegisterUser(&server.User{Username: user, Permissions: serverPermissions(a.permissions(cr, id))})
 	a.track(cr, c.GetID())
 	a.admit(c.GetID(), peer{role: cr.role, id: id})
 	return true
+}
+
+// permissions are what cr may publish and subscribe as id: its role's, and
+// for the agent and workers the entries of the stores.
+func (a *auth) permissions(cr *credential, id string) bus.Perms {
+	if cr.internal {
+		return bus.Perms{Publish: []string{"$JS.API.>"}, Subscribe: []string{bus.InboxPrefix(internalID) + ".>"}}
+	}
+	p := bus.Permissions(cr.role, id)
+	if len(a.stores) > 0 && len(p.Publish) > 0 && (cr.role == bus.RoleAgent || cr.role == bus.RoleWorker) {
+		p.Publish = append(p.Publish, a.stores...)
+	}
+	return p
 }
 
 // lookup finds user's credential and checks its password in constant time.

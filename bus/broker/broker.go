@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -43,6 +44,9 @@ type Config struct {
 	// DisconnectPoll. Calls come one at a time from one goroutine of the
 	// broker's, never during or after Shutdown; it must not call Shutdown.
 	OnDisconnect func(role bus.Role, id string)
+	// Stores are the key-value buckets and object stores to keep in memory
+	// for the agent and the workers (see Store). None leaves JetStream off.
+	Stores []Store
 }
 
 // DisconnectPoll is how often the broker looks for closed connections when
@@ -56,6 +60,7 @@ type Broker struct {
 	log  *slog.Logger
 	auth *auth
 
+	storeDir  string        // JetStream's directory, removed by Shutdown; "" without stores
 	stopWatch chan struct{} // closed by Shutdown: ends the disconnect watch
 	watching  sync.WaitGroup
 	once      sync.Once
@@ -88,6 +93,10 @@ func Start(cfg Config) (*Broker, error) {
 		a.addRole(role, secret)
 	}
 	a.watched = cfg.OnDisconnect != nil
+	if err := checkStores(cfg.Stores); err != nil {
+		return nil, fmt.Errorf("broker: start: %w", err)
+	}
+	a.stores = storePermissions(cfg.Stores)
 	opts := &server.Options{
 		Host:                       cfg.Host,
 		Port:                       cfg.Port,
@@ -96,8 +105,17 @@ func Start(cfg Config) (*Broker, error) {
 		MaxPayload:                 cfg.MaxPayload,
 		CustomClientAuthentication: a,
 	}
+	var storeDir string
+	if len(cfg.Stores) > 0 {
+		dir, err := startJetStream(opts)
+		if err != nil {
+			return nil, err
+		}
+		storeDir = dir
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
+		os.RemoveAll(storeDir)
 		return nil, fmt.Errorf("broker: start: %w", err)
 	}
 	srv.SetLoggerV2(serverLog{cfg.Logger}, false, false, false)
@@ -106,10 +124,17 @@ func Start(cfg Config) (*Broker, error) {
 	if !srv.ReadyForConnections(readyTimeout) {
 		srv.Shutdown()
 		srv.WaitForShutdown()
+		os.RemoveAll(storeDir)
 		return nil, fmt.Errorf("broker: start: not ready for connections on %s:%d after %v",
 			cfg.Host, cfg.Port, readyTimeout)
 	}
-	b := &Broker{srv: srv, log: cfg.Logger, auth: a, stopWatch: make(chan struct{})}
+	b := &Broker{srv: srv, log: cfg.Logger, auth: a, storeDir: storeDir, stopWatch: make(chan struct{})}
+	if len(cfg.Stores) > 0 {
+		if err := b.createStores(cfg.Stores); err != nil {
+			b.Shutdown()
+			return nil, err
+		}
+	}
 	if cfg.OnDisconnect != nil {
 		b.watching.Go(func() { a.watch(b.stopWatch, DisconnectPoll, cfg.OnDisconnect) })
 	}
@@ -132,6 +157,9 @@ func (b *Broker) Shutdown() {
 	b.auth.shutdown()
 	b.srv.Shutdown()
 	b.srv.WaitForShutdown()
+	if b.storeDir != "" {
+		os.RemoveAll(b.storeDir)
+	}
 }
 
 // Credential is what a process presents to connect (bus.Options.User and

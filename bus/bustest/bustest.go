@@ -23,7 +23,14 @@ const dialTimeout = 10 * time.Second
 // and is shut down in t.Cleanup.
 func NewBroker(t testing.TB) *broker.Broker {
 	t.Helper()
-	b, err := broker.Start(broker.Config{Port: -1, Logger: Logger(t)})
+	return NewBrokerWith(t, broker.Config{})
+}
+
+// NewBrokerWith is NewBroker with cfg's other settings (stores, roles).
+func NewBrokerWith(t testing.TB, cfg broker.Config) *broker.Broker {
+	t.Helper()
+	cfg.Port, cfg.Logger = -1, Logger(t)
+	b, err := broker.Start(cfg)
 	if err != nil {
 		t.Fatalf("bustest.NewBroker: %v", err)
 	}

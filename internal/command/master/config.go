@@ -10,10 +10,14 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/yolkgo/yolk/bus/broker"
 	"github.com/yolkgo/yolk/internal/cli"
 )
 
 type config struct {
+	// stores are the application's, for the bus (not from the environment).
+	stores []broker.Store
+
 	cli.Deploy
 	Workers         int           `env:"YOLK_WORKERS" helpDefault:"usable CPUs" help:"workers in fork mode"`
 	HTTPAddr        string        `env:"YOLK_HTTP_ADDR" envDefault:":7001" help:"the workers' shared HTTP address"`

@@ -47,6 +47,7 @@ func serveExternal(ctx context.Context, cfg config, stderr io.Writer, sig signal
 	b, conn, err := startBus(ctx, cfg, id, log, broker.Config{
 		Roles:        map[bus.Role]string{bus.RoleAgent: cfg.AgentSecret, bus.RoleWorker: cfg.WorkerSecret},
 		OnDisconnect: members.left,
+		Stores:       cfg.stores,
 	})
 	if err != nil {
 		return err

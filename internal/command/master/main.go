@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/yolkgo/yolk/bus/broker"
 	"github.com/yolkgo/yolk/internal/cli"
 )
 
@@ -62,6 +63,9 @@ type App struct {
 	// (one binary); else YOLK_AGENT_BIN and YOLK_WORKER_BIN, by default agent
 	// and worker beside the master.
 	Self bool
+	// Stores are the key-value buckets and object stores the bus keeps for
+	// the agent and workers.
+	Stores []broker.Store
 }
 
 // version is stamped by make build.
@@ -149,6 +153,7 @@ func run(ctx context.Context, app App, args, environ []string, stdout, stderr io
 	if err := cfg.validate(app.Self); err != nil {
 		return err
 	}
+	cfg.stores = app.Stores
 	switch cmd {
 	case "":
 		if len(args) > 0 {

@@ -39,7 +39,7 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 	}
 	defer state.remove()
 
-	b, conn, err := startBus(ctx, cfg, id, log, broker.Config{})
+	b, conn, err := startBus(ctx, cfg, id, log, broker.Config{Stores: cfg.stores})
 	if err != nil {
 		return err
 	}
