@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,18 +12,23 @@ import (
 	"github.com/yolkgo/yolk/bus"
 )
 
-// Hub is the agent's half of the refresh protocol: it holds the service's newest
-// snapshot, reads the remote source for everyone (one fetch per change however many
-// workers there are), and announces each new snapshot to every worker.
+// Hub is the agent's half of the refresh protocol: it reads the remote source for
+// everyone (one fetch per change however many workers there are) and publishes each
+// new snapshot to the shared copy, which every worker watches.
 //
 // Fetches are coalesced: while one is in flight, every push, pull or force that
 // arrives joins the next one, so a burst of changes costs two fetches, not one per
 // change.
 type Hub struct {
-	conn  Messenger
-	src   Source
-	log   *slog.Logger
-	store Store
+	conn   Messenger
+	src    Source
+	log    *slog.Logger
+	store  Store // the shared snapshot as the hub last saw it
+	shared *Shared
+
+	// Now is the clock of UpdatedAt, for people; nil means time.Now. It orders
+	// nothing: a clock that steps either way changes no decision.
+	Now func() time.Time
 
 	mu       sync.Mutex
 	want     uint64 // newest generation asked for
@@ -46,23 +50,48 @@ func NewHub(conn Messenger, src Source, log *slog.Logger) *Hub {
 // Load returns the hub's current snapshot, nil before the first one.
 func (h *Hub) Load() *Snapshot { return h.store.Load() }
 
-// Run serves the protocol until ctx is done. It registers its handlers, warms up
-// (from the newest worker if any holds data, then one conditional check of the
-// remote), calls ready, and then runs the fetch loop. A remote that fails is retried
-// with backoff (minRetry doubling to maxRetry), and what is asked meanwhile (pushes,
-// pulls, forces) waits for the retry; workers keep the last good snapshot meanwhile.
-// While the hub has no snapshot, each retry also looks again for a worker that holds
-// one.
-func (h *Hub) Run(ctx context.Context, ready func()) error {
-	for event, handler := range map[string]bus.Handler{
-		EventSnapshot: serveChunks(&h.store),
-		EventFetch:    h.handleFetch,
-	} {
-		if err := h.conn.On(event, handler); err != nil {
-			return err
-		}
+func (h *Hub) now() time.Time {
+	if h.Now != nil {
+		return h.Now()
 	}
-	h.warmFromWorkers(ctx)
+	return time.Now()
+}
+
+// Run serves the protocol on sh until ctx is done. It follows the shared snapshot
+// (a restarted agent starts from what the service holds, without reading the
+// remote for it), registers its handler, makes one conditional check of the remote,
+// calls ready, and then runs the fetch loop. A remote that fails is retried with
+// backoff (minRetry doubling to maxRetry), and what is asked meanwhile (pushes,
+// pulls, forces) waits for the retry; workers keep the last good snapshot
+// meanwhile.
+func (h *Hub) Run(ctx context.Context, sh *Shared, ready func()) error {
+	h.shared = sh
+	followed := make(chan struct{})
+	go func() {
+		for ctx.Err() == nil {
+			err := sh.Watch(ctx, func(s *Snapshot) { h.store.Swap(s.WithBy(s.By, h.now())) },
+				func(err error) { h.log.Error("shared snapshot refused", "err", err) },
+				func() { close(followed) })
+			if err != nil && ctx.Err() == nil {
+				h.log.Warn("watch the shared snapshot; again", "err", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(minRetry):
+				}
+			}
+		}
+	}()
+	select {
+	case <-followed:
+	case <-ctx.Done():
+		return nil
+	}
+	if err := h.conn.On(EventFetch, h.handleFetch); err != nil {
+		return err
+	}
+	if s := h.store.Load(); s != nil {
+		h.log.Info("took the service's snapshot", "version", s.Version, "revision", s.Revision)
+	}
 	h.request("start", h.store.Load() == nil)
 	var (
 		backoff time.Duration    // 0 while the remote answers; else the current retry delay
@@ -91,11 +120,6 @@ func (h *Hub) Run(ctx context.Context, ready func()) error {
 				continue
 			}
 		case <-retry:
-			if h.store.Load() == nil {
-				// Nothing yet, and the remote fails: a worker that answered too
-				// late at the start (or started since) may hold the service's data.
-				h.warmFromWorkers(ctx)
-			}
 			h.request("retry", false) // joins what is queued, if anything
 		}
 		if err := h.fetchOnce(ctx); err != nil {
@@ -195,7 +219,7 @@ func (h *Hub) fetchOnce(ctx context.Context) error {
 }
 
 func (h *Hub) fetch(ctx context.Context, by string, full bool) error {
-	cur := h.store.Load()
+	cur := h.store.Load() // the base of the compare-and-set: what this read is newer than
 	var (
 		s   *Snapshot
 		err error
@@ -212,22 +236,33 @@ func (h *Hub) fetch(ctx context.Context, by string, full bool) error {
 	if err != nil {
 		return err
 	}
-	if cur != nil && s.Version == cur.Version {
-		if !full || bytes.Equal(s.itemsJSON(), cur.itemsJSON()) {
+	var base uint64
+	if cur != nil {
+		base = cur.Revision
+		if s.Digest == cur.Digest && s.Version == cur.Version {
 			return nil
 		}
-		// Only a full fetch can see this: a source that served other data under
-		// the same version (a wrong ETag) earlier or now. The fresh data wins.
-		h.log.Warn("remote served different data under the same version; taking the fresh data", "version", s.Version)
+		if s.Version == cur.Version {
+			// Only a full fetch can see this: a source that served other data
+			// under the same version (a wrong ETag) earlier or now. The fresh
+			// data wins: snapshots are told apart by digest, not by name.
+			h.log.Warn("remote served different data under the same version; taking the fresh data", "version", s.Version)
+		}
 	}
-	s = s.WithBy(by, time.Now())
-	if !h.store.Swap(s) {
+	p, err := h.shared.Publish(ctx, s, by, base)
+	if errors.Is(err, ErrConflict) {
+		// A worker published while the agent read (it was away, or is
+		// starting): this read may be older than theirs. Read again from theirs.
+		h.log.Info("the shared snapshot changed while reading the remote; checking again", "by", by, "version", s.Version)
+		h.request(by, full)
 		return nil
 	}
-	h.log.Info("new version from remote", "by", by, "version", s.Version, "items", len(s.Items))
-	if err := h.conn.SendToApp(EventRefresh, announce(s, by, h.conn.ID())); err != nil {
-		h.log.Error("announce refresh", "version", s.Version, "err", err)
+	if err != nil {
+		return err
 	}
+	h.store.Swap(p.WithBy(by, h.now()))
+	h.shared.Retire(cur, p)
+	h.log.Info("new version from remote", "by", by, "version", p.Version, "revision", p.Revision, "items", len(p.Items))
 	return nil
 }
 
@@ -241,6 +276,8 @@ func (h *Hub) handleFetch(ctx context.Context, m bus.Message) (any, error) {
 	before := h.store.Load()
 	var gen uint64
 	switch req.By {
+	case "ping":
+		return h.reply(before, before, nil), nil
 	case "force":
 		h.mu.Lock()
 		g, ok := h.force[req.Seq]
@@ -259,42 +296,16 @@ func (h *Hub) handleFetch(ctx context.Context, m bus.Message) (any, error) {
 		return nil, fmt.Errorf("cache: fetch by %q: want pull or force", req.By)
 	}
 	err := h.await(ctx, gen)
-	after := h.store.Load()
-	reply := fetchReply{Changed: after != before}
-	if after != nil {
-		reply.Version = after.Version
-	}
-	if err != nil {
-		reply.Err = err.Error()
-	}
-	return reply, nil
+	return h.reply(before, h.store.Load(), err), nil
 }
 
-// warmFromWorkers copies the newest snapshot the workers hold, so that a restarted
-// agent does not read the remote for data the service already has.
-func (h *Hub) warmFromWorkers(ctx context.Context) {
-	gctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond) // workers answer in well under a millisecond
-	defer cancel()
-	replies, err := h.conn.Gather(gctx, EventVersion, nil, 0)
+func (h *Hub) reply(before, after *Snapshot, err error) fetchReply {
+	r := fetchReply{Changed: after != before}
+	if after != nil {
+		r.Version, r.Revision = after.Version, after.Revision
+	}
 	if err != nil {
-		return // no worker answered: a cold start
+		r.Err = err.Error()
 	}
-	var best versionInfo
-	holder := ""
-	for _, m := range replies {
-		var v versionInfo
-		if m.Decode(&v) == nil && v.Version != "" && v.FetchedAt.After(best.FetchedAt) {
-			best, holder = v, m.From
-		}
-	}
-	if holder == "" {
-		return
-	}
-	s, err := copyFrom(ctx, askProcess(h.conn, holder), holder, "")
-	if err != nil || s == nil {
-		h.log.Warn("copy a worker's snapshot", "from", holder, "err", err)
-		return
-	}
-	h.store.Swap(s.WithBy("catchup", time.Now()))
-	h.log.Info("warmed from a worker", "from", holder, "version", s.Version)
+	return r
 }

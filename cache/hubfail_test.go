@@ -3,54 +3,35 @@ package cache
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/yolkgo/yolk/bus"
-	"github.com/yolkgo/yolk/bus/bustest"
 )
 
-// TestHubWarmsFromAWorkerAfterItsStart: an agent that starts while the remote is
-// down, and finds no worker with data at that moment (none answered its 50 ms
-// look in time), must copy the data from a worker that holds it as soon as it
-// can, so that workers which start afterwards get the service's data without the
-// remote. (Found by the chaos soak: a restarted agent that missed the look left
-// every restarted worker waiting for the first snapshot until the remote was back.)
-func TestHubWarmsFromAWorkerAfterItsStart(t *testing.T) {
-	c := newTestCluster(t, "v1", smallBody("v1"))
+// A restarted agent takes the service's snapshot from the shared store: with the
+// remote down it is at once on the data the workers serve, and a worker that
+// starts then is ready with it.
+func TestHubRestartTakesTheSharedSnapshot(t *testing.T) {
+	c := startCluster(t, 1)
+	first := c.hub
 	down := errors.New("remote is down")
 	c.remote.onFetch(func(context.Context) (*Snapshot, error) { return nil, down })
 	c.remote.onCheck(func(context.Context, string) (*Snapshot, error) { return nil, down })
-	c.startHub()
-	if s := c.hub.Load(); s != nil {
-		t.Fatalf("hub ready with %s and the remote down, want nothing", s.Version)
-	}
-
-	// A worker that kept the data through the agent's restart joins.
-	held, err := NewSnapshot("v1", time.Now(), smallBody("v1"))
-	if err != nil {
+	if err := c.agent.Close(); err != nil {
 		t.Fatal(err)
 	}
-	w := &testWorker{id: "w1", conn: bustest.Dial(t, c.broker, bus.RoleWorker, "w1"), store: new(Store)}
-	w.store.Swap(held)
-	w.rep = NewReplica(w.conn, c.remote.as(w.id), w.store, nil, bustest.Logger(t))
-	receiveWithin(t, runInBackground(t, "Replica w1", w.rep.Run), patience, "w1 ready")
-	c.workers = append(c.workers, w)
-
-	eventually(t, patience, func() error {
-		if got := versionOf(c.hub.Load()); got != "v1" {
-			return fmt.Errorf("hub holds %s, want v1 copied from w1", got)
-		}
-		return nil
-	})
-	// A worker that starts now is ready with the data, the remote still down.
+	c.startHub() // a new agent "a1", as after a restart
+	if c.hub == first {
+		t.Fatal("the hub did not restart")
+	}
+	if got := versionOf(c.hub.Load()); got != "v1" {
+		t.Fatalf("restarted hub ready with %s and the remote down, want v1 from the shared store", got)
+	}
 	c.startWorkers("w2")
 	c.converge("v1", smallBody("v1"))
 	for _, r := range c.remote.since(0) {
-		if r.err == nil {
-			t.Errorf("a read of the remote succeeded while it was down: %v", r)
+		if r.err == nil && r.who != "hub" {
+			t.Errorf("a worker read the remote: %v", r)
 		}
 	}
 }

@@ -11,8 +11,5 @@ import (
 type Messenger interface {
 	ID() string
 	On(event string, h bus.Handler) error
-	SendToApp(event string, data any) error
-	Request(ctx context.Context, id, event string, data any) (bus.Message, error)
 	RequestAgent(ctx context.Context, event string, data any) (bus.Message, error)
-	Gather(ctx context.Context, event string, data any, want int) ([]bus.Message, error)
 }

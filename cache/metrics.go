@@ -30,6 +30,7 @@ type Metrics struct {
 	fetchErrors atomic.Uint64
 	busMessages labelled
 	version     gauge
+	revision    gauge
 	items       gauge
 	updated     gauge
 	requests    [len(responseCodes)]atomic.Uint64
@@ -89,7 +90,7 @@ func (m *Metrics) BusMessage(event string) {
 }
 
 // SetSnapshot records the snapshot now served: yolk_cache_version (the
-// version if it parses as a number, else 0), yolk_cache_items and
+// version if it parses as a number, else 0), yolk_cache_revision, yolk_cache_items and
 // yolk_cache_updated_timestamp_seconds. SetSnapshot(nil) does nothing.
 func (m *Metrics) SetSnapshot(s *Snapshot) {
 	if m == nil || s == nil {
@@ -100,6 +101,7 @@ func (m *Metrics) SetSnapshot(s *Snapshot) {
 		v = 0
 	}
 	m.version.set(v)
+	m.revision.set(float64(s.Revision))
 	m.items.set(float64(len(s.Items)))
 	if s.UpdatedAt.IsZero() {
 		m.updated.set(0)
@@ -139,6 +141,8 @@ func (m *Metrics) appendText(b []byte) []byte {
 	e.sample("", "", m.items.get())
 	e.family("yolk_cache_refreshes_total", "counter", "Snapshots installed, by what caused them.")
 	m.refreshes.each(func(by string, n uint64) { e.sample("by", by, float64(n)) })
+	e.family("yolk_cache_revision", "gauge", "The cached snapshot's revision: its place in the service's one order of snapshots.")
+	e.sample("", "", m.revision.get())
 	e.family("yolk_cache_updated_timestamp_seconds", "gauge", "When the cached snapshot was installed, in seconds since the epoch.")
 	e.sample("", "", m.updated.get())
 	e.family("yolk_cache_version", "gauge", "The cached version if it is a number, else 0.")

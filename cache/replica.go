@@ -5,24 +5,35 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/yolkgo/yolk/bus"
 )
 
 // Replica is a worker's half of the refresh protocol: it keeps the worker's Store
-// at the service's newest snapshot, takes refresh events, runs the pull and force
-// tasks through the agent, and catches up after a start or a reconnect.
+// at the service's shared snapshot (a watch on it brings every new revision, and the
+// latest one at the start and after a reconnect), runs the pull and force tasks
+// through the agent, and reads the remote itself while the agent is away.
 type Replica struct {
 	conn    Messenger
-	src     Source // read only when the agent cannot be reached
+	src     Source // read only while the agent is away
 	store   *Store
 	metrics *Metrics
 	log     *slog.Logger
+	shared  *Shared
 
 	// OnUpdate, if set, is called after each new snapshot is installed.
 	OnUpdate func(*Snapshot)
+	// PullEvery is the pull interval. While the agent is away (its timers
+	// with it) the workers check the remote this often themselves, one of
+	// them each time. 0 turns that off.
+	PullEvery time.Duration
+	// Now is the clock of UpdatedAt, for people; nil means time.Now. It
+	// orders nothing.
+	Now func() time.Time
 
+	updated signal // notified after each install
 	catchup chan struct{}
 }
 
@@ -31,55 +42,91 @@ func NewReplica(conn Messenger, src Source, store *Store, m *Metrics, log *slog.
 	return &Replica{conn: conn, src: src, store: store, metrics: m, log: log, catchup: make(chan struct{}, 1)}
 }
 
-// Run registers the replica's handlers, warms the store (from the agent, or from
-// the remote when the agent does not answer), calls ready, and then catches up
-// whenever Reconnected is called, until ctx is done.
-func (r *Replica) Run(ctx context.Context, ready func()) error {
-	for event, h := range map[string]bus.Handler{
-		EventRefresh:  r.handleRefresh,
-		EventSnapshot: serveChunks(r.store),
-		EventVersion:  serveVersion(r.store),
-	} {
-		if err := r.conn.On(event, h); err != nil {
-			return err
-		}
+func (r *Replica) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// Run follows the shared snapshot sh until ctx is done. It calls ready once the
+// store holds a snapshot: the shared one, or, when there is none and the agent is
+// away, one this worker read from the remote and published.
+func (r *Replica) Run(ctx context.Context, sh *Shared, ready func()) error {
+	r.shared = sh
+	followed := make(chan struct{})
+	go r.follow(ctx, followed)
+	select {
+	case <-followed:
+	case <-ctx.Done():
+		return nil
 	}
 	wait := 100 * time.Millisecond
 	for r.store.Load() == nil {
-		if err := r.catchUp(ctx, "start"); err != nil {
-			r.log.Warn("waiting for the first snapshot", "err", err)
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(wait):
-			}
-			wait = min(2*wait, 500*time.Millisecond) // asking the agent is cheap; not being ready is not
+		changed := r.updated.wait()
+		if r.store.Load() != nil {
+			break
 		}
+		if !r.agentThere(ctx) {
+			if err := r.fetchRemote(ctx, "start"); err != nil {
+				r.log.Warn("the agent is away and the remote failed; waiting for the first snapshot", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 500*time.Millisecond)
 	}
 	ready()
-	var retry <-chan time.Time
-	wait = 100 * time.Millisecond
+
+	var tick <-chan time.Time
+	if r.PullEvery > 0 {
+		t := time.NewTicker(r.PullEvery)
+		defer t.Stop()
+		tick = t.C
+	}
+	var lease uint64
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-r.catchup:
-		case <-retry:
+			if err := r.catchUp(ctx); err != nil {
+				r.log.Warn("catch up with the shared snapshot", "err", err)
+			}
+		case <-tick:
+			lease = r.pullIfAway(ctx, lease)
 		}
-		retry = nil
-		if err := r.catchUp(ctx, "catchup"); err != nil {
-			r.log.Warn("catch up with the agent; retrying", "err", err, "retryIn", wait.String())
-			retry = time.After(wait)
-			wait = min(2*wait, 5*time.Second)
-			continue
-		}
-		wait = 100 * time.Millisecond
 	}
 }
 
-// Reconnected asks Run to catch up with the agent (until it succeeds): refresh
-// events sent while this worker was away from the bus, or dropped by it as a slow
-// consumer, are lost. Safe to call from any goroutine.
+// follow runs the watch of the shared snapshot, again after it ends, until ctx is
+// done; followed is closed once the first watch has delivered what there was.
+func (r *Replica) follow(ctx context.Context, followed chan struct{}) {
+	var once sync.Once
+	initial := func() { once.Do(func() { close(followed) }) }
+	for ctx.Err() == nil {
+		err := r.shared.Watch(ctx, func(s *Snapshot) {
+			r.metrics.BusMessage("refresh")
+			r.install(s, s.By, "bus")
+		},
+			func(err error) { r.log.Error("shared snapshot refused; the last good one keeps serving", "err", err) },
+			initial)
+		if err != nil && ctx.Err() == nil {
+			r.log.Warn("watch the shared snapshot; again", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(minRetry):
+			}
+		}
+	}
+}
+
+// Reconnected asks Run to read the shared snapshot again: the watch resumes by
+// itself after a reconnect, and this makes sure. Safe to call from any goroutine.
 func (r *Replica) Reconnected() {
 	select {
 	case r.catchup <- struct{}{}:
@@ -87,80 +134,45 @@ func (r *Replica) Reconnected() {
 	}
 }
 
-// catchUp copies the agent's snapshot if it differs from ours; when the agent
-// cannot be reached and we have nothing, it reads the remote.
-func (r *Replica) catchUp(ctx context.Context, by string) error {
-	have := ""
-	if s := r.store.Load(); s != nil {
-		have = s.Version
-	}
-	s, err := copyFrom(ctx, askAgent(r.conn), "agent", have)
-	switch {
-	case err == nil && s == nil:
-		return nil // already current
-	case err == nil:
-		r.install(s, by, "agent")
-		return nil
-	case errors.Is(err, errNoSnapshot):
-		return errors.New("cache: the agent has no snapshot yet")
-	case r.store.Load() != nil:
+// catchUp installs the shared snapshot if it is newer than ours.
+func (r *Replica) catchUp(ctx context.Context) error {
+	s, err := r.shared.Latest(ctx)
+	if err != nil || s == nil {
 		return err
 	}
-	r.log.Warn("agent unreachable; reading the remote", "err", err)
-	s, err = r.src.Fetch(ctx)
-	r.metrics.Fetch(err)
-	if err != nil {
-		return err
-	}
-	r.install(s, by, "remote")
+	r.install(s, "catchup", "bus")
 	return nil
 }
 
-// install swaps s in (if newer) and logs it as egg's example does.
+// install swaps s in (if of a higher revision) and logs it as egg's example does.
 func (r *Replica) install(s *Snapshot, by, via string) bool {
-	s = s.WithBy(by, time.Now())
+	if cur := r.store.Load(); cur != nil && s.Revision > cur.Revision && s.Digest == cur.Digest && s.Version == cur.Version {
+		// The same data published again: take the revision, quietly.
+		q := cur.withRevision(s.Revision)
+		q.object = s.object
+		if r.store.Swap(q) {
+			r.updated.notify()
+			r.metrics.SetSnapshot(q)
+		}
+		return false
+	}
+	s = s.WithBy(by, r.now())
 	if !r.store.Swap(s) {
 		return false
 	}
+	r.updated.notify()
 	r.metrics.Refresh(by)
 	r.metrics.SetSnapshot(s)
-	r.log.Info("update memory cache from remote", "by", by, "version", s.Version, "via", via, "items", len(s.Items))
+	r.log.Info("update memory cache from remote", "by", by, "version", s.Version, "revision", s.Revision, "via", via, "items", len(s.Items))
 	if r.OnUpdate != nil {
 		r.OnUpdate(s)
 	}
 	return true
 }
 
-func (r *Replica) handleRefresh(ctx context.Context, m bus.Message) (any, error) {
-	r.metrics.BusMessage(EventRefresh)
-	ev, err := decodeRefresh(m.Data)
-	if err != nil {
-		return nil, fmt.Errorf("cache: bad refresh event from %s: %w", m.From, err)
-	}
-	have := r.store.Load()
-	if stale(ev, have) {
-		r.log.Debug("refresh: nothing newer", "by", ev.By, "version", ev.Version)
-		return nil, nil
-	}
-	r.log.Info("start update by "+ev.By, "by", ev.By, "version", ev.Version, "from", m.From)
-	s, err := receive(ctx, r.conn, ev, have)
-	if err != nil {
-		r.Reconnected() // catch up from the agent instead, until it works
-		return nil, fmt.Errorf("cache: refresh to %s: %w; catching up from the agent", ev.Version, err)
-	}
-	if s != nil {
-		via := "bus"
-		if len(ev.Snapshot) == 0 {
-			via = "copied from " + ev.Holder
-		}
-		r.install(s, ev.By, via)
-	}
-	return nil, nil
-}
-
-// Pull is the pull_refresh task: ask the agent to check the remote and, when it
-// changed, tell every worker to refresh. When the agent cannot be reached, this
-// worker checks the remote itself.
+// Pull is the pull_refresh task: ask the agent to check the remote; what changed
+// reaches every worker through the shared snapshot. When the agent cannot be
+// reached, this worker checks the remote itself.
 func (r *Replica) Pull(ctx context.Context) error {
 	return r.fetch(ctx, fetchRequest{By: "pull"})
 }
@@ -198,32 +210,66 @@ func (r *Replica) fetch(ctx context.Context, req fetchRequest) error {
 		r.metrics.Fetch(errors.New(rep.Err))
 		return fmt.Errorf("cache: the agent could not read the remote: %s", rep.Err)
 	}
-	if req.By == "pull" && rep.Version != "" {
-		// As in egg's example: the worker that checked tells every worker. The
-		// agent has already sent them any new data, so this hint costs a worker
-		// that has the version nothing, and heals one that missed it.
-		if err := r.conn.SendToApp(EventRefresh, Refresh{By: "pull", Version: rep.Version, Holder: m.From}); err != nil {
-			return err
-		}
-	}
-	if s := r.store.Load(); s != nil && s.Version == rep.Version {
-		return nil
-	}
-	s, err := copyFrom(ctx, askProcess(r.conn, m.From), m.From, currentVersion(r.store))
-	if err != nil || s == nil {
-		return err
-	}
-	r.install(s, req.By, "agent")
-	return nil
+	return r.await(ctx, rep.Revision)
 }
 
-// fetchRemote reads the remote directly (the agent is away) and shares the result
-// with the other workers.
+// await waits until the store holds revision rev or a later one.
+func (r *Replica) await(ctx context.Context, rev uint64) error {
+	for {
+		changed := r.updated.wait()
+		if s := r.store.Load(); rev == 0 || (s != nil && s.Revision >= rev) {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("cache: waiting for revision %d: %w", rev, ctx.Err())
+		}
+	}
+}
+
+// pingWait bounds the look for the agent. It answers in well under a
+// millisecond when it is there; the bus keeps retrying a request nobody
+// receives until its deadline, so this is what a look costs while it is away.
+const pingWait = 250 * time.Millisecond
+
+// agentThere reports whether the agent answers.
+func (r *Replica) agentThere(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, pingWait)
+	defer cancel()
+	_, err := r.conn.RequestAgent(ctx, EventFetch, fetchRequest{By: "ping"})
+	return err == nil
+}
+
+// pullIfAway is one tick of the pull interval: while the agent is away, the worker
+// that takes the pull lease checks the remote. It returns the lease revision to
+// pass next time.
+func (r *Replica) pullIfAway(ctx context.Context, lease uint64) uint64 {
+	if r.agentThere(ctx) {
+		return lease
+	}
+	took, lease, err := r.shared.TakePull(ctx, lease, r.conn.ID())
+	if err != nil {
+		r.log.Warn("pull while the agent is away", "err", err)
+		return lease
+	}
+	if took {
+		r.log.Info("start update by pull", "by", "pull", "agent", "away")
+		if err := r.fetchRemote(ctx, "pull"); err != nil {
+			r.log.Warn("pull while the agent is away", "err", err)
+		}
+	}
+	return lease
+}
+
+// fetchRemote reads the remote directly (the agent is away) and publishes what
+// changed, by compare-and-set on the snapshot the read started from.
 func (r *Replica) fetchRemote(ctx context.Context, by string) error {
+	base := r.store.Load()
 	var s *Snapshot
 	var err error
-	if cur := r.store.Load(); cur != nil && by != "force" {
-		s, err = r.src.Check(ctx, cur.Version)
+	if base != nil && by != "force" {
+		s, err = r.src.Check(ctx, base.Version)
 	} else {
 		s, err = r.src.Fetch(ctx)
 	}
@@ -234,17 +280,22 @@ func (r *Replica) fetchRemote(ctx context.Context, by string) error {
 	if err != nil {
 		return err
 	}
-	if !r.install(s, by, "remote") {
+	var rev uint64
+	if base != nil {
+		if s.Version == base.Version && s.Digest == base.Digest {
+			return nil
+		}
+		rev = base.Revision
+	}
+	p, err := r.shared.Publish(ctx, s, by, rev)
+	if errors.Is(err, ErrConflict) {
+		r.log.Info("another process published while this one read the remote; keeping theirs", "by", by, "version", s.Version)
 		return nil
 	}
-	// The agent is away; when it returns it copies the newest snapshot the
-	// workers hold, this one included.
-	return r.conn.SendToApp(EventRefresh, announce(r.store.Load(), by, r.conn.ID()))
-}
-
-func currentVersion(st *Store) string {
-	if s := st.Load(); s != nil {
-		return s.Version
+	if err != nil {
+		return err
 	}
-	return ""
+	r.install(p, by, "remote")
+	r.shared.Retire(base, p)
+	return nil
 }

@@ -2,12 +2,15 @@ package cache
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -23,12 +26,24 @@ const maxVersion = 256
 // concurrent use.
 type Snapshot struct {
 	Version   string                     // the source's version (its ETag without quotes)
-	By        string                     // what caused the update: start, force, pull, push, catchup
-	UpdatedAt time.Time                  // when this process installed it
-	FetchedAt time.Time                  // when it was fetched from the remote (orders snapshots across processes)
+	By        string                     // what caused the update: start, force, pull, push, catchup, retry
+	UpdatedAt time.Time                  // when this process installed it (for people: it orders nothing)
+	FetchedAt time.Time                  // when it was read from the remote (for people: it orders nothing)
 	Items     map[string]json.RawMessage // key -> value, each a compact valid JSON value
 
-	// wire is the wire form, {"version":..,"fetchedAt":..,"items":{..}}, as
+	// Revision is the snapshot's place in the service's one order, given by
+	// the shared store when it was published (see [Shared]); 0 until then.
+	// A snapshot is newer than another exactly when its revision is higher.
+	Revision uint64
+	// Digest is "sha256:" and the hex SHA-256 of the items object (sorted
+	// keys, compact values): two snapshots hold the same data exactly when
+	// their digests are equal, whatever their versions say.
+	Digest string
+	// object names the object store entry of the items, for a snapshot
+	// published with them there; "" when they are inline.
+	object string
+
+	// wire is the wire form, {"version":..,"digest":..,"fetchedAt":..,"items":{..}}, as
 	// Encode returns it. Everything else points into it: items is its items
 	// object (keys sorted, values compact) and each value in Items is a
 	// sub-slice of that, so the data set is stored once, in one allocation.
@@ -77,6 +92,9 @@ func newSnapshot(version string, fetchedAt time.Time, body []byte) (*Snapshot, e
 	buf.Grow(len(body) + len(version) + 64)
 	buf.WriteString(`{"version":`)
 	buf.Write(appendString(buf.AvailableBuffer(), version))
+	buf.WriteString(`,"digest":`)
+	digestAt := buf.Len() + 1
+	buf.WriteString(`"` + strings.Repeat("0", len(digestPrefix)+2*sha256.Size) + `"`)
 	buf.WriteString(`,"fetchedAt":`)
 	buf.Write(appendTime(buf.AvailableBuffer(), fetchedAt))
 	buf.WriteString(`,"items":`)
@@ -87,6 +105,8 @@ func newSnapshot(version string, fetchedAt time.Time, body []byte) (*Snapshot, e
 	}
 	itemsEnd := buf.Len()
 	buf.WriteByte('}')
+	digest := digestOf(buf.Bytes()[itemsStart:itemsEnd])
+	copy(buf.Bytes()[digestAt:], digest)
 
 	wire := buf.Bytes()
 	wire = wire[:len(wire):len(wire)]
@@ -98,6 +118,7 @@ func newSnapshot(version string, fetchedAt time.Time, body []byte) (*Snapshot, e
 	s := &Snapshot{
 		Version:       version,
 		FetchedAt:     fetchedAt,
+		Digest:        digest,
 		Items:         items,
 		wire:          wire,
 		items:         wire[itemsStart:itemsEnd:itemsEnd],
@@ -105,6 +126,15 @@ func newSnapshot(version string, fetchedAt time.Time, body []byte) (*Snapshot, e
 	}
 	s.setData()
 	return s, nil
+}
+
+// digestPrefix starts a Digest.
+const digestPrefix = "sha256:"
+
+// digestOf returns the Digest of an items object.
+func digestOf(items []byte) string {
+	sum := sha256.Sum256(items)
+	return digestPrefix + hex.EncodeToString(sum[:])
 }
 
 // checkVersion reports whether v can be a version.
@@ -235,6 +265,7 @@ func (s *Snapshot) header() []string {
 // wireSnapshot is the wire form of a snapshot, for decoding.
 type wireSnapshot struct {
 	Version   string          `json:"version"`
+	Digest    string          `json:"digest"`
 	FetchedAt time.Time       `json:"fetchedAt"`
 	Items     json.RawMessage `json:"items"`
 }
@@ -253,6 +284,8 @@ func (s *Snapshot) Encode() []byte {
 	b := make([]byte, 0, len(items)+len(s.Version)+64)
 	b = append(b, `{"version":`...)
 	b = appendString(b, s.Version)
+	b = append(b, `,"digest":`...)
+	b = appendString(b, digestOf(items))
 	b = append(b, `,"fetchedAt":`...)
 	b = appendTime(b, s.FetchedAt)
 	b = append(b, `,"items":`...)
@@ -261,8 +294,9 @@ func (s *Snapshot) Encode() []byte {
 }
 
 // DecodeSnapshot decodes the wire form made by [Snapshot.Encode]. It checks
-// what [NewSnapshot] checks, and that fetchedAt is set. Unknown fields are
-// ignored. DecodeSnapshot does not keep b.
+// what [NewSnapshot] checks, that fetchedAt is set, and that the digest is
+// that of the items. Unknown fields are ignored. DecodeSnapshot does not keep
+// b.
 func DecodeSnapshot(b []byte) (*Snapshot, error) {
 	var w wireSnapshot
 	if err := json.Unmarshal(b, &w); err != nil {
@@ -277,6 +311,9 @@ func DecodeSnapshot(b []byte) (*Snapshot, error) {
 	s, err := newSnapshot(w.Version, w.FetchedAt, w.Items)
 	if err != nil {
 		return nil, fmt.Errorf("cache: decode snapshot: %w", err)
+	}
+	if w.Digest != s.Digest {
+		return nil, fmt.Errorf("cache: decode snapshot: digest %.80q, but the items' is %s", w.Digest, s.Digest)
 	}
 	return s, nil
 }
@@ -294,27 +331,11 @@ func (s *Snapshot) WithBy(by string, now time.Time) *Snapshot {
 	return &c
 }
 
-// Newer reports whether s is newer than than: fetched later, or, if both were
-// fetched at the same instant, of a different version that sorts after it
-// (shorter versions first, then bytewise, so numeric versions compare as
-// numbers). The tie-break makes Newer a strict order, so processes that see
-// the same snapshots in different orders end on the same one. Any snapshot is
-// newer than nil, and nil is never newer. A snapshot and its
-// [Snapshot.WithBy] copies are not newer than each other.
-func (s *Snapshot) Newer(than *Snapshot) bool {
-	switch {
-	case s == nil:
-		return false
-	case than == nil:
-		return true
-	}
-	if c := s.FetchedAt.Compare(than.FetchedAt); c != 0 {
-		return c > 0
-	}
-	if len(s.Version) != len(than.Version) {
-		return len(s.Version) > len(than.Version)
-	}
-	return s.Version > than.Version
+// withRevision returns a shallow copy of s at revision rev.
+func (s *Snapshot) withRevision(rev uint64) *Snapshot {
+	c := *s
+	c.Revision = rev
+	return &c
 }
 
 // Store holds the current snapshot of a process. Reads take no lock. The
@@ -330,13 +351,14 @@ func (st *Store) Load() *Snapshot {
 	return st.p.Load()
 }
 
-// Swap installs s if it is newer than the current snapshot (see
-// [Snapshot.Newer]) and reports whether it did. Of snapshots swapped in
-// concurrently, the newest one stays. Swap(nil) does nothing.
+// Swap installs s if its revision is higher than the current snapshot's
+// (any snapshot replaces none) and reports whether it did. Of snapshots
+// swapped in concurrently, the one of the highest revision stays. Swap(nil)
+// does nothing. No clock is involved: see [Snapshot.Revision].
 func (st *Store) Swap(s *Snapshot) bool {
 	for {
 		cur := st.p.Load()
-		if !s.Newer(cur) {
+		if s == nil || (cur != nil && s.Revision <= cur.Revision) {
 			return false
 		}
 		if st.p.CompareAndSwap(cur, s) {

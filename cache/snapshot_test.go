@@ -157,7 +157,8 @@ func TestEncodeDecode(t *testing.T) {
 
 func TestEncodeIsSortedAndShared(t *testing.T) {
 	s := mustSnapshot(t, "42", t0, `{"b": 2, "a": [1, 2]}`)
-	want := `{"version":"42","fetchedAt":"2025-11-26T07:00:00.123456789Z","items":{"a":[1,2],"b":2}}`
+	// the digest is sha256 of {"a":[1,2],"b":2}
+	want := `{"version":"42","digest":"sha256:68b7e88ecdcf999e2736835f0354c02ff937e5c4222e67f38d1fa2682a5c15aa","fetchedAt":"2025-11-26T07:00:00.123456789Z","items":{"a":[1,2],"b":2}}`
 	if got := string(s.Encode()); got != want {
 		t.Errorf("Encode() = %s, want %s", got, want)
 	}
@@ -207,8 +208,8 @@ func TestWithBy(t *testing.T) {
 	if c.Version != s.Version || !c.FetchedAt.Equal(s.FetchedAt) || &c.Items["a"][0] != &s.Items["a"][0] {
 		t.Errorf("WithBy copy does not share version, fetchedAt and items with the original")
 	}
-	if c.Newer(s) || s.Newer(c) {
-		t.Errorf("a snapshot and its WithBy copy are newer than each other: %v, %v", c.Newer(s), s.Newer(c))
+	if c.Revision != s.Revision || c.Digest != s.Digest {
+		t.Errorf("WithBy copy at revision %d, digest %s; want the original's %d, %s", c.Revision, c.Digest, s.Revision, s.Digest)
 	}
 	prefix, _, _ := c.data()
 	if !bytes.Contains(prefix, []byte(`"lastUpdateBy":"pull","updatedAt":"2025-11-26T07:01:00.123456789Z"`)) {
@@ -216,32 +217,34 @@ func TestWithBy(t *testing.T) {
 	}
 }
 
-func TestNewer(t *testing.T) {
-	at := func(version string, d time.Duration) *Snapshot {
-		return &Snapshot{Version: version, FetchedAt: t0.Add(d)}
+// Regression (issue 12): snapshots were ordered by the wall-clock time of their
+// fetch, so after the clock stepped back every new fetch looked older and was
+// refused, and one stamped in the future blocked all real data. Only the
+// revision orders them now: fetch times an hour either way change nothing.
+func TestStoreSwapIgnoresClocks(t *testing.T) {
+	at := func(version string, rev uint64, d time.Duration) *Snapshot {
+		s := mustSnapshot(t, version, t0.Add(d), `{"v":"`+version+`"}`)
+		return s.withRevision(rev)
 	}
-	tests := []struct {
-		name    string
-		s, than *Snapshot
-		want    bool
+	var st Store
+	steps := []struct {
+		name string
+		s    *Snapshot
+		want bool
 	}{
-		{"later", at("1", time.Second), at("2", 0), true},
-		{"earlier", at("2", 0), at("1", time.Second), false},
-		{"same", at("1", 0), at("1", 0), false},
-		{"same instant, longer version", at("10", 0), at("9", 0), true},
-		{"same instant, shorter version", at("9", 0), at("10", 0), false},
-		{"same instant, greater version", at("b", 0), at("a", 0), true},
-		{"same instant, smaller version", at("a", 0), at("b", 0), false},
-		{"than nil", at("1", 0), nil, true},
-		{"nil", nil, at("1", 0), false},
-		{"both nil", nil, nil, false},
+		{"first", at("1", 1, 0), true},
+		{"clock stepped back an hour", at("2", 2, -time.Hour), true},
+		{"clock stepped forward an hour", at("3", 3, time.Hour), true},
+		{"clock back again", at("4", 4, 0), true},
+		{"older revision fetched later", at("0", 3, 2*time.Hour), false},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := tt.s.Newer(tt.than); got != tt.want {
-				t.Errorf("Newer() = %v, want %v", got, tt.want)
-			}
-		})
+	for _, step := range steps {
+		if got := st.Swap(step.s); got != step.want {
+			t.Errorf("%s: Swap() = %v, want %v", step.name, got, step.want)
+		}
+	}
+	if got := st.Load(); got.Version != "4" {
+		t.Errorf("after the steps the store holds %s, want 4", got.Version)
 	}
 }
 
@@ -253,8 +256,8 @@ func TestStoreSwap(t *testing.T) {
 	if st.Swap(nil) {
 		t.Errorf("Swap(nil) on an empty store = true, want false")
 	}
-	s1 := mustSnapshot(t, "1", t0, `{}`)
-	s2 := mustSnapshot(t, "2", t0.Add(time.Second), `{}`)
+	s1 := mustSnapshot(t, "1", t0, `{}`).withRevision(1)
+	s2 := mustSnapshot(t, "2", t0.Add(-time.Second), `{}`).withRevision(2)
 	steps := []struct {
 		name string
 		s    *Snapshot
@@ -291,20 +294,20 @@ func TestStoreSwapConcurrent(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(g), 1))
 			var mine *Snapshot
 			for i := range each {
-				d := time.Duration(rng.IntN(1_000_000))
-				s := &Snapshot{Version: fmt.Sprintf("%d-%d", g, i), FetchedAt: t0.Add(d)}
+				rev := uint64(rng.IntN(1_000_000))*goroutines*each + uint64(g*each+i) + 1 // unique
+				s := &Snapshot{Version: fmt.Sprintf("%d-%d", g, i), Revision: rev}
 				if st.Swap(s) && st.Load() == nil {
 					t.Errorf("Load() after a successful Swap = nil")
 				}
-				if s.Newer(mine) {
+				if mine == nil || s.Revision > mine.Revision {
 					mine = s
 				}
-				if cur := st.Load(); mine.Newer(cur) {
+				if cur := st.Load(); mine.Revision > cur.Revision {
 					t.Errorf("Load() = %q, older than %q which was swapped in before", cur.Version, mine.Version)
 				}
 			}
 			mu.Lock()
-			if mine.Newer(newest) {
+			if newest == nil || mine.Revision > newest.Revision {
 				newest = mine
 			}
 			mu.Unlock()
@@ -312,8 +315,8 @@ func TestStoreSwapConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 	if got := st.Load(); got != newest {
-		t.Errorf("Load() after concurrent swaps = %q at %v, want the newest %q at %v",
-			got.Version, got.FetchedAt, newest.Version, newest.FetchedAt)
+		t.Errorf("Load() after concurrent swaps = %q at revision %d, want the newest %q at %d",
+			got.Version, got.Revision, newest.Version, newest.Revision)
 	}
 }
 

@@ -41,7 +41,21 @@ func New() yolk.App {
 		Schedules: a.schedules,
 		Agent:     a.agent,
 		Worker:    a.worker,
+		Stores:    []yolk.Store{{Name: cache.Bucket}, {Name: cache.ObjectStore, Objects: true}},
 	}
+}
+
+// shared opens the service's shared snapshot, in the master's stores.
+func shared(ctx context.Context, p *yolk.Process) (*cache.Shared, error) {
+	kv, err := p.KeyValue(ctx, cache.Bucket)
+	if err != nil {
+		return nil, err
+	}
+	obj, err := p.ObjectStore(ctx, cache.ObjectStore)
+	if err != nil {
+		return nil, err
+	}
+	return cache.NewShared(kv, obj), nil
 }
 
 // schedules are the two refresh schedules: force_refresh in every worker,
@@ -63,7 +77,13 @@ func (a *app) schedules() []yolk.Schedule {
 func (a *app) agent(ag *yolk.Agent) error {
 	hub := cache.NewHub(ag, a.cfg.source(), ag.Log)
 	warm := make(chan struct{})
-	ag.Go(func(ctx context.Context) error { return hub.Run(ctx, func() { close(warm) }) })
+	ag.Go(func(ctx context.Context) error {
+		sh, err := shared(ctx, ag.Process)
+		if err != nil {
+			return err
+		}
+		return hub.Run(ctx, sh, func() { close(warm) })
+	})
 	ag.BeforeReady(func(ctx context.Context) error {
 		select {
 		case <-warm:
@@ -98,14 +118,21 @@ func (a *app) worker(w *yolk.Worker) error {
 	var store cache.Store
 	metrics := cache.NewMetrics(w.ID())
 	a.rep = cache.NewReplica(w, a.cfg.source(), &store, metrics, w.Log)
+	a.rep.PullEvery = a.cfg.PullInterval // while the agent is away, its timers with it
 	a.rep.OnUpdate = func(s *cache.Snapshot) {
 		if err := w.Report(yolk.State{Version: s.Version, By: s.By, UpdatedAt: s.UpdatedAt}); err != nil {
 			w.Log.Warn("status", "err", err)
 		}
 	}
-	w.OnReconnect(a.rep.Reconnected) // catch up on refreshes lost meanwhile
+	w.OnReconnect(a.rep.Reconnected) // read the shared snapshot again
 	warm := make(chan struct{})
-	w.Go(func(ctx context.Context) error { return a.rep.Run(ctx, func() { close(warm) }) })
+	w.Go(func(ctx context.Context) error {
+		sh, err := shared(ctx, w.Process)
+		if err != nil {
+			return err
+		}
+		return a.rep.Run(ctx, sh, func() { close(warm) })
+	})
 	w.BeforeReady(func(ctx context.Context) error {
 		select {
 		case <-warm:

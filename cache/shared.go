@@ -1,0 +1,292 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The stores of the service's shared copy, kept by the master (yolk.App.Stores).
+const (
+	Bucket      = "cache"         // key-value: the current snapshot's record, and the pull lease
+	ObjectStore = "cache-objects" // the items of snapshots too large for a record
+)
+
+// Keys of the bucket.
+const (
+	keySnapshot = "snapshot"
+	keyPull     = "pull"
+)
+
+// InlineLimit is the largest items object stored inside the record itself;
+// a larger one goes to the object store, which chunks it and checks its
+// SHA-256, so no message comes near the bus's payload limit (1 MiB).
+const InlineLimit = 768 << 10
+
+// ErrConflict is returned by [Shared.Publish] when the shared snapshot is no
+// longer the one the caller based its read of the remote on: someone
+// published meanwhile, and the caller's data may be older than theirs.
+var ErrConflict = errors.New("cache: the shared snapshot changed meanwhile")
+
+// Shared is the service's copy of the data set on the bus, the one authority
+// that orders snapshots: every snapshot that reaches a worker was published
+// here first, under a revision the bus gives and that only grows (a
+// key-value entry's revision). Publishing is compare-and-set on the revision
+// the publisher's read of the remote started from, so a slow read of old data
+// can never overwrite a newer one, and no clock orders anything. The record
+// carries the digest of the items: readers check it, and compare snapshots by
+// revision and digest, never by version name alone.
+//
+// The bytes a worker serves are the items as the publisher encoded them,
+// whichever way they arrive (a watch, a catch-up, a start): the record is
+// written with [Snapshot.Encode], which escapes nothing that need not be.
+type Shared struct {
+	kv     jetstream.KeyValue
+	obj    jetstream.ObjectStore
+	inline int // InlineLimit, but tests make it smaller
+	// refused is the revision of the latest entry Watch refused, if it is
+	// the latest: a publish replaces it whatever its base.
+	refused atomic.Uint64
+}
+
+// NewShared returns the shared copy in kv (the bucket [Bucket]) and obj (the
+// object store [ObjectStore]).
+func NewShared(kv jetstream.KeyValue, obj jetstream.ObjectStore) *Shared {
+	return &Shared{kv: kv, obj: obj, inline: InlineLimit}
+}
+
+// record is a key-value entry of the snapshot key: the snapshot's wire form
+// (see [Snapshot.Encode]) and the cause of the update; when the items are in
+// the object store, Object names them and Items is absent.
+type record struct {
+	By      string `json:"by"`
+	Version string `json:"version"`
+	Digest  string `json:"digest"`
+	Object  string `json:"object,omitempty"`
+	Size    int    `json:"size,omitempty"`
+}
+
+// Latest returns the shared snapshot, nil if none was published yet.
+func (sh *Shared) Latest(ctx context.Context) (*Snapshot, error) {
+	e, err := sh.kv.Get(ctx, keySnapshot)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cache: read the shared snapshot: %w", err)
+	}
+	return sh.load(ctx, e)
+}
+
+// load decodes an entry of the snapshot key, reading its items from the
+// object store when they are not inline.
+func (sh *Shared) load(ctx context.Context, e jetstream.KeyValueEntry) (*Snapshot, error) {
+	b := e.Value()
+	var rec record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("cache: shared snapshot at revision %d: %w", e.Revision(), err)
+	}
+	if !refreshBy[rec.By] {
+		return nil, fmt.Errorf("cache: shared snapshot at revision %d: unknown cause %.40q", e.Revision(), rec.By)
+	}
+	if rec.Object != "" {
+		if sh.obj == nil {
+			return nil, fmt.Errorf("cache: shared snapshot at revision %d: items in object %s, and no object store", e.Revision(), rec.Object)
+		}
+		items, err := sh.obj.GetBytes(ctx, rec.Object)
+		if err != nil {
+			return nil, fmt.Errorf("cache: shared snapshot at revision %d: items %s: %w", e.Revision(), rec.Object, err)
+		}
+		if len(items) != rec.Size {
+			return nil, fmt.Errorf("cache: shared snapshot at revision %d: items of %d bytes, want %d", e.Revision(), len(items), rec.Size)
+		}
+		b = joinItems(b, items)
+	}
+	s, err := DecodeSnapshot(b)
+	if err != nil {
+		return nil, fmt.Errorf("cache: shared snapshot at revision %d: %w", e.Revision(), err)
+	}
+	s = s.withRevision(e.Revision())
+	s.By = rec.By
+	s.object = rec.Object
+	return s, nil
+}
+
+// joinItems returns the record b (a JSON object) with an "items" member
+// added at its end.
+func joinItems(b, items []byte) []byte {
+	b = bytes.TrimRight(b, " \t\r\n")
+	out := make([]byte, 0, len(b)+len(items)+16)
+	out = append(out, b[:len(b)-1]...)
+	out = append(out, `,"items":`...)
+	out = append(out, items...)
+	return append(out, '}')
+}
+
+// Publish makes s, labelled by, the shared snapshot, if the shared one is
+// still at revision base (0: none yet), and returns s at its new revision. It
+// returns ErrConflict if another was published since base.
+func (sh *Shared) Publish(ctx context.Context, s *Snapshot, by string, base uint64) (*Snapshot, error) {
+	if !refreshBy[by] {
+		return nil, fmt.Errorf("cache: publish: unknown cause %q", by)
+	}
+	var rec []byte
+	object := ""
+	if items := s.itemsJSON(); len(items) > sh.inline {
+		object = "items-" + randomName()
+		if _, err := sh.obj.PutBytes(ctx, object, items); err != nil {
+			return nil, fmt.Errorf("cache: publish %s: store the items: %w", s.Version, err)
+		}
+		rec = appendRecordHead(nil, by, s)
+		rec = append(rec, `,"object":`...)
+		rec = appendString(rec, object)
+		rec = append(rec, `,"size":`...)
+		rec = fmt.Appendf(rec, "%d}", len(items))
+	} else {
+		enc := s.Encode()
+		rec = appendString(append(make([]byte, 0, len(enc)+32), `{"by":`...), by)
+		rec = append(append(rec, ','), enc[1:]...)
+	}
+	if r := sh.refused.Load(); r > base {
+		base = r // a read of the remote is newer than garbage
+	}
+	var rev uint64
+	var err error
+	if base == 0 {
+		rev, err = sh.kv.Create(ctx, keySnapshot, rec)
+	} else {
+		rev, err = sh.kv.Update(ctx, keySnapshot, rec, base)
+	}
+	if err != nil {
+		if object != "" {
+			sh.deleteObject(object)
+		}
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, ErrConflict
+		}
+		return nil, fmt.Errorf("cache: publish %s: %w", s.Version, err)
+	}
+	p := s.withRevision(rev)
+	p.By, p.object = by, object
+	return p, nil
+}
+
+// appendRecordHead appends a record up to its digest, without the closing
+// brace: {"by":..,"version":..,"digest":..,"fetchedAt":..
+func appendRecordHead(b []byte, by string, s *Snapshot) []byte {
+	b = append(b, `{"by":`...)
+	b = appendString(b, by)
+	b = append(b, `,"version":`...)
+	b = appendString(b, s.Version)
+	b = append(b, `,"digest":`...)
+	b = appendString(b, s.Digest)
+	b = append(b, `,"fetchedAt":`...)
+	return appendTime(b, s.FetchedAt)
+}
+
+// Retire deletes the object store items of old, a snapshot that p replaced,
+// unless p uses them too. Readers still copying them fail and read the
+// latest record again.
+func (sh *Shared) Retire(old, p *Snapshot) {
+	if old != nil && old.object != "" && (p == nil || p.object != old.object) {
+		sh.deleteObject(old.object)
+	}
+}
+
+func (sh *Shared) deleteObject(name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = sh.obj.Delete(ctx, name) // an orphan costs memory, not correctness
+}
+
+func randomName() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Watch calls install with every snapshot published from now on, starting
+// with the current one if any, in revision order, until ctx is done. After a
+// reconnect to the bus the watch resumes by itself. An entry that does not
+// decode is reported to bad and skipped: the last good snapshot keeps
+// serving. initial is called once the current snapshot (or its absence) has
+// been delivered.
+func (sh *Shared) Watch(ctx context.Context, install func(*Snapshot), bad func(error), initial func()) error {
+	w, err := sh.kv.Watch(ctx, keySnapshot)
+	if err != nil {
+		return fmt.Errorf("cache: watch the shared snapshot: %w", err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("cache: the watch of the shared snapshot ended")
+			}
+			if e == nil {
+				if initial != nil {
+					initial()
+					initial = nil
+				}
+				continue
+			}
+			if e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			s, err := sh.load(ctx, e)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				sh.refused.Store(e.Revision())
+				bad(err)
+				continue
+			}
+			sh.refused.Store(0)
+			install(s)
+		}
+	}
+}
+
+// TakePull claims this pull interval for the caller: it returns true if the
+// pull lease is still at revision seen (so nobody pulled since the caller's
+// last look) and the caller moved it on, and in any case the lease's new
+// revision, to pass next time. Workers that look once per pull interval
+// each thus take turns with nobody, and one of them pulls per interval.
+func (sh *Shared) TakePull(ctx context.Context, seen uint64, who string) (bool, uint64, error) {
+	e, err := sh.kv.Get(ctx, keyPull)
+	var cur uint64
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+	case err != nil:
+		return false, seen, fmt.Errorf("cache: read the pull lease: %w", err)
+	default:
+		cur = e.Revision()
+	}
+	if cur != seen {
+		return false, cur, nil
+	}
+	var rev uint64
+	if cur == 0 {
+		rev, err = sh.kv.Create(ctx, keyPull, []byte(who))
+	} else {
+		rev, err = sh.kv.Update(ctx, keyPull, []byte(who), cur)
+	}
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return false, seen, nil // another took it: look again next time
+		}
+		return false, seen, fmt.Errorf("cache: take the pull lease: %w", err)
+	}
+	return true, rev, nil
+}
