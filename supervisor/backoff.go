@@ -5,21 +5,28 @@ import (
 	"time"
 )
 
-// backoff computes the waits between restarts of one slot: min, doubling up
-// to max, with a random 0 to 20% taken off each wait; a child that stayed up
-// for reset starts over. It also counts exits in a row (a crash loop).
+// backoff computes the waits between restarts of one slot: none for a child
+// that was ready for stable, else min, doubling up to max, with a random 0 to
+// 20% taken off each wait; a child that stayed up for reset starts over at
+// min. It also counts quick exits in a row (a crash loop).
 type backoff struct {
-	min, max, reset time.Duration
-	rnd             func(n int64) int64 // [0, n); nil means math/rand/v2
+	min, max, reset, stable time.Duration
+	rnd                     func(n int64) int64 // [0, n); nil means math/rand/v2
 
-	delay time.Duration // the last delay, 0 before the first exit
-	exits int           // exits in a row, each after less than reset up
+	delay time.Duration // the last delay, 0 before the first exit and after a stable run
+	exits int           // quick exits in a row
 }
 
-// exited records an exit of a child started at started, at now. It returns
-// how long to wait before the restart and how many quick exits in a row
-// there have been, this one included.
-func (b *backoff) exited(started, now time.Time) (wait time.Duration, exits int) {
+// exited records an exit at now of a child started at started and ready at
+// ready (zero if it never was). It returns how long to wait before the
+// restart and how many quick exits in a row there have been, this one
+// included. A child that was ready for stable is not a quick exit: the wait
+// is 0, the count 0, and the next quick exit waits min.
+func (b *backoff) exited(started, ready, now time.Time) (wait time.Duration, exits int) {
+	if !ready.IsZero() && now.Sub(ready) >= b.stable {
+		b.delay, b.exits = 0, 0
+		return 0, 0
+	}
 	if now.Sub(started) >= b.reset {
 		b.delay, b.exits = 0, 0
 	}

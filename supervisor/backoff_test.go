@@ -19,7 +19,7 @@ func TestBackoffDelays(t *testing.T) {
 		for i, w := range want {
 			started := time.Now()
 			time.Sleep(time.Second) // the child ran for a second
-			got, exits := b.exited(started, time.Now())
+			got, exits := b.exited(started, time.Time{}, time.Now())
 			if got != w || exits != i+1 {
 				t.Errorf("exit %d: exited() = %v, %d; want %v, %d", i+1, got, exits, w, i+1)
 			}
@@ -27,13 +27,54 @@ func TestBackoffDelays(t *testing.T) {
 		}
 		started := time.Now()
 		time.Sleep(time.Minute) // up for the reset time: start over
-		if got, exits := b.exited(started, time.Now()); got != 100*time.Millisecond || exits != 1 {
+		if got, exits := b.exited(started, time.Time{}, time.Now()); got != 100*time.Millisecond || exits != 1 {
 			t.Errorf("exited() after a minute up = %v, %d; want 100ms, 1", got, exits)
 		}
 		started = time.Now()
 		time.Sleep(59 * time.Second) // not quite: keeps counting
-		if got, exits := b.exited(started, time.Now()); got != 200*time.Millisecond || exits != 2 {
+		if got, exits := b.exited(started, time.Time{}, time.Now()); got != 200*time.Millisecond || exits != 2 {
 			t.Errorf("exited() after 59s up = %v, %d; want 200ms, 2", got, exits)
+		}
+	})
+}
+
+func TestBackoffStable(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := backoff{min: 100 * time.Millisecond, max: 30 * time.Second, reset: time.Minute, stable: time.Second,
+			rnd: func(int64) int64 { return 0 }}
+		// exit runs a child that is ready after up and exits after ready
+		// more (ready < 0: never ready), and returns what exited returned.
+		exit := func(up, ready time.Duration) (time.Duration, int) {
+			started := time.Now()
+			time.Sleep(up)
+			var readyAt time.Time
+			if ready >= 0 {
+				readyAt = time.Now()
+				time.Sleep(ready)
+			}
+			return b.exited(started, readyAt, time.Now())
+		}
+		steps := []struct {
+			name      string
+			up, ready time.Duration
+			wait      time.Duration
+			exits     int
+		}{
+			{"never ready", time.Second, -1, 100 * time.Millisecond, 1},
+			{"never ready", time.Second, -1, 200 * time.Millisecond, 2},
+			{"dies right after ready", time.Second, 999 * time.Millisecond, 400 * time.Millisecond, 3},
+			{"ready for stable", time.Second, time.Second, 0, 0},
+			{"ready for stable", 0, 10 * time.Second, 0, 0},
+			{"never ready", 0, -1, 100 * time.Millisecond, 1},
+			{"dies right after ready", 0, 0, 200 * time.Millisecond, 2},
+			{"ready for stable", 0, time.Second, 0, 0},
+		}
+		for i, st := range steps {
+			wait, exits := exit(st.up, st.ready)
+			if wait != st.wait || exits != st.exits {
+				t.Errorf("exit %d (%s) = %v, %d; want %v, %d", i+1, st.name, wait, exits, st.wait, st.exits)
+			}
+			time.Sleep(wait)
 		}
 	})
 }

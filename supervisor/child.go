@@ -31,6 +31,7 @@ const (
 type child struct {
 	pid      int       // set before pidKnown is closed
 	started  time.Time // set before pidKnown is closed
+	readyAt  time.Time // when its slot saw it ready, zero until then; only the slot's goroutine uses it
 	cmd      *exec.Cmd
 	pidKnown chan struct{}
 	ready    chan struct{}

@@ -1,8 +1,9 @@
 // Package supervisor starts, watches and stops the child processes of a yolk
 // master: one agent and N workers. It waits for each child to report ready,
-// restarts a child that exits (exponential backoff with jitter, a crash loop
-// logged loudly with the child's last stderr lines), stops the workers before
-// the agent, and replaces the workers one at a time on Reload.
+// restarts a child that exits (at once when it had been ready for
+// [Config.StableAfter], else after an exponential backoff with jitter, a crash
+// loop logged loudly with the child's last stderr lines), stops the workers
+// before the agent, and replaces the workers one at a time on Reload.
 //
 // It knows nothing of the bus: the master tells it that a child is ready with
 // [Supervisor.Ready] (from the child's ready event), mints and revokes the

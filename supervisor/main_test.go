@@ -55,6 +55,9 @@ func runChild(scenario string) int {
 			say("crash detail %d", i)
 		}
 		return 2
+	case "ready-exit": // ready, then exits 2 at once
+		say("ready")
+		return 2
 	case "never-ready":
 		say("warming up for ever")
 		select {

@@ -124,7 +124,7 @@ func (s *Supervisor) setState(sl *slot, state string) {
 func (s *Supervisor) runSlot(sl *slot, first chan<- error) {
 	defer close(sl.done)
 	defer s.remove(sl)
-	b := backoff{min: s.cfg.BackoffMin, max: s.cfg.BackoffMax, reset: s.cfg.BackoffReset}
+	b := backoff{min: s.cfg.BackoffMin, max: s.cfg.BackoffMax, reset: s.cfg.BackoffReset, stable: s.cfg.StableAfter}
 	for {
 		c, err := s.startChild(sl)
 		if err == nil {
@@ -160,6 +160,7 @@ func (s *Supervisor) awaitReady(sl *slot, c *child) error {
 	defer t.Stop()
 	select {
 	case <-c.ready:
+		c.readyAt = time.Now()
 		s.setState(sl, StateReady)
 		s.log.Info("child ready", "role", sl.spec.Role, "pid", c.pid)
 		return nil
@@ -207,17 +208,19 @@ func (s *Supervisor) stop(sl *slot, c *child) {
 }
 
 // restart logs the exit of c (nil when it never started) and waits out the
-// backoff. It reports false when the slot was retired meanwhile.
+// backoff, none when c was ready for StableAfter. It reports false when the
+// slot was retired meanwhile.
 func (s *Supervisor) restart(sl *slot, c *child, err error, b *backoff) bool {
 	if sl.retired() {
 		return false
 	}
 	now := time.Now()
+	var ready time.Time
 	started, pid, tail := now, 0, []string(nil)
 	if c != nil {
-		started, pid, tail = c.started, c.pid, c.tail.lines()
+		started, ready, pid, tail = c.started, c.readyAt, c.pid, c.tail.lines()
 	}
-	wait, exits := b.exited(started, now)
+	wait, exits := b.exited(started, ready, now)
 	if ce, ok := err.(*childError); ok {
 		err = errors.New(ce.reason()) // the pid is logged on its own
 	}

@@ -61,18 +61,28 @@ type Config struct {
 	// Nil means slog.Default().
 	Logger *slog.Logger
 
+	// StableAfter: a child that had been ready this long when it exited
+	// (default DefaultStableAfter) is restarted at once, and its backoff and
+	// crash count start over. Backoff is for a child that exits before it is
+	// ready or sooner after.
+	StableAfter time.Duration
 	// BackoffMin is the first restart delay (default 100ms); each quick exit
 	// doubles it up to BackoffMax (default 30s). Each wait is the delay minus
 	// a random 0 to 20%.
 	BackoffMin, BackoffMax time.Duration
-	// BackoffReset: a child that stayed up this long (default 1m) starts over
-	// at BackoffMin and its crash count at zero.
+	// BackoffReset: a child that stayed up this long (default 1m), but was not
+	// ready for StableAfter, waits BackoffMin and its crash count starts over.
 	BackoffReset time.Duration
-	// CrashLoopExits is how many exits in a row, each after less than
-	// BackoffReset up, make a crash loop (default 3). A crash loop is logged at
-	// Error with the child's last stderr lines; the child is still restarted.
+	// CrashLoopExits is how many quick exits in a row (before ready, or less
+	// than StableAfter after it) make a crash loop (default 3). A crash loop is logged at Error with the child's last
+	// stderr lines; the child is still restarted.
 	CrashLoopExits int
 }
+
+// DefaultStableAfter is Config.StableAfter's default. A child killed after a
+// second of service is replaced at once; one that keeps dying within a second
+// of its ready is a crash loop and backs off.
+const DefaultStableAfter = time.Second
 
 // ChildStatus is one supervised child as Status sees it.
 type ChildStatus struct {
@@ -146,6 +156,7 @@ func New(cfg Config) *Supervisor {
 	setDefault(&cfg.BackoffMin, 100*time.Millisecond)
 	setDefault(&cfg.BackoffMax, 30*time.Second)
 	setDefault(&cfg.BackoffReset, time.Minute)
+	setDefault(&cfg.StableAfter, DefaultStableAfter)
 	if cfg.CrashLoopExits <= 0 {
 		cfg.CrashLoopExits = 3
 	}
