@@ -40,11 +40,12 @@ type Hub struct {
 	force    map[uint64]uint64 // force run seq -> generation that serves it
 	finished signal
 	kick     chan struct{}
+	restart  chan struct{} // Reconnected: watch again from the latest entry
 }
 
 // NewHub returns a hub that reads src and talks on conn. Run starts it.
 func NewHub(conn Messenger, src Source, log *slog.Logger) *Hub {
-	return &Hub{conn: conn, src: src, log: log, force: make(map[uint64]uint64), kick: make(chan struct{}, 1)}
+	return &Hub{conn: conn, src: src, log: log, force: make(map[uint64]uint64), kick: make(chan struct{}, 1), restart: make(chan struct{}, 1)}
 }
 
 // Load returns the hub's current snapshot, nil before the first one.
@@ -67,20 +68,11 @@ func (h *Hub) now() time.Time {
 func (h *Hub) Run(ctx context.Context, sh *Shared, ready func()) error {
 	h.shared = sh
 	followed := make(chan struct{})
-	go func() {
-		for ctx.Err() == nil {
-			err := sh.Watch(ctx, func(s *Snapshot) { h.store.Swap(s.WithBy(s.By, h.now())) },
-				func(err error) { h.log.Error("shared snapshot refused", "err", err) },
-				func() { close(followed) })
-			if err != nil && ctx.Err() == nil {
-				h.log.Warn("watch the shared snapshot; again", "err", err)
-				select {
-				case <-ctx.Done():
-				case <-time.After(minRetry):
-				}
-			}
+	go sh.Follow(ctx, h.restart, func(s *Snapshot) {
+		if _, restarted := take(&h.store, s.WithBy(s.By, h.now())); restarted {
+			h.log.Warn("the shared snapshot started over (the master restarted); taking it", "version", s.Version, "revision", s.Revision)
 		}
-	}()
+	}, func(err error) { h.log.Error("shared snapshot refused", "err", err) }, func() { close(followed) })
 	select {
 	case <-followed:
 	case <-ctx.Done():
@@ -146,6 +138,18 @@ func (h *Hub) Changed(version string) {
 		return
 	}
 	h.request("push", false)
+}
+
+// Reconnected is called after the agent's bus connection came back: the master may
+// have restarted, with its stores empty. The hub watches the shared snapshot again
+// from its latest entry, and checks the remote, which publishes its own snapshot
+// again if the bucket has none. Safe to call from any goroutine.
+func (h *Hub) Reconnected() {
+	select {
+	case h.restart <- struct{}{}:
+	default:
+	}
+	h.request("catchup", false)
 }
 
 // Resync is called when the change feed comes back after a break: events may
@@ -219,37 +223,37 @@ func (h *Hub) fetchOnce(ctx context.Context) error {
 }
 
 func (h *Hub) fetch(ctx context.Context, by string, full bool) error {
-	cur := h.store.Load() // the base of the compare-and-set: what this read is newer than
-	var (
-		s   *Snapshot
-		err error
-	)
+	cur := h.store.Load()
+	head, err := h.shared.Head(ctx) // the base of the compare-and-set: this read starts after it
+	if err != nil {
+		return err
+	}
+	var s *Snapshot
 	if full || cur == nil {
 		s, err = h.src.Fetch(ctx)
 	} else {
 		s, err = h.src.Check(ctx, cur.Version)
 	}
 	if errors.Is(err, ErrNotModified) {
-		h.log.Debug("remote unchanged", "by", by, "version", cur.Version)
-		return nil
+		s, err = cur, nil
 	}
 	if err != nil {
 		return err
 	}
-	var base uint64
-	if cur != nil {
-		base = cur.Revision
-		if s.Digest == cur.Digest && s.Version == cur.Version {
+	if cur != nil && s.Digest == cur.Digest && s.Version == cur.Version {
+		if head.Revision != 0 {
+			h.log.Debug("remote unchanged", "by", by, "version", cur.Version)
 			return nil
 		}
-		if s.Version == cur.Version {
-			// Only a full fetch can see this: a source that served other data
-			// under the same version (a wrong ETag) earlier or now. The fresh
-			// data wins: snapshots are told apart by digest, not by name.
-			h.log.Warn("remote served different data under the same version; taking the fresh data", "version", s.Version)
-		}
+		// The bucket is empty: the master restarted. Seed it again.
+		by = "catchup"
+	} else if cur != nil && s.Version == cur.Version {
+		// Only a full fetch can see this: a source that served other data under
+		// the same version (a wrong ETag) earlier or now. The fresh data wins:
+		// snapshots are told apart by digest, not by name.
+		h.log.Warn("remote served different data under the same version; taking the fresh data", "version", s.Version)
 	}
-	p, err := h.shared.Publish(ctx, s, by, base)
+	p, err := h.shared.Publish(ctx, s, by, head)
 	if errors.Is(err, ErrConflict) {
 		// A worker published while the agent read (it was away, or is
 		// starting): this read may be older than theirs. Read again from theirs.
@@ -260,8 +264,7 @@ func (h *Hub) fetch(ctx context.Context, by string, full bool) error {
 	if err != nil {
 		return err
 	}
-	h.store.Swap(p.WithBy(by, h.now()))
-	h.shared.Retire(cur, p)
+	h.store.Swap(p.WithBy(by, h.now())) // if refused, the bucket started over: the watch brings p
 	h.log.Info("new version from remote", "by", by, "version", p.Version, "revision", p.Revision, "items", len(p.Items))
 	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/yolkgo/yolk/bus"
@@ -33,13 +32,13 @@ type Replica struct {
 	// orders nothing.
 	Now func() time.Time
 
-	updated signal // notified after each install
-	catchup chan struct{}
+	updated signal        // notified after each install
+	restart chan struct{} // Reconnected: watch again from the latest entry
 }
 
 // NewReplica returns a replica that keeps store fresh. Run starts it.
 func NewReplica(conn Messenger, src Source, store *Store, m *Metrics, log *slog.Logger) *Replica {
-	return &Replica{conn: conn, src: src, store: store, metrics: m, log: log, catchup: make(chan struct{}, 1)}
+	return &Replica{conn: conn, src: src, store: store, metrics: m, log: log, restart: make(chan struct{}, 1)}
 }
 
 func (r *Replica) now() time.Time {
@@ -55,7 +54,9 @@ func (r *Replica) now() time.Time {
 func (r *Replica) Run(ctx context.Context, sh *Shared, ready func()) error {
 	r.shared = sh
 	followed := make(chan struct{})
-	go r.follow(ctx, followed)
+	go sh.Follow(ctx, r.restart, r.watched,
+		func(err error) { r.log.Error("shared snapshot refused; the last good one keeps serving", "err", err) },
+		func() { close(followed) })
 	select {
 	case <-followed:
 	case <-ctx.Done():
@@ -93,55 +94,34 @@ func (r *Replica) Run(ctx context.Context, sh *Shared, ready func()) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-r.catchup:
-			if err := r.catchUp(ctx); err != nil {
-				r.log.Warn("catch up with the shared snapshot", "err", err)
-			}
 		case <-tick:
 			lease = r.pullIfAway(ctx, lease)
 		}
 	}
 }
 
-// follow runs the watch of the shared snapshot, again after it ends, until ctx is
-// done; followed is closed once the first watch has delivered what there was.
-func (r *Replica) follow(ctx context.Context, followed chan struct{}) {
-	var once sync.Once
-	initial := func() { once.Do(func() { close(followed) }) }
-	for ctx.Err() == nil {
-		err := r.shared.Watch(ctx, func(s *Snapshot) {
-			r.metrics.BusMessage("refresh")
-			r.install(s, s.By, "bus")
-		},
-			func(err error) { r.log.Error("shared snapshot refused; the last good one keeps serving", "err", err) },
-			initial)
-		if err != nil && ctx.Err() == nil {
-			r.log.Warn("watch the shared snapshot; again", "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(minRetry):
-			}
-		}
-	}
-}
-
-// Reconnected asks Run to read the shared snapshot again: the watch resumes by
-// itself after a reconnect, and this makes sure. Safe to call from any goroutine.
+// Reconnected is called after the worker's bus connection came back: the master
+// may have restarted, with its stores empty. The replica watches the shared
+// snapshot again from its latest entry. Safe to call from any goroutine.
 func (r *Replica) Reconnected() {
 	select {
-	case r.catchup <- struct{}{}:
+	case r.restart <- struct{}{}:
 	default:
 	}
 }
 
-// catchUp installs the shared snapshot if it is newer than ours.
-func (r *Replica) catchUp(ctx context.Context) error {
-	s, err := r.shared.Latest(ctx)
-	if err != nil || s == nil {
-		return err
+// watched installs a snapshot the watch delivered.
+func (r *Replica) watched(s *Snapshot) {
+	r.metrics.BusMessage("refresh")
+	if cur := r.store.Load(); cur != nil && s.Revision < cur.Revision {
+		// Revisions only grow in one bucket: this one started over.
+		r.log.Warn("the shared snapshot started over (the master restarted); taking it", "version", s.Version, "revision", s.Revision, "had", cur.Revision)
+		s = s.WithBy(s.By, r.now())
+		r.store.p.Store(s)
+		r.installed(s, "bus")
+		return
 	}
-	r.install(s, "catchup", "bus")
-	return nil
+	r.install(s, s.By, "bus")
 }
 
 // install swaps s in (if of a higher revision) and logs it as egg's example does.
@@ -160,6 +140,13 @@ func (r *Replica) install(s *Snapshot, by, via string) bool {
 	if !r.store.Swap(s) {
 		return false
 	}
+	r.installed(s, via)
+	return true
+}
+
+// installed reports a new snapshot s: to waiters, metrics, the log and OnUpdate.
+func (r *Replica) installed(s *Snapshot, via string) {
+	by := s.By
 	r.updated.notify()
 	r.metrics.Refresh(by)
 	r.metrics.SetSnapshot(s)
@@ -167,7 +154,6 @@ func (r *Replica) install(s *Snapshot, by, via string) bool {
 	if r.OnUpdate != nil {
 		r.OnUpdate(s)
 	}
-	return true
 }
 
 // Pull is the pull_refresh task: ask the agent to check the remote; what changed
@@ -265,29 +251,30 @@ func (r *Replica) pullIfAway(ctx context.Context, lease uint64) uint64 {
 // fetchRemote reads the remote directly (the agent is away) and publishes what
 // changed, by compare-and-set on the snapshot the read started from.
 func (r *Replica) fetchRemote(ctx context.Context, by string) error {
-	base := r.store.Load()
+	cur := r.store.Load()
+	head, err := r.shared.Head(ctx) // the base of the compare-and-set: this read starts after it
+	if err != nil {
+		return err
+	}
 	var s *Snapshot
-	var err error
-	if base != nil && by != "force" {
-		s, err = r.src.Check(ctx, base.Version)
+	if cur != nil && by != "force" {
+		s, err = r.src.Check(ctx, cur.Version)
 	} else {
 		s, err = r.src.Fetch(ctx)
 	}
 	if errors.Is(err, ErrNotModified) {
-		return nil
+		s, err = cur, nil
 	}
-	r.metrics.Fetch(err)
+	if !errors.Is(err, context.Canceled) {
+		r.metrics.Fetch(err)
+	}
 	if err != nil {
 		return err
 	}
-	var rev uint64
-	if base != nil {
-		if s.Version == base.Version && s.Digest == base.Digest {
-			return nil
-		}
-		rev = base.Revision
+	if cur != nil && s.Version == cur.Version && s.Digest == cur.Digest && head.Revision != 0 {
+		return nil
 	}
-	p, err := r.shared.Publish(ctx, s, by, rev)
+	p, err := r.shared.Publish(ctx, s, by, head)
 	if errors.Is(err, ErrConflict) {
 		r.log.Info("another process published while this one read the remote; keeping theirs", "by", by, "version", s.Version)
 		return nil
@@ -296,6 +283,5 @@ func (r *Replica) fetchRemote(ctx context.Context, by string) error {
 		return err
 	}
 	r.install(p, by, "remote")
-	r.shared.Retire(base, p)
 	return nil
 }

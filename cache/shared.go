@@ -8,7 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -52,9 +52,6 @@ type Shared struct {
 	kv     jetstream.KeyValue
 	obj    jetstream.ObjectStore
 	inline int // InlineLimit, but tests make it smaller
-	// refused is the revision of the latest entry Watch refused, if it is
-	// the latest: a publish replaces it whatever its base.
-	refused atomic.Uint64
 }
 
 // NewShared returns the shared copy in kv (the bucket [Bucket]) and obj (the
@@ -131,10 +128,35 @@ func joinItems(b, items []byte) []byte {
 	return append(out, '}')
 }
 
-// Publish makes s, labelled by, the shared snapshot, if the shared one is
-// still at revision base (0: none yet), and returns s at its new revision. It
-// returns ErrConflict if another was published since base.
-func (sh *Shared) Publish(ctx context.Context, s *Snapshot, by string, base uint64) (*Snapshot, error) {
+// Head is the shared snapshot's latest entry, as the base of a publish.
+type Head struct {
+	Revision uint64 // 0: no entry
+	object   string // where its items are, if in the object store
+}
+
+// Head returns the shared snapshot's latest entry: the base to publish a read of
+// the remote that starts now. It is taken from the bucket, not from what a watch
+// delivered last: the bucket may have started over (a master that restarted), or
+// hold an entry that does not decode, which a read of the remote rightly
+// replaces.
+func (sh *Shared) Head(ctx context.Context) (Head, error) {
+	e, err := sh.kv.Get(ctx, keySnapshot)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return Head{}, nil
+	case err != nil:
+		return Head{}, fmt.Errorf("cache: read the shared snapshot: %w", err)
+	}
+	var rec record
+	_ = json.Unmarshal(e.Value(), &rec) // garbage has no object to retire
+	return Head{Revision: e.Revision(), object: rec.Object}, nil
+}
+
+// Publish makes s, labelled by, the shared snapshot, if the shared one is still
+// base, and returns s at its new revision. It returns ErrConflict if another was
+// published since. The items of base in the object store, if any, are deleted:
+// readers still copying them fail and read the latest entry again.
+func (sh *Shared) Publish(ctx context.Context, s *Snapshot, by string, base Head) (*Snapshot, error) {
 	if !refreshBy[by] {
 		return nil, fmt.Errorf("cache: publish: unknown cause %q", by)
 	}
@@ -155,15 +177,12 @@ func (sh *Shared) Publish(ctx context.Context, s *Snapshot, by string, base uint
 		rec = appendString(append(make([]byte, 0, len(enc)+32), `{"by":`...), by)
 		rec = append(append(rec, ','), enc[1:]...)
 	}
-	if r := sh.refused.Load(); r > base {
-		base = r // a read of the remote is newer than garbage
-	}
 	var rev uint64
 	var err error
-	if base == 0 {
+	if base.Revision == 0 {
 		rev, err = sh.kv.Create(ctx, keySnapshot, rec)
 	} else {
-		rev, err = sh.kv.Update(ctx, keySnapshot, rec, base)
+		rev, err = sh.kv.Update(ctx, keySnapshot, rec, base.Revision)
 	}
 	if err != nil {
 		if object != "" {
@@ -173,6 +192,9 @@ func (sh *Shared) Publish(ctx context.Context, s *Snapshot, by string, base uint
 			return nil, ErrConflict
 		}
 		return nil, fmt.Errorf("cache: publish %s: %w", s.Version, err)
+	}
+	if base.object != "" && base.object != object {
+		sh.deleteObject(base.object)
 	}
 	p := s.withRevision(rev)
 	p.By, p.object = by, object
@@ -192,15 +214,6 @@ func appendRecordHead(b []byte, by string, s *Snapshot) []byte {
 	return appendTime(b, s.FetchedAt)
 }
 
-// Retire deletes the object store items of old, a snapshot that p replaced,
-// unless p uses them too. Readers still copying them fail and read the
-// latest record again.
-func (sh *Shared) Retire(old, p *Snapshot) {
-	if old != nil && old.object != "" && (p == nil || p.object != old.object) {
-		sh.deleteObject(old.object)
-	}
-}
-
 func (sh *Shared) deleteObject(name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -211,6 +224,54 @@ func randomName() string {
 	b := make([]byte, 12)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// Follow runs Watch until ctx is done, again after it ends and whenever
+// restart delivers (after a reconnect to the bus: the bucket may have started
+// over with a restarted master, and a watch resumes after the last revision it
+// saw, so it must start again from the latest entry). followed is called once,
+// when the first watch has delivered what there was.
+func (sh *Shared) Follow(ctx context.Context, restart <-chan struct{}, install func(*Snapshot), bad func(error), followed func()) {
+	var once sync.Once
+	initial := func() { once.Do(followed) }
+	for ctx.Err() == nil {
+		wctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- sh.Watch(wctx, install, bad, initial) }()
+		var err error
+		select {
+		case err = <-done:
+		case <-restart:
+			cancel()
+			<-done
+			cancel()
+			continue
+		}
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			bad(fmt.Errorf("%w; watching again", err))
+			select {
+			case <-ctx.Done():
+			case <-time.After(minRetry):
+			}
+		}
+	}
+}
+
+// take installs s, delivered by a watch, in st: if it is of a higher revision
+// than st's, or of a lower one, which only a bucket that started over can
+// deliver (revisions only grow within one). It reports whether it installed s,
+// and whether it was such a restart.
+func take(st *Store, s *Snapshot) (installed, restarted bool) {
+	cur := st.Load()
+	if cur == nil || s.Revision > cur.Revision {
+		return st.Swap(s), false
+	}
+	if s.Revision < cur.Revision {
+		st.p.Store(s)
+		return true, true
+	}
+	return false, false
 }
 
 // Watch calls install with every snapshot published from now on, starting
@@ -248,11 +309,9 @@ func (sh *Shared) Watch(ctx context.Context, install func(*Snapshot), bad func(e
 				if ctx.Err() != nil {
 					return nil
 				}
-				sh.refused.Store(e.Revision())
 				bad(err)
 				continue
 			}
-			sh.refused.Store(0)
 			install(s)
 		}
 	}

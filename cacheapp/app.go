@@ -97,6 +97,7 @@ func (a *app) agent(ag *yolk.Agent) error {
 		}
 		return nil
 	})
+	ag.OnReconnect(hub.Reconnected) // the master may have restarted, its stores empty
 	if !a.cfg.pushOn() {
 		ag.Log.Info("push refresh is off")
 		return nil

@@ -33,6 +33,7 @@ type auth struct {
 	open    map[uint64]peer        // every admitted connection, by client id (see members.go)
 	watched bool                   // a watch reports disconnects; set before the server starts
 	stores  []string               // what the agent and workers may publish for the stores; set before the server starts
+	opening bool                   // the stores are being created: only the broker's own connection is admitted
 	stop    chan struct{}          // closed by shutdown: wakes waiting connections
 	once    sync.Once
 }
@@ -172,6 +173,9 @@ func (a *auth) Check(c server.ClientAuthentication) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	cr, err := a.lookup(user, o.Password)
+	if err == nil && !cr.internal && a.opening {
+		return false // quietly: the client retries, and finds the stores there
+	}
 	if err == nil && !cr.anyID && cr.id == "" {
 		cr, err = a.waitBound(user, cr)
 	}

@@ -97,6 +97,7 @@ func Start(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker: start: %w", err)
 	}
 	a.stores = storePermissions(cfg.Stores)
+	a.opening = len(cfg.Stores) > 0
 	opts := &server.Options{
 		Host:                       cfg.Host,
 		Port:                       cfg.Port,
@@ -134,6 +135,9 @@ func Start(cfg Config) (*Broker, error) {
 			b.Shutdown()
 			return nil, err
 		}
+		a.mu.Lock()
+		a.opening = false
+		a.mu.Unlock()
 	}
 	if cfg.OnDisconnect != nil {
 		b.watching.Go(func() { a.watch(b.stopWatch, DisconnectPoll, cfg.OnDisconnect) })

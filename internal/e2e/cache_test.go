@@ -184,8 +184,8 @@ func TestRestartedWorkerCatchesUpWithoutFetching(t *testing.T) {
 	if after := m.src.stats(t).Fetches; after != before {
 		t.Errorf("remote fetches across a worker restart: %d, want 0", after-before)
 	}
-	if !strings.Contains(m.logs.String(), `"via":"agent"`) {
-		t.Errorf("no worker logged catching up from the agent")
+	if !strings.Contains(m.logs.String(), `"by":"start"`) && !strings.Contains(m.logs.String(), `"via":"bus"`) {
+		t.Errorf("no worker logged taking the shared snapshot from the bus")
 	}
 }
 
