@@ -68,8 +68,8 @@ func (h *Hub) now() time.Time {
 func (h *Hub) Run(ctx context.Context, sh *Shared, ready func()) error {
 	h.shared = sh
 	followed := make(chan struct{})
-	go sh.Follow(ctx, h.restart, func(s *Snapshot) {
-		if _, restarted := take(&h.store, s.WithBy(s.By, h.now())); restarted {
+	go sh.Follow(ctx, h.restart, func(s *Snapshot, first bool) {
+		if _, restarted := take(&h.store, s.WithBy(s.By, h.now()), first); restarted {
 			h.log.Warn("the shared snapshot started over (the master restarted); taking it", "version", s.Version, "revision", s.Revision)
 		}
 	}, func(err error) { h.log.Error("shared snapshot refused", "err", err) }, func() { close(followed) })

@@ -35,6 +35,7 @@ type fakeSource struct {
 	fetch   func(ctx context.Context) (*Snapshot, error)                 // nil: serve
 	check   func(ctx context.Context, version string) (*Snapshot, error) // nil: answerCheck
 	reads   []remoteRead
+	clock   func() time.Time // the fetch times of the snapshots it serves; nil: time.Now
 }
 
 // remoteRead is one read of the fake remote, recorded when it returned.
@@ -79,7 +80,7 @@ func (f *fakeSource) serve() (*Snapshot, error) {
 	f.mu.Lock()
 	version, body := f.version, f.body
 	f.mu.Unlock()
-	return NewSnapshot(version, time.Now(), body)
+	return NewSnapshot(version, f.now(), body)
 }
 
 // answerCheck answers a conditional read as an HTTP source does: not modified
@@ -91,7 +92,14 @@ func (f *fakeSource) answerCheck(version string) (*Snapshot, error) {
 	if version != "" && version == cur {
 		return nil, ErrNotModified
 	}
-	return NewSnapshot(cur, time.Now(), body)
+	return NewSnapshot(cur, f.now(), body)
+}
+
+func (f *fakeSource) now() time.Time {
+	if f.clock != nil {
+		return f.clock()
+	}
+	return time.Now()
 }
 
 func (f *fakeSource) record(who, kind string, err error) {
@@ -259,8 +267,11 @@ type testCluster struct {
 	broker      *broker.Broker
 	objects     jetstream.ObjectStore // the agent's view of the object store
 	remote      *fakeSource
-	startWithin time.Duration // how long a replica may take to become ready
-	pullEvery   time.Duration // the replicas' PullEvery
+	startWithin time.Duration                // how long a replica may take to become ready
+	pullEvery   time.Duration                // the replicas' PullEvery
+	source      func(id string) Source       // a worker's remote; nil: remote.as(id)
+	onUpdate    func(id string, s *Snapshot) // each worker's Replica.OnUpdate, if set
+	clock       func() time.Time             // the hub's and replicas' Now, if set
 	agent       *bus.Conn
 	hub         *Hub
 	workers     []*testWorker
@@ -329,6 +340,7 @@ func (c *testCluster) startHub() {
 	c.t.Helper()
 	c.agent = bustest.Dial(c.t, c.broker, bus.RoleAgent, "a1")
 	c.hub = NewHub(c.agent, c.remote.as("hub"), bustest.Logger(c.t))
+	c.hub.Now = c.clock
 	sh := c.shared(c.agent)
 	run := func(ctx context.Context, ready func()) error { return c.hub.Run(ctx, sh, ready) }
 	receiveWithin(c.t, runInBackground(c.t, "Hub", run), patience, "Hub ready")
@@ -352,8 +364,16 @@ func (c *testCluster) startReplicas(conns ...*bus.Conn) []*testWorker {
 	readies := make([]<-chan struct{}, len(conns))
 	for i, conn := range conns {
 		w := &testWorker{id: conn.ID(), conn: conn, store: new(Store)}
-		w.rep = NewReplica(conn, c.remote.as(w.id), w.store, nil, bustest.Logger(c.t))
-		w.rep.PullEvery = c.pullEvery
+		src := c.remote.as(w.id)
+		if c.source != nil {
+			src = c.source(w.id)
+		}
+		w.rep = NewReplica(conn, src, w.store, nil, bustest.Logger(c.t))
+		w.rep.PullEvery, w.rep.Now = c.pullEvery, c.clock
+		if c.onUpdate != nil {
+			id := w.id
+			w.rep.OnUpdate = func(s *Snapshot) { c.onUpdate(id, s) }
+		}
 		sh := c.shared(conn)
 		run := func(ctx context.Context, ready func()) error { return w.rep.Run(ctx, sh, ready) }
 		readies[i] = runInBackground(c.t, "Replica "+w.id, run)

@@ -110,15 +110,14 @@ func (r *Replica) Reconnected() {
 	}
 }
 
-// watched installs a snapshot the watch delivered.
-func (r *Replica) watched(s *Snapshot) {
+// watched installs a snapshot the watch delivered (see take).
+func (r *Replica) watched(s *Snapshot, first bool) {
 	r.metrics.BusMessage("refresh")
-	if cur := r.store.Load(); cur != nil && s.Revision < cur.Revision {
-		// Revisions only grow in one bucket: this one started over.
+	if cur := r.store.Load(); first && cur != nil && s.Revision < cur.Revision {
 		r.log.Warn("the shared snapshot started over (the master restarted); taking it", "version", s.Version, "revision", s.Revision, "had", cur.Revision)
-		s = s.WithBy(s.By, r.now())
-		r.store.p.Store(s)
-		r.installed(s, "bus")
+		if ok, _ := take(r.store, s.WithBy(s.By, r.now()), first); ok {
+			r.installed(r.store.Load(), "bus")
+		}
 		return
 	}
 	r.install(s, s.By, "bus")

@@ -231,7 +231,7 @@ func randomName() string {
 // over with a restarted master, and a watch resumes after the last revision it
 // saw, so it must start again from the latest entry). followed is called once,
 // when the first watch has delivered what there was.
-func (sh *Shared) Follow(ctx context.Context, restart <-chan struct{}, install func(*Snapshot), bad func(error), followed func()) {
+func (sh *Shared) Follow(ctx context.Context, restart <-chan struct{}, install func(s *Snapshot, first bool), bad func(error), followed func()) {
 	var once sync.Once
 	initial := func() { once.Do(followed) }
 	for ctx.Err() == nil {
@@ -259,33 +259,34 @@ func (sh *Shared) Follow(ctx context.Context, restart <-chan struct{}, install f
 }
 
 // take installs s, delivered by a watch, in st: if it is of a higher revision
-// than st's, or of a lower one, which only a bucket that started over can
-// deliver (revisions only grow within one). It reports whether it installed s,
-// and whether it was such a restart.
-func take(st *Store, s *Snapshot) (installed, restarted bool) {
-	cur := st.Load()
-	if cur == nil || s.Revision > cur.Revision {
-		return st.Swap(s), false
-	}
-	if s.Revision < cur.Revision {
+// than st's, or if it is the first entry of a watch and of a lower revision. A
+// watch starts with the latest entry, so that happens only when the bucket
+// started over (a master that restarted): revisions only grow within one. Later
+// entries of a watch come in revision order, and one lower than st's is older
+// than what the process published itself and installed meanwhile. take reports
+// whether it installed s, and whether the bucket started over.
+func take(st *Store, s *Snapshot, first bool) (installed, restarted bool) {
+	if cur := st.Load(); first && cur != nil && s.Revision < cur.Revision {
 		st.p.Store(s)
 		return true, true
 	}
-	return false, false
+	return st.Swap(s), false
 }
 
 // Watch calls install with every snapshot published from now on, starting
-// with the current one if any, in revision order, until ctx is done. After a
+// with the current one if any (first is set for that one), in revision order,
+// until ctx is done. After a
 // reconnect to the bus the watch resumes by itself. An entry that does not
 // decode is reported to bad and skipped: the last good snapshot keeps
 // serving. initial is called once the current snapshot (or its absence) has
 // been delivered.
-func (sh *Shared) Watch(ctx context.Context, install func(*Snapshot), bad func(error), initial func()) error {
+func (sh *Shared) Watch(ctx context.Context, install func(s *Snapshot, first bool), bad func(error), initial func()) error {
 	w, err := sh.kv.Watch(ctx, keySnapshot)
 	if err != nil {
 		return fmt.Errorf("cache: watch the shared snapshot: %w", err)
 	}
 	defer w.Stop()
+	first := true
 	for {
 		select {
 		case <-ctx.Done():
@@ -310,9 +311,11 @@ func (sh *Shared) Watch(ctx context.Context, install func(*Snapshot), bad func(e
 					return nil
 				}
 				bad(err)
+				first = false
 				continue
 			}
-			install(s)
+			install(s, first)
+			first = false
 		}
 	}
 }
