@@ -123,10 +123,15 @@ func (s *store) Delete(key, by string) (version string, ok bool, err error) {
 
 // publishLocked encodes the data set as the next version and makes it current.
 func (s *store) publishLocked() error {
-	body, err := json.Marshal(s.data) // keys sorted: the same data gives the same bytes
-	if err != nil {
+	// Keys sorted: the same data gives the same bytes. And the values as they
+	// were stored: json.Marshal would escape <, > and & in them.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(s.data); err != nil {
 		return fmt.Errorf("encode data: %w", err)
 	}
+	body := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	s.version++
 	v := strconv.FormatUint(s.version, 10)
 	s.cur.Store(&snapshot{version: v, etag: `"` + v + `"`, body: body})
