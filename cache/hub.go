@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/yolkgo/yolk/bus"
@@ -41,6 +42,10 @@ type Hub struct {
 	finished signal
 	kick     chan struct{}
 	restart  chan struct{} // Reconnected: watch again from the latest entry
+	// stale is set when the hub's snapshot may not be the bucket's latest
+	// entry (a publish met another, or the bus came back): the next fetch
+	// reads the bucket's head as its base, not the hub's snapshot.
+	stale atomic.Bool
 }
 
 // NewHub returns a hub that reads src and talks on conn. Run starts it.
@@ -145,6 +150,7 @@ func (h *Hub) Changed(version string) {
 // from its latest entry, and checks the remote, which publishes its own snapshot
 // again if the bucket has none. Safe to call from any goroutine.
 func (h *Hub) Reconnected() {
+	h.stale.Store(true)
 	select {
 	case h.restart <- struct{}{}:
 	default:
@@ -223,11 +229,19 @@ func (h *Hub) fetchOnce(ctx context.Context) error {
 }
 
 func (h *Hub) fetch(ctx context.Context, by string, full bool) error {
+	// The base of the compare-and-set: this read starts after it. The hub's
+	// snapshot is the bucket's latest entry but for a race with a worker's
+	// publish, or a bucket that started over, and then the publish fails and the
+	// next fetch reads the head: one round trip less for every other change.
 	cur := h.store.Load()
-	head, err := h.shared.Head(ctx) // the base of the compare-and-set: this read starts after it
-	if err != nil {
+	var head Head
+	var err error
+	if cur != nil && !h.stale.Load() {
+		head = Head{Revision: cur.Revision, object: cur.object}
+	} else if head, err = h.shared.Head(ctx); err != nil {
 		return err
 	}
+	h.stale.Store(false)
 	var s *Snapshot
 	if full || cur == nil {
 		s, err = h.src.Fetch(ctx)
@@ -258,6 +272,7 @@ func (h *Hub) fetch(ctx context.Context, by string, full bool) error {
 		// A worker published while the agent read (it was away, or is
 		// starting): this read may be older than theirs. Read again from theirs.
 		h.log.Info("the shared snapshot changed while reading the remote; checking again", "by", by, "version", s.Version)
+		h.stale.Store(true)
 		h.request(by, full)
 		return nil
 	}
