@@ -55,8 +55,9 @@ type Conn struct {
 	id       string
 	role     Role
 	log      *slog.Logger
-	handlers atomic.Pointer[map[string]Handler]
-	onMu     sync.Mutex // serialises On
+	handlers atomic.Pointer[map[string]Handler] // by event, for every route but the master's ([Conn.On])
+	toMaster atomic.Pointer[map[string]Handler] // by event, for the master route ([Conn.OnMaster])
+	onMu     sync.Mutex                         // serialises On and OnMaster
 
 	// hctx is the context passed to handlers (like http.Server's base
 	// context): it is cancelled when the connection is closed for good.
@@ -85,9 +86,9 @@ const (
 // that the Conn reconnects for ever by itself. Cancelling ctx after Dial
 // returns has no effect on the Conn.
 //
-// Register handlers with [Conn.On] right after Dial and before telling anyone
-// this process is ready: fan-out events that arrive for an event without a
-// handler are dropped.
+// Register handlers with [Conn.On] (the master also with [Conn.OnMaster])
+// right after Dial and before telling anyone this process is ready: fan-out
+// events that arrive for an event without a handler are dropped.
 func Dial(ctx context.Context, o Options) (*Conn, error) {
 	if err := ValidID(o.ID); err != nil {
 		return nil, opErr("dial", err)
@@ -107,6 +108,7 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 	c := &Conn{id: o.ID, role: o.Role, log: o.Logger}
 	c.hctx, c.cancel = context.WithCancel(context.Background())
 	c.handlers.Store(&map[string]Handler{})
+	c.toMaster.Store(&map[string]Handler{})
 
 	if err := c.connect(ctx, o); err != nil {
 		c.cancel()
