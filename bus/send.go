@@ -13,7 +13,9 @@ import (
 // process too. It is fire-and-forget: at most once to each process
 // subscribed when it is published, and never an error for absent receivers.
 // data: nil is null, []byte and json.RawMessage are sent as they are (one
-// valid JSON value), anything else is JSON-encoded.
+// valid JSON value), anything else is JSON-encoded. Data no receiver would
+// accept (arrays and objects nested deeper than 1000 levels, say) is an error
+// wrapping [ErrBadData], for every verb, before anything is published.
 func (c *Conn) Broadcast(event string, data any) error {
 	return c.publish("broadcast", prefixAll, event, data)
 }
