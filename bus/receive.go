@@ -42,8 +42,12 @@ func (m Message) Decode(v any) error {
 // The handlers of the events and sends of one route (broadcasts, app events,
 // point-to-point, random) run one at a time in arrival order, so a slow handler
 // delays the next messages of its route: hand slow work off. Requests promise
-// no order: each runs in its own goroutine, and Close waits for them. ctx is cancelled when the Conn is
-// closed for good. A panic is recovered and logged (and returned to a requester).
+// no order: each runs in its own goroutine, and Close waits for them and
+// sends their replies before it closes the connection. ctx is cancelled when
+// the Conn is closed for good: so not while Close waits for the handlers,
+// unless they outlast its timeout. A handler that waits for something that
+// stops before Close (a loop of the process, say) must also watch for that.
+// A panic is recovered and logged (and returned to a requester).
 type Handler func(ctx context.Context, m Message) (any, error)
 
 // RemoteError is the error a request's handler returned, as the requester sees it.
@@ -207,14 +211,16 @@ func (c *Conn) receive(r route, m *nats.Msg) {
 		// Requests promise no order, and a handler that waits (for a fetch, say)
 		// must not hold up the events of its route: each runs on its own.
 		reply := m.Reply
-		c.requests.Go(func() {
+		c.requests.add()
+		go func() { // Close waits for it
+			defer c.requests.remove()
 			v, err := c.run(h, msg)
 			if err != nil {
 				c.reply(reply, kindReply, event, nil, err.Error())
 				return
 			}
 			c.reply(reply, kindReply, event, v, "")
-		})
+		}()
 	}
 }
 
