@@ -73,16 +73,23 @@ func (c *cluster) ch(event string) chan delivery {
 	return c.got[event]
 }
 
-// listen records event at id; a request gets "reply from <id>".
+// listen records event at id, also on the master route at the master; a
+// request gets "reply from <id>".
 func (c *cluster) listen(id, event string) {
 	c.t.Helper()
 	ch := c.ch(event)
-	err := c.conns[id].On(event, func(_ context.Context, m bus.Message) (any, error) {
+	h := func(_ context.Context, m bus.Message) (any, error) {
 		ch <- delivery{to: id, m: m}
 		return "reply from " + id, nil
-	})
-	if err != nil {
+	}
+	if err := c.conns[id].On(event, h); err != nil {
 		c.t.Fatalf("On(%q) at %s: %v", event, id, err)
+	}
+	if c.roles[id] != bus.RoleMaster {
+		return
+	}
+	if err := c.conns[id].OnMaster(event, h); err != nil {
+		c.t.Fatalf("OnMaster(%q) at %s: %v", event, id, err)
 	}
 }
 

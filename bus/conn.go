@@ -55,8 +55,9 @@ type Conn struct {
 	id       string
 	role     Role
 	log      *slog.Logger
-	handlers atomic.Pointer[map[string]Handler]
-	onMu     sync.Mutex // serialises On
+	handlers atomic.Pointer[map[string]Handler] // by event, for every route but the master's ([Conn.On])
+	toMaster atomic.Pointer[map[string]Handler] // by event, for the master route ([Conn.OnMaster])
+	onMu     sync.Mutex                         // serialises On and OnMaster
 
 	// hctx is the context passed to handlers (like http.Server's base
 	// context): it is cancelled when the connection is closed for good.
@@ -64,7 +65,12 @@ type Conn struct {
 	cancel   context.CancelFunc
 	done     chan struct{}
 	closing  atomic.Bool
-	requests sync.WaitGroup // request handlers under way
+	requests inflight // request handlers under way
+
+	// The subscriptions of the routes, and for each a channel closed when
+	// it has delivered its last message (its callback has returned for good).
+	subs      []*nats.Subscription
+	delivered []chan struct{}
 }
 
 const (
@@ -85,9 +91,9 @@ const (
 // that the Conn reconnects for ever by itself. Cancelling ctx after Dial
 // returns has no effect on the Conn.
 //
-// Register handlers with [Conn.On] right after Dial and before telling anyone
-// this process is ready: fan-out events that arrive for an event without a
-// handler are dropped.
+// Register handlers with [Conn.On] (the master also with [Conn.OnMaster])
+// right after Dial and before telling anyone this process is ready: fan-out
+// events that arrive for an event without a handler are dropped.
 func Dial(ctx context.Context, o Options) (*Conn, error) {
 	if err := ValidID(o.ID); err != nil {
 		return nil, opErr("dial", err)
@@ -107,6 +113,7 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 	c := &Conn{id: o.ID, role: o.Role, log: o.Logger}
 	c.hctx, c.cancel = context.WithCancel(context.Background())
 	c.handlers.Store(&map[string]Handler{})
+	c.toMaster.Store(&map[string]Handler{})
 
 	if err := c.connect(ctx, o); err != nil {
 		c.cancel()
@@ -238,6 +245,10 @@ func (c *Conn) subscribe(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("bus: subscribe %s: %w", r.subject, err)
 		}
+		delivered := make(chan struct{})
+		sub.SetClosedHandler(func(string) { close(delivered) })
+		c.subs = append(c.subs, sub)
+		c.delivered = append(c.delivered, delivered)
 	}
 	if err := c.Flush(ctx); err != nil {
 		return err
@@ -271,11 +282,24 @@ func (c *Conn) Flush(ctx context.Context) error {
 }
 
 // Close drains the Conn: it stops receiving, lets the handlers finish what
-// was already received, flushes what was sent, then closes. It returns once
-// the connection is closed, and may be called more than once. Do not call it
-// from a handler: it waits for the handlers.
+// was already received (requests included, whose replies it sends), flushes
+// what was sent, then closes. So a request whose handler is under way gets
+// its reply, and one that comes after Close began finds no receiver. The
+// handlers get nats.go's drain timeout (30s); those still running then see
+// their ctx cancelled as the connection closes, and Close, which still waits
+// for them, returns an error wrapping nats.ErrDrainTimeout. While the
+// connection is down it closes at once. Close returns once the connection is
+// closed and the handlers have returned, and may be called more than once.
+// Do not call it from a handler: it waits for the handlers.
 func (c *Conn) Close() error {
 	c.closing.Store(true)
+	timeout := c.nc.Opts.DrainTimeout
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	finished := c.finish(deadline.C)
+	if !finished {
+		c.nc.Close() // flushes what is buffered, and cancels the handlers' ctx
+	}
 	switch err := c.nc.Drain(); {
 	case err == nil:
 	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining):
@@ -285,11 +309,52 @@ func (c *Conn) Close() error {
 		c.nc.Close()
 	}
 	<-c.done
-	c.requests.Wait()
+	for _, d := range c.delivered {
+		<-d
+	}
+	<-c.requests.idle()
+	if !finished {
+		return opErr("close", fmt.Errorf("handlers still running after %v: %w", timeout, nats.ErrDrainTimeout))
+	}
 	if err := c.nc.LastError(); errors.Is(err, nats.ErrDrainTimeout) {
 		return opErr("close", err)
 	}
 	return nil
+}
+
+// finish stops the subscriptions of the routes and waits, until stop, for
+// the handlers of what they had received: first the callbacks of the routes,
+// which start the request handlers, then the request handlers, which send
+// their replies while the connection is still open. It reports whether they
+// all ended. While the connection is down it does nothing: no reply could be
+// sent, and nats.go closes such a connection at once.
+func (c *Conn) finish(stop <-chan time.Time) bool {
+	if !c.nc.IsConnected() {
+		return true
+	}
+	for _, sub := range c.subs {
+		_ = sub.Drain() // an error: closed already, as by an earlier Close
+	}
+	for _, d := range c.delivered {
+		select {
+		case <-d:
+		case <-stop:
+			return false
+		}
+	}
+	idle := c.requests.idle()
+	select {
+	case <-idle:
+		return true
+	default:
+	}
+	c.log.Debug("bus: close: waiting for the request handlers under way")
+	select {
+	case <-idle:
+		return true
+	case <-stop:
+		return false
+	}
 }
 
 // Done returns a channel that is closed when the connection is closed for
@@ -327,3 +392,41 @@ func natsErr(err error) error {
 	}
 	return err
 }
+
+// inflight counts handlers under way, so that Close can wait for them with a
+// deadline (which a sync.WaitGroup cannot).
+type inflight struct {
+	mu   sync.Mutex
+	n    int
+	done chan struct{} // closed when n is back to 0
+}
+
+func (f *inflight) add() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == 0 {
+		f.done = make(chan struct{})
+	}
+	f.n++
+}
+
+func (f *inflight) remove() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n--; f.n == 0 {
+		close(f.done)
+	}
+}
+
+// idle returns a channel that is closed once no handler counted so far is
+// under way.
+func (f *inflight) idle() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == 0 {
+		return closedChan
+	}
+	return f.done
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()

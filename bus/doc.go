@@ -16,6 +16,17 @@
 //	yolk.master.<event>.<from>    SendToMaster, RequestMaster: the master
 //	yolk.inbox.<id>.>             replies to the process with that id, and only it
 //
+// A handler is reached only through the routes it was registered for, not by
+// its event's name alone. [Conn.On] handles what comes through every route
+// but the master's; [Conn.OnMaster] handles the master route, which only the
+// master has and on which the bus lets the agent and the workers send only
+// "ready" and "state", and the control credential only "status" and
+// "reload". So the master's status and reload handlers answer the control
+// credential alone: a worker's Broadcast("reload") or Request(<master id>,
+// "reload", ...) finds no handler of On at the master (it is dropped, or the
+// sender gets [ErrNoReceiver]), and its SendToMaster("reload") is refused by
+// the bus.
+//
 // The payload is a versioned JSON envelope,
 // {"v":1,"kind":"event|send|req|reply|nack","event":..,"from":..,"role":..,"data":..,"error":..};
 // a receiver drops (and logs) a message whose envelope does not match its

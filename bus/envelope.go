@@ -83,9 +83,16 @@ func appendTail(dst []byte, errMsg string) []byte {
 	return append(dst, '}')
 }
 
+// Errors of data that no receiver would accept.
+var (
+	errNotJSON    = fmt.Errorf("%w: not one valid JSON value", ErrBadData)
+	errNestedData = fmt.Errorf("%w: arrays and objects nested deeper than %d levels", ErrBadData, maxDepth)
+)
+
 // appendData appends v as one JSON value: nil as null, []byte and
 // json.RawMessage as they are (they must hold one valid JSON value), anything
-// else through encoding/json.
+// else through encoding/json. Data the decoder would refuse is an error
+// wrapping ErrBadData, so that the sender hears of it, not the receivers.
 func appendData(dst []byte, v any) ([]byte, error) {
 	switch d := v.(type) {
 	case nil:
@@ -101,16 +108,45 @@ func appendData(dst []byte, v any) ([]byte, error) {
 	if err != nil {
 		return dst, fmt.Errorf("bus: encode data: %w", err)
 	}
+	if err := checkDepth(b); err != nil {
+		return dst, err
+	}
 	return append(dst, b...), nil
 }
 
 func appendRaw(dst, raw []byte) ([]byte, error) {
 	start := skipSpace(raw, 0)
 	end, err := skipValue(raw, start, 0)
-	if err != nil || skipSpace(raw, end) != len(raw) {
-		return dst, ErrBadData
+	if err != nil {
+		return dst, dataError(err)
+	}
+	if skipSpace(raw, end) != len(raw) {
+		return dst, errNotJSON
 	}
 	return append(dst, raw[start:end]...), nil
+}
+
+// checkDepth checks that the valid JSON b (encoding/json's output) nests no
+// deeper than the decoder accepts, which encoding/json does not bound. It
+// scans only what has more opening brackets than the limit (never a small
+// payload), and only until the brackets left cannot reach it.
+func checkDepth(b []byte) error {
+	if len(b) < 2*(maxDepth+1) {
+		return nil
+	}
+	opens := bytes.Count(b, []byte{'['}) + bytes.Count(b, []byte{'{'})
+	if opens > maxDepth && nestsDeeper(b, maxDepth, opens) {
+		return errNestedData
+	}
+	return nil
+}
+
+// dataError is the sender's error for data the scanner refused with err.
+func dataError(err error) error {
+	if errors.Is(err, errTooDeep) {
+		return errNestedData
+	}
+	return errNotJSON
 }
 
 // appendString appends s as a JSON string: as it is when it needs no

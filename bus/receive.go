@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime/debug"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 )
@@ -41,8 +42,12 @@ func (m Message) Decode(v any) error {
 // The handlers of the events and sends of one route (broadcasts, app events,
 // point-to-point, random) run one at a time in arrival order, so a slow handler
 // delays the next messages of its route: hand slow work off. Requests promise
-// no order: each runs in its own goroutine, and Close waits for them. ctx is cancelled when the Conn is
-// closed for good. A panic is recovered and logged (and returned to a requester).
+// no order: each runs in its own goroutine, and Close waits for them and
+// sends their replies before it closes the connection. ctx is cancelled when
+// the Conn is closed for good: so not while Close waits for the handlers,
+// unless they outlast its timeout. A handler that waits for something that
+// stops before Close (a loop of the process, say) must also watch for that.
+// A panic is recovered and logged (and returned to a requester).
 type Handler func(ctx context.Context, m Message) (any, error)
 
 // RemoteError is the error a request's handler returned, as the requester sees it.
@@ -57,13 +62,47 @@ func (e *RemoteError) Error() string {
 
 // On makes h handle event, replacing an earlier handler; a nil h removes it.
 // It is safe to call at any time, also from a handler.
+//
+// h handles what the verbs of egg's messenger and the requests send this
+// process: [Conn.Broadcast], [Conn.SendToApp], [Conn.SendToAgent],
+// [Conn.SendTo], [Conn.SendRandom], [Conn.Request], [Conn.RequestAgent] and
+// [Conn.Gather]. It never handles what is sent to the master with
+// [Conn.SendToMaster] or [Conn.RequestMaster]: the master registers those
+// handlers with [Conn.OnMaster]. A handler is reached only through the
+// routes it was registered for, whatever the event's name.
 func (c *Conn) On(event string, h Handler) error {
+	return c.setHandler("on", &c.handlers, event, h)
+}
+
+// OnMaster makes h handle event when it comes through the master route:
+// sent with [Conn.SendToMaster] or [Conn.RequestMaster] by another process.
+// Only the master's Conn has that route; on any other it returns an error.
+// It replaces an earlier handler; a nil h removes it. It is safe to call at
+// any time, also from a handler.
+//
+// The bus decides who may send which event on the master route: the agent and
+// the workers only "ready" and "state", the control role (the `master status`
+// and `master reload` command line, with the control credential) only
+// "status" and "reload" (see [Permissions]). So a handler registered here for
+// "status" is reached with the control credential only: not by a Broadcast,
+// a SendTo or a Request to the master's id (those reach the handlers of
+// [Conn.On], and a send or request without one fails with [ErrNoReceiver]),
+// nor by a worker's or the agent's SendToMaster (the bus refuses it).
+func (c *Conn) OnMaster(event string, h Handler) error {
+	if c.role != RoleMaster {
+		return opErr("on master "+event, fmt.Errorf("a %s receives nothing sent to the master", c.role))
+	}
+	return c.setHandler("on master", &c.toMaster, event, h)
+}
+
+// setHandler sets or removes the handler of event in the table at p.
+func (c *Conn) setHandler(op string, p *atomic.Pointer[map[string]Handler], event string, h Handler) error {
 	if err := ValidEvent(event); err != nil {
-		return opErr("on", err)
+		return opErr(op, err)
 	}
 	c.onMu.Lock()
 	defer c.onMu.Unlock()
-	old := *c.handlers.Load()
+	old := *p.Load()
 	next := make(map[string]Handler, len(old)+1)
 	for k, v := range old {
 		next[k] = v
@@ -73,7 +112,7 @@ func (c *Conn) On(event string, h Handler) error {
 	} else {
 		next[event] = h
 	}
-	c.handlers.Store(&next)
+	p.Store(&next)
 	return nil
 }
 
@@ -83,6 +122,7 @@ type route struct {
 	queue   string
 	kinds   uint8 // bit 1<<kind for each kind the route accepts
 	fanout  bool  // a request without a handler gets no answer (Gather)
+	master  bool  // the master route: handled by the handlers of OnMaster, not On
 }
 
 const (
@@ -106,7 +146,7 @@ func routes(role Role, id string) []route {
 	case RoleAgent:
 		return []route{all, {subject: prefixAgent + "*.*", kinds: acceptSend | acceptReq}, to}
 	case RoleMaster:
-		return []route{all, {subject: prefixMaster + "*.*", kinds: acceptSend | acceptReq}, to}
+		return []route{all, {subject: prefixMaster + "*.*", kinds: acceptSend | acceptReq, master: true}, to}
 	}
 	return nil
 }
@@ -137,12 +177,16 @@ func (c *Conn) receive(r route, m *nats.Msg) {
 		return
 	}
 	msg := Message{Event: event, From: from, Role: e.role, Data: e.data}
-	h := (*c.handlers.Load())[event]
+	table := &c.handlers
+	if r.master {
+		table = &c.toMaster
+	}
+	h := (*table.Load())[event]
 
 	switch e.kind {
 	case kindEvent:
 		if h == nil {
-			c.log.Debug("bus: no handler", "event", event, "from", from)
+			c.log.Debug("bus: no handler", "event", event, "from", from, "route", r.subject)
 			return
 		}
 		if _, err := c.run(h, msg); err != nil {
@@ -167,14 +211,16 @@ func (c *Conn) receive(r route, m *nats.Msg) {
 		// Requests promise no order, and a handler that waits (for a fetch, say)
 		// must not hold up the events of its route: each runs on its own.
 		reply := m.Reply
-		c.requests.Go(func() {
+		c.requests.add()
+		go func() { // Close waits for it
+			defer c.requests.remove()
 			v, err := c.run(h, msg)
 			if err != nil {
 				c.reply(reply, kindReply, event, nil, err.Error())
 				return
 			}
 			c.reply(reply, kindReply, event, v, "")
-		})
+		}()
 	}
 }
 

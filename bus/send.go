@@ -13,7 +13,9 @@ import (
 // process too. It is fire-and-forget: at most once to each process
 // subscribed when it is published, and never an error for absent receivers.
 // data: nil is null, []byte and json.RawMessage are sent as they are (one
-// valid JSON value), anything else is JSON-encoded.
+// valid JSON value), anything else is JSON-encoded. Data no receiver would
+// accept (arrays and objects nested deeper than 1000 levels, say) is an error
+// wrapping [ErrBadData], for every verb, before anything is published.
 func (c *Conn) Broadcast(event string, data any) error {
 	return c.publish("broadcast", prefixAll, event, data)
 }
@@ -69,10 +71,16 @@ func (c *Conn) SendRandom(ctx context.Context, event string, data any) error {
 }
 
 // SendToMaster sends event to the master, acknowledged and retried as
-// [Conn.SendToAgent]. Workers and the agent may send only "ready" and "state",
+// [Conn.SendToAgent]; the master handles it with a handler of
+// [Conn.OnMaster]. Workers and the agent may send only "ready" and "state",
 // the control role only "status" and "reload": the bus refuses any other
-// (the Conn logs the refusal) and the call fails when ctx ends.
+// (the Conn logs the refusal) and the call fails when ctx ends. The master
+// itself may not (it fails at once): the master route carries what the
+// others tell the master.
 func (c *Conn) SendToMaster(ctx context.Context, event string, data any) error {
+	if err := c.fromOthers(); err != nil {
+		return opErr("send "+event+" to master", err)
+	}
 	return c.send(ctx, "send", "master", prefixMaster, event, data)
 }
 
@@ -88,10 +96,25 @@ func (c *Conn) Request(ctx context.Context, id, event string, data any) (Message
 	return c.request(ctx, id, prefixTo+id+".", event, data)
 }
 
-// RequestMaster is [Conn.Request] to the master. The control role may ask
-// only "status" and "reload".
+// RequestMaster is [Conn.Request] to the master, answered by a handler of
+// [Conn.OnMaster]. The control role may ask only "status" and "reload", the
+// agent and the workers only "ready" and "state"; the master itself may not
+// (as [Conn.SendToMaster]).
 func (c *Conn) RequestMaster(ctx context.Context, event string, data any) (Message, error) {
+	if err := c.fromOthers(); err != nil {
+		return Message{}, opErr("request "+event+" from master", err)
+	}
 	return c.request(ctx, "master", prefixMaster, event, data)
+}
+
+// fromOthers refuses the master route to the master's own Conn: the bus lets
+// the master publish anywhere, and its handlers of OnMaster are for the
+// other processes (status and reload for the control credential only).
+func (c *Conn) fromOthers() error {
+	if c.role == RoleMaster {
+		return errors.New("the master does not send to itself on the master route")
+	}
+	return nil
 }
 
 // RequestAgent is [Conn.Request] to the agent, whatever its id: a worker in fork

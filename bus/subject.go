@@ -41,8 +41,10 @@ var (
 	ErrBadEvent = errors.New("bus: bad event name")
 	// ErrBadID: a process id is not a single subject token.
 	ErrBadID = errors.New("bus: bad id")
-	// ErrBadData: data given as []byte or json.RawMessage is not one valid JSON value.
-	ErrBadData = errors.New("bus: data is not valid JSON")
+	// ErrBadData: no receiver would accept the data: given as []byte or
+	// json.RawMessage it is not one valid JSON value, or its arrays and
+	// objects nest deeper than 1000 levels. The send fails before publishing.
+	ErrBadData = errors.New("bus: bad data")
 	// ErrClosed: the Conn is closed or draining.
 	ErrClosed = errors.New("bus: connection closed")
 )

@@ -132,6 +132,11 @@ func TestPublishPermissions(t *testing.T) {
 			}
 		}
 	}
+	for _, ev := range []string{"reload", "status"} {
+		if err := master.OnMaster(ev, record); err != nil {
+			t.Fatal(err)
+		}
+	}
 	envelope := func(event, from string, role bus.Role) []byte {
 		return []byte(`{"v":1,"kind":"event","event":"` + event + `","from":"` + from + `","role":"` + string(role) + `","data":null}`)
 	}
@@ -204,7 +209,7 @@ func TestPublishPermissions(t *testing.T) {
 func TestConnReportsViolation(t *testing.T) {
 	b := bustest.NewBroker(t)
 	master := bustest.Dial(t, b, bus.RoleMaster, bus.MasterID)
-	if err := master.On("reload", func(context.Context, bus.Message) (any, error) { return nil, nil }); err != nil {
+	if err := master.OnMaster("reload", func(context.Context, bus.Message) (any, error) { return nil, nil }); err != nil {
 		t.Fatal(err)
 	}
 	cred := b.Mint(bus.RoleWorker, "w1")
@@ -518,7 +523,7 @@ func TestAddRole(t *testing.T) {
 func TestControl(t *testing.T) {
 	b := bustest.NewBroker(t)
 	master := bustest.Dial(t, b, bus.RoleMaster, bus.MasterID)
-	err := master.On("status", func(_ context.Context, m bus.Message) (any, error) {
+	err := master.OnMaster("status", func(_ context.Context, m bus.Message) (any, error) {
 		return map[string]string{"asker": m.From}, nil
 	})
 	if err != nil {

@@ -77,8 +77,8 @@ func serveExternal(ctx context.Context, cfg config, stderr io.Writer, sig signal
 			return nil, errors.New("no reload in external mode: the platform replaces the workers (a rolling update)")
 		},
 	}
-	for event, h := range handlers {
-		if err := conn.On(event, h); err != nil {
+	for event, h := range handlers { // what the children and the control command send the master
+		if err := conn.OnMaster(event, h); err != nil {
 			return err
 		}
 	}

@@ -137,8 +137,8 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 			return "reload started", nil
 		},
 	}
-	for event, h := range handlers {
-		if err := conn.On(event, h); err != nil {
+	for event, h := range handlers { // what the children and the control command send the master
+		if err := conn.OnMaster(event, h); err != nil {
 			return err
 		}
 	}
