@@ -42,6 +42,7 @@ type Hub struct {
 	finished signal
 	kick     chan struct{}
 	restart  chan struct{} // Reconnected: watch again from the latest entry
+	stopped  chan struct{} // closed when Run returns: requests still waiting get an error
 	// stale is set when the hub's snapshot may not be the bucket's latest
 	// entry (a publish met another, or the bus came back): the next fetch
 	// reads the bucket's head as its base, not the hub's snapshot.
@@ -50,7 +51,7 @@ type Hub struct {
 
 // NewHub returns a hub that reads src and talks on conn. Run starts it.
 func NewHub(conn Messenger, src Source, log *slog.Logger) *Hub {
-	return &Hub{conn: conn, src: src, log: log, force: make(map[uint64]uint64), kick: make(chan struct{}, 1), restart: make(chan struct{}, 1)}
+	return &Hub{conn: conn, src: src, log: log, force: make(map[uint64]uint64), kick: make(chan struct{}, 1), restart: make(chan struct{}, 1), stopped: make(chan struct{})}
 }
 
 // Load returns the hub's current snapshot, nil before the first one.
@@ -71,6 +72,7 @@ func (h *Hub) now() time.Time {
 // pulls, forces) waits for the retry; workers keep the last good snapshot
 // meanwhile.
 func (h *Hub) Run(ctx context.Context, sh *Shared, ready func()) error {
+	defer close(h.stopped) // the bus sends the replies of requests under way before it closes: end them
 	h.shared = sh
 	followed := make(chan struct{})
 	go sh.Follow(ctx, h.restart, func(s *Snapshot, first bool) {
@@ -201,6 +203,8 @@ func (h *Hub) await(ctx context.Context, gen uint64) error {
 		case <-ch:
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-h.stopped:
+			return errors.New("cache: the agent is stopping")
 		}
 	}
 }
