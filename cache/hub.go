@@ -24,7 +24,7 @@ type Hub struct {
 	conn   Messenger
 	src    Source
 	log    *slog.Logger
-	store  Store // the shared snapshot as the hub last saw it
+	store  Store // the shared snapshot as the hub last published or read it
 	shared *Shared
 
 	// Now is the clock of UpdatedAt, for people; nil means time.Now. It orders
@@ -41,7 +41,6 @@ type Hub struct {
 	force    map[uint64]uint64 // force run seq -> generation that serves it
 	finished signal
 	kick     chan struct{}
-	restart  chan struct{} // Reconnected: watch again from the latest entry
 	stopped  chan struct{} // closed when Run returns: requests still waiting get an error
 	// stale is set when the hub's snapshot may not be the bucket's latest
 	// entry (a publish met another, or the bus came back): the next fetch
@@ -51,7 +50,7 @@ type Hub struct {
 
 // NewHub returns a hub that reads src and talks on conn. Run starts it.
 func NewHub(conn Messenger, src Source, log *slog.Logger) *Hub {
-	return &Hub{conn: conn, src: src, log: log, force: make(map[uint64]uint64), kick: make(chan struct{}, 1), restart: make(chan struct{}, 1), stopped: make(chan struct{})}
+	return &Hub{conn: conn, src: src, log: log, force: make(map[uint64]uint64), kick: make(chan struct{}, 1), stopped: make(chan struct{})}
 }
 
 // Load returns the hub's current snapshot, nil before the first one.
@@ -64,7 +63,7 @@ func (h *Hub) now() time.Time {
 	return time.Now()
 }
 
-// Run serves the protocol on sh until ctx is done. It follows the shared snapshot
+// Run serves the protocol on sh until ctx is done. It takes the shared snapshot
 // (a restarted agent starts from what the service holds, without reading the
 // remote for it), registers its handler, makes one conditional check of the remote,
 // calls ready, and then runs the fetch loop. A remote that fails is retried with
@@ -74,16 +73,17 @@ func (h *Hub) now() time.Time {
 func (h *Hub) Run(ctx context.Context, sh *Shared, ready func()) error {
 	defer close(h.stopped) // the bus sends the replies of requests under way before it closes: end them
 	h.shared = sh
-	followed := make(chan struct{})
-	go sh.Follow(ctx, h.restart, func(s *Snapshot, first bool) {
-		if _, restarted := take(&h.store, s.WithBy(s.By, h.now()), first); restarted {
-			h.log.Warn("the shared snapshot started over (the master restarted); taking it", "version", s.Version, "revision", s.Revision)
+	for wait := minRetry; ; wait = min(2*wait, maxRetry) {
+		_, err := h.sync(ctx)
+		if err == nil {
+			break
 		}
-	}, func(err error) { h.log.Error("shared snapshot refused", "err", err) }, func() { close(followed) })
-	select {
-	case <-followed:
-	case <-ctx.Done():
-		return nil
+		h.log.Warn("read the shared snapshot; again", "err", err, "retryIn", wait.String())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
 	}
 	if err := h.conn.On(EventFetch, h.handleFetch); err != nil {
 		return err
@@ -148,15 +148,11 @@ func (h *Hub) Changed(version string) {
 }
 
 // Reconnected is called after the agent's bus connection came back: the master may
-// have restarted, with its stores empty. The hub watches the shared snapshot again
-// from its latest entry, and checks the remote, which publishes its own snapshot
-// again if the bucket has none. Safe to call from any goroutine.
+// have restarted, with its stores empty. The hub reads the bucket again and checks
+// the remote, which publishes its own snapshot again if the bucket has none. Safe
+// to call from any goroutine.
 func (h *Hub) Reconnected() {
 	h.stale.Store(true)
-	select {
-	case h.restart <- struct{}{}:
-	default:
-	}
 	h.request("catchup", false)
 }
 
@@ -234,19 +230,23 @@ func (h *Hub) fetchOnce(ctx context.Context) error {
 
 func (h *Hub) fetch(ctx context.Context, by string, full bool) error {
 	// The base of the compare-and-set: this read starts after it. The hub's
-	// snapshot is the bucket's latest entry but for a race with a worker's
-	// publish, or a bucket that started over, and then the publish fails and the
-	// next fetch reads the head: one round trip less for every other change.
+	// snapshot is the bucket's latest entry, but for a race with a worker's
+	// publish or a bucket that started over: then the publish fails, or the bus
+	// came back, and the hub reads the bucket again first.
 	cur := h.store.Load()
-	var head Head
-	var err error
-	if cur != nil && !h.stale.Load() {
+	head := Head{}
+	if cur != nil {
 		head = Head{Revision: cur.Revision, object: cur.object}
-	} else if head, err = h.shared.Head(ctx); err != nil {
-		return err
 	}
-	h.stale.Store(false)
+	if h.stale.Load() || cur == nil {
+		var err error
+		if head, err = h.sync(ctx); err != nil {
+			return err
+		}
+		cur = h.store.Load()
+	}
 	var s *Snapshot
+	var err error
 	if full || cur == nil {
 		s, err = h.src.Fetch(ctx)
 	} else {
@@ -286,6 +286,28 @@ func (h *Hub) fetch(ctx context.Context, by string, full bool) error {
 	h.store.Swap(p.WithBy(by, h.now())) // if refused, the bucket started over: the watch brings p
 	h.log.Info("new version from remote", "by", by, "version", p.Version, "revision", p.Revision, "items", len(p.Items))
 	return nil
+}
+
+// sync takes the bucket's latest entry as the hub's snapshot (the bucket's word
+// is final: it may have started over, or hold what a worker published) and
+// returns it as the base of the next publish. An empty bucket leaves the hub's
+// snapshot, to be published again; an entry that does not decode is logged, and
+// the next read of the remote replaces it.
+func (h *Hub) sync(ctx context.Context) (Head, error) {
+	s, head, err := h.shared.Latest(ctx)
+	if err != nil && head.Revision == 0 {
+		return head, err
+	}
+	h.stale.Store(false)
+	switch {
+	case err != nil:
+		h.log.Error("shared snapshot refused; the next read of the remote replaces it", "err", err)
+	case s != nil:
+		if cur := h.store.Load(); cur == nil || cur.Revision != s.Revision || cur.Digest != s.Digest {
+			h.store.p.Store(s.WithBy(s.By, h.now()))
+		}
+	}
+	return head, nil
 }
 
 // handleFetch serves a worker's pull or force: one fetch per force run for the whole

@@ -71,16 +71,22 @@ type record struct {
 	Size    int    `json:"size,omitempty"`
 }
 
-// Latest returns the shared snapshot, nil if none was published yet.
-func (sh *Shared) Latest(ctx context.Context) (*Snapshot, error) {
+// Latest returns the shared snapshot, nil if none was published yet or if its
+// entry does not decode (err says why), and in any case the entry as a base to
+// publish on.
+func (sh *Shared) Latest(ctx context.Context) (*Snapshot, Head, error) {
 	e, err := sh.kv.Get(ctx, keySnapshot)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil, Head{}, nil
+	case err != nil:
+		return nil, Head{}, fmt.Errorf("cache: read the shared snapshot: %w", err)
 	}
+	s, err := sh.load(ctx, e)
 	if err != nil {
-		return nil, fmt.Errorf("cache: read the shared snapshot: %w", err)
+		return nil, Head{Revision: e.Revision()}, err
 	}
-	return sh.load(ctx, e)
+	return s, Head{Revision: s.Revision, object: s.object}, nil
 }
 
 // load decodes an entry of the snapshot key, reading its items from the
