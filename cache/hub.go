@@ -44,7 +44,7 @@ type Hub struct {
 	stopped  chan struct{} // closed when Run returns: requests still waiting get an error
 	// stale is set when the hub's snapshot may not be the bucket's latest
 	// entry (a publish met another, or the bus came back): the next fetch
-	// reads the bucket's head as its base, not the hub's snapshot.
+	// reads the bucket again first (see sync).
 	stale atomic.Bool
 }
 
@@ -283,7 +283,7 @@ func (h *Hub) fetch(ctx context.Context, by string, full bool) error {
 	if err != nil {
 		return err
 	}
-	h.store.Swap(p.WithBy(by, h.now())) // if refused, the bucket started over: the watch brings p
+	h.store.p.Store(p.WithBy(by, h.now())) // the bucket's latest, even if it started over (a lower revision)
 	h.log.Info("new version from remote", "by", by, "version", p.Version, "revision", p.Revision, "items", len(p.Items))
 	return nil
 }

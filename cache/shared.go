@@ -49,15 +49,14 @@ var ErrConflict = errors.New("cache: the shared snapshot changed meanwhile")
 // whichever way they arrive (a watch, a catch-up, a start): the record is
 // written with [Snapshot.Encode], which escapes nothing that need not be.
 type Shared struct {
-	kv     jetstream.KeyValue
-	obj    jetstream.ObjectStore
-	inline int // InlineLimit, but tests make it smaller
+	kv  jetstream.KeyValue
+	obj jetstream.ObjectStore
 }
 
 // NewShared returns the shared copy in kv (the bucket [Bucket]) and obj (the
 // object store [ObjectStore]).
 func NewShared(kv jetstream.KeyValue, obj jetstream.ObjectStore) *Shared {
-	return &Shared{kv: kv, obj: obj, inline: InlineLimit}
+	return &Shared{kv: kv, obj: obj}
 }
 
 // record is a key-value entry of the snapshot key: the snapshot's wire form
@@ -168,7 +167,7 @@ func (sh *Shared) Publish(ctx context.Context, s *Snapshot, by string, base Head
 	}
 	var rec []byte
 	object := ""
-	if items := s.itemsJSON(); len(items) > sh.inline {
+	if items := s.itemsJSON(); len(items) > InlineLimit {
 		object = "items-" + randomName()
 		if _, err := sh.obj.PutBytes(ctx, object, items); err != nil {
 			return nil, fmt.Errorf("cache: publish %s: store the items: %w", s.Version, err)
@@ -281,11 +280,11 @@ func take(st *Store, s *Snapshot, first bool) (installed, restarted bool) {
 
 // Watch calls install with every snapshot published from now on, starting
 // with the current one if any (first is set for that one), in revision order,
-// until ctx is done. After a
-// reconnect to the bus the watch resumes by itself. An entry that does not
-// decode is reported to bad and skipped: the last good snapshot keeps
-// serving. initial is called once the current snapshot (or its absence) has
-// been delivered.
+// until ctx is done. After a reconnect to the bus the watch resumes after the
+// last revision it delivered (see Follow for a bucket that started over). An
+// entry that does not decode is reported to bad and skipped: the last good
+// snapshot keeps serving. initial is called once the current snapshot (or its
+// absence) has been delivered.
 func (sh *Shared) Watch(ctx context.Context, install func(s *Snapshot, first bool), bad func(error), initial func()) error {
 	w, err := sh.kv.Watch(ctx, keySnapshot)
 	if err != nil {
@@ -327,10 +326,11 @@ func (sh *Shared) Watch(ctx context.Context, install func(s *Snapshot, first boo
 }
 
 // TakePull claims this pull interval for the caller: it returns true if the
-// pull lease is still at revision seen (so nobody pulled since the caller's
-// last look) and the caller moved it on, and in any case the lease's new
-// revision, to pass next time. Workers that look once per pull interval
-// each thus take turns with nobody, and one of them pulls per interval.
+// pull lease is still at revision seen (nobody pulled since the caller's last
+// look) and the caller moved it on, and in any case the lease's revision, to
+// pass next time. Each worker looks once per pull interval: the first to look
+// after the last pull takes it, the others find the lease moved and skip, so
+// one of them pulls per interval, chosen without the agent.
 func (sh *Shared) TakePull(ctx context.Context, seen uint64, who string) (bool, uint64, error) {
 	e, err := sh.kv.Get(ctx, keyPull)
 	var cur uint64
