@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/yolkgo/yolk/bus/broker"
-
 	"github.com/yolkgo/yolk/internal/cli"
 	"github.com/yolkgo/yolk/internal/command/master"
 	"github.com/yolkgo/yolk/schedule"
