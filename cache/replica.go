@@ -218,12 +218,14 @@ func (r *Replica) await(ctx context.Context, rev uint64) error {
 // receives until its deadline, so this is what a look costs while it is away.
 const pingWait = 250 * time.Millisecond
 
-// agentThere reports whether the agent answers.
+// agentThere reports whether the agent is on the bus: whether it answers, or
+// took the request and is too busy to answer in time (reading a large or slow
+// remote, say: then it is no reason for the workers to read the remote too).
 func (r *Replica) agentThere(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, pingWait)
 	defer cancel()
 	_, err := r.conn.RequestAgent(ctx, EventFetch, fetchRequest{By: "ping"})
-	return err == nil
+	return !errors.Is(err, bus.ErrNoReceiver)
 }
 
 // pullIfAway is one tick of the pull interval: while the agent is away, the worker
