@@ -316,7 +316,7 @@ func convergeTable(res *Results) table {
 		}
 	}
 	t.method = []string{
-		"yolk: real bin/source, master, agent and workers, push on (YOLK_PUSH_URL = the source's NATS). " + res.Params["changes"] + " changes, one at a time, after " + fmt.Sprint(convergeWarm) + " untimed ones. t0 is taken just before the `PUT /data/{key}` to the source; the end is the latest `updatedAt` (when a worker installed the snapshot) among the workers once the master's status (asked over the bus with the control credential, as `master status` does) shows all at the new version. So yolk's figure also covers the source's write, its change event, the agent's fetch and the fan-out. Fetches per change from the source's `/stats`.",
+		"yolk: real bin/source, master, agent and workers, push on (YOLK_PUSH_URL = the source's NATS). " + res.Params["changes"] + " changes, one at a time, after " + fmt.Sprint(convergeWarm) + " untimed ones. t0 is taken just before the `PUT /data/{key}` to the source; the end is the latest `updatedAt` (when a worker installed the snapshot) among the workers once the master's status (asked over the bus with the control credential, as `master status` does) shows all at the new version. So yolk's figure also covers the source's write, its change event, the agent's fetch, its publish to the shared bucket (JetStream on the master's bus, compare-and-set) and the workers' watch of it. Fetches per change from the source's `/stats`.",
 		"Baseline: baseline.js's push: from the agent's `sendToApp('refresh')` (after the source's version was bumped) until the last worker acks, each worker fetching the data set itself.",
 	}
 	return t
