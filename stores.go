@@ -10,9 +10,11 @@ import (
 // KeyValue opens the key-value bucket name, one of App.Stores. The bucket
 // is the master's, shared by the agent and every worker; a watch on it
 // (jetstream.KeyValue.Watch) delivers the last value of each key and then
-// every update, and resumes by itself after the process reconnects to the
-// bus. The process may read, write and watch entries; it cannot create,
-// purge or delete the bucket.
+// every update, and resumes after a reconnect to the bus from the last
+// revision it delivered. A restarted master (external mode) starts with the
+// bucket empty, its revisions from 1: watch again after a reconnect
+// ([Process.OnReconnect]) to see it. The process may read, write and watch
+// entries; it cannot create, purge or delete the bucket.
 func (p *Process) KeyValue(ctx context.Context, name string) (jetstream.KeyValue, error) {
 	js, err := p.conn.JetStream()
 	if err != nil {
