@@ -54,9 +54,13 @@ func (r *Replica) now() time.Time {
 func (r *Replica) Run(ctx context.Context, sh *Shared, ready func()) error {
 	r.shared = sh
 	followed := make(chan struct{})
-	go sh.Follow(ctx, r.restart, r.watched,
-		func(err error) { r.log.Error("shared snapshot refused; the last good one keeps serving", "err", err) },
-		func() { close(followed) })
+	go sh.Follow(ctx, r.restart, r.watched, func(err error) {
+		if errors.Is(err, errWatch) {
+			r.log.Warn("watch of the shared snapshot", "err", err)
+			return
+		}
+		r.log.Error("shared snapshot refused; the last good one keeps serving", "err", err)
+	}, func() { close(followed) })
 	select {
 	case <-followed:
 	case <-ctx.Done():

@@ -231,6 +231,10 @@ func randomName() string {
 	return hex.EncodeToString(b)
 }
 
+// errWatch marks the errors Follow reports when a watch ended, which it then
+// starts again, from those of entries that do not decode.
+var errWatch = errors.New("cache: the watch of the shared snapshot ended; watching again")
+
 // Follow runs Watch until ctx is done, again after it ends and whenever
 // restart delivers (after a reconnect to the bus: the bucket may have started
 // over with a restarted master, and a watch resumes after the last revision it
@@ -254,7 +258,7 @@ func (sh *Shared) Follow(ctx context.Context, restart <-chan struct{}, install f
 		}
 		cancel()
 		if err != nil && ctx.Err() == nil {
-			bad(fmt.Errorf("%w; watching again", err))
+			bad(fmt.Errorf("%w: %w", errWatch, err))
 			select {
 			case <-ctx.Done():
 			case <-time.After(minRetry):
