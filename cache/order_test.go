@@ -325,9 +325,15 @@ func TestWorkersPullWhileTheAgentIsAway(t *testing.T) {
 	c.startHub()
 	c.startWorkers("w1", "w2", "w3")
 	c.converge("1", smallBody("1"))
+	kv := c.bucket(c.workers[0].conn)
 	c.stopHub()
-	// let the workers notice and settle into turns
-	time.Sleep(2 * c.pullEvery)
+	// the workers notice: one of them takes the pull lease
+	eventually(t, patience, func() error {
+		if _, err := kv.Get(t.Context(), keyPull); err != nil {
+			return fmt.Errorf("pull lease: %w", err)
+		}
+		return nil
+	})
 
 	for v := 2; v <= 4; v++ {
 		version := strconv.Itoa(v)

@@ -290,14 +290,20 @@ func newTestCluster(t *testing.T, version string, body []byte) *testCluster {
 	return &testCluster{t: t, broker: b, remote: newFakeSource(version, body), startWithin: patience}
 }
 
-// bucket opens the snapshot's bucket on conn.
-func (c *testCluster) bucket(conn *bus.Conn) jetstream.KeyValue {
+// jetStream returns the JetStream API on conn.
+func (c *testCluster) jetStream(conn *bus.Conn) jetstream.JetStream {
 	c.t.Helper()
 	js, err := conn.JetStream()
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	kv, err := js.KeyValue(c.t.Context(), Bucket)
+	return js
+}
+
+// bucket opens the snapshot's bucket on conn.
+func (c *testCluster) bucket(conn *bus.Conn) jetstream.KeyValue {
+	c.t.Helper()
+	kv, err := c.jetStream(conn).KeyValue(c.t.Context(), Bucket)
 	if err != nil {
 		c.t.Fatalf("open bucket %s: %v", Bucket, err)
 	}
@@ -307,11 +313,7 @@ func (c *testCluster) bucket(conn *bus.Conn) jetstream.KeyValue {
 // shared opens the shared snapshot on conn.
 func (c *testCluster) shared(conn *bus.Conn) *Shared {
 	c.t.Helper()
-	js, err := conn.JetStream()
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	obj, err := js.ObjectStore(c.t.Context(), ObjectStore)
+	obj, err := c.jetStream(conn).ObjectStore(c.t.Context(), ObjectStore)
 	if err != nil {
 		c.t.Fatalf("open object store %s: %v", ObjectStore, err)
 	}

@@ -114,14 +114,20 @@ func (r *Replica) Reconnected() {
 	}
 }
 
-// watched installs a snapshot the watch delivered (see take).
+// watched installs a snapshot the watch delivered: if it is of a higher
+// revision than the store's, or if it is the first entry of a watch and of a
+// lower revision. A watch starts with the latest entry, so that happens only
+// when the bucket started over (a master that restarted): revisions only grow
+// within one. Later entries of a watch come in revision order, and one lower
+// than the store's is older than what this worker published itself and
+// installed meanwhile.
 func (r *Replica) watched(s *Snapshot, first bool) {
 	r.metrics.BusMessage("refresh")
 	if cur := r.store.Load(); first && cur != nil && s.Revision < cur.Revision {
 		r.log.Warn("the shared snapshot started over (the master restarted); taking it", "version", s.Version, "revision", s.Revision, "had", cur.Revision)
-		if ok, _ := take(r.store, s.WithBy(s.By, r.now()), first); ok {
-			r.installed(r.store.Load(), "bus")
-		}
+		s = s.WithBy(s.By, r.now())
+		r.store.p.Store(s)
+		r.installed(s, "bus")
 		return
 	}
 	r.install(s, s.By, "bus")

@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -63,23 +62,31 @@ func NewShared(kv jetstream.KeyValue, obj jetstream.ObjectStore) *Shared {
 // (see [Snapshot.Encode]) and the cause of the update; when the items are in
 // the object store, Object names them and Items is absent.
 type record struct {
-	By      string `json:"by"`
-	Version string `json:"version"`
-	Digest  string `json:"digest"`
-	Object  string `json:"object,omitempty"`
-	Size    int    `json:"size,omitempty"`
+	wireSnapshot
+	By     string `json:"by"`
+	Object string `json:"object,omitempty"`
+	Size   int    `json:"size,omitempty"`
+}
+
+// entry returns the latest entry of the snapshot key, nil if there is none.
+func (sh *Shared) entry(ctx context.Context) (jetstream.KeyValueEntry, error) {
+	e, err := sh.kv.Get(ctx, keySnapshot)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("cache: read the shared snapshot: %w", err)
+	}
+	return e, nil
 }
 
 // Latest returns the shared snapshot, nil if none was published yet or if its
 // entry does not decode (err says why), and in any case the entry as a base to
 // publish on.
 func (sh *Shared) Latest(ctx context.Context) (*Snapshot, Head, error) {
-	e, err := sh.kv.Get(ctx, keySnapshot)
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return nil, Head{}, nil
-	case err != nil:
-		return nil, Head{}, fmt.Errorf("cache: read the shared snapshot: %w", err)
+	e, err := sh.entry(ctx)
+	if err != nil || e == nil {
+		return nil, Head{}, err
 	}
 	s, err := sh.load(ctx, e)
 	if err != nil {
@@ -89,11 +96,10 @@ func (sh *Shared) Latest(ctx context.Context) (*Snapshot, Head, error) {
 }
 
 // load decodes an entry of the snapshot key, reading its items from the
-// object store when they are not inline.
+// object store when they are not inline. The entry is parsed once.
 func (sh *Shared) load(ctx context.Context, e jetstream.KeyValueEntry) (*Snapshot, error) {
-	b := e.Value()
 	var rec record
-	if err := json.Unmarshal(b, &rec); err != nil {
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
 		return nil, fmt.Errorf("cache: shared snapshot at revision %d: %w", e.Revision(), err)
 	}
 	if !refreshBy[rec.By] {
@@ -110,9 +116,9 @@ func (sh *Shared) load(ctx context.Context, e jetstream.KeyValueEntry) (*Snapsho
 		if len(items) != rec.Size {
 			return nil, fmt.Errorf("cache: shared snapshot at revision %d: items of %d bytes, want %d", e.Revision(), len(items), rec.Size)
 		}
-		b = joinItems(b, items)
+		rec.Items = items
 	}
-	s, err := DecodeSnapshot(b)
+	s, err := rec.snapshot()
 	if err != nil {
 		return nil, fmt.Errorf("cache: shared snapshot at revision %d: %w", e.Revision(), err)
 	}
@@ -120,17 +126,6 @@ func (sh *Shared) load(ctx context.Context, e jetstream.KeyValueEntry) (*Snapsho
 	s.By = rec.By
 	s.object = rec.Object
 	return s, nil
-}
-
-// joinItems returns the record b (a JSON object) with an "items" member
-// added at its end.
-func joinItems(b, items []byte) []byte {
-	b = bytes.TrimRight(b, " \t\r\n")
-	out := make([]byte, 0, len(b)+len(items)+16)
-	out = append(out, b[:len(b)-1]...)
-	out = append(out, `,"items":`...)
-	out = append(out, items...)
-	return append(out, '}')
 }
 
 // Head is the shared snapshot's latest entry, as the base of a publish.
@@ -145,12 +140,9 @@ type Head struct {
 // hold an entry that does not decode, which a read of the remote rightly
 // replaces.
 func (sh *Shared) Head(ctx context.Context) (Head, error) {
-	e, err := sh.kv.Get(ctx, keySnapshot)
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return Head{}, nil
-	case err != nil:
-		return Head{}, fmt.Errorf("cache: read the shared snapshot: %w", err)
+	e, err := sh.entry(ctx)
+	if err != nil || e == nil {
+		return Head{}, err
 	}
 	var rec record
 	_ = json.Unmarshal(e.Value(), &rec) // garbage has no object to retire
@@ -265,21 +257,6 @@ func (sh *Shared) Follow(ctx context.Context, restart <-chan struct{}, install f
 			}
 		}
 	}
-}
-
-// take installs s, delivered by a watch, in st: if it is of a higher revision
-// than st's, or if it is the first entry of a watch and of a lower revision. A
-// watch starts with the latest entry, so that happens only when the bucket
-// started over (a master that restarted): revisions only grow within one. Later
-// entries of a watch come in revision order, and one lower than st's is older
-// than what the process published itself and installed meanwhile. take reports
-// whether it installed s, and whether the bucket started over.
-func take(st *Store, s *Snapshot, first bool) (installed, restarted bool) {
-	if cur := st.Load(); first && cur != nil && s.Revision < cur.Revision {
-		st.p.Store(s)
-		return true, true
-	}
-	return st.Swap(s), false
 }
 
 // Watch calls install with every snapshot published from now on, starting

@@ -302,6 +302,11 @@ func DecodeSnapshot(b []byte) (*Snapshot, error) {
 	if err := json.Unmarshal(b, &w); err != nil {
 		return nil, fmt.Errorf("cache: decode snapshot: %w", err)
 	}
+	return w.snapshot()
+}
+
+// snapshot checks and decodes what DecodeSnapshot read.
+func (w *wireSnapshot) snapshot() (*Snapshot, error) {
 	if w.FetchedAt.IsZero() {
 		return nil, errors.New("cache: decode snapshot: no fetchedAt")
 	}

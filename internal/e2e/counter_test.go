@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -212,29 +210,10 @@ func TestCounterForkMode(t *testing.T) {
 
 func TestCounterExternalMode(t *testing.T) {
 	begin := time.Now()
-	httpPort := strconv.Itoa(freePort(t))
-	sockDir := t.TempDir()
-	socket := func(name string) string { return sockDir + "/" + name + ".sock" }
-	env := []string{
-		"PATH=" + os.Getenv("PATH"),
-		"YOLK_MODE=external",
-		"YOLK_BUS_URL=nats://127.0.0.1:" + strconv.Itoa(freePort(t)),
-		"YOLK_AGENT_SECRET=" + agentSecret,
-		"YOLK_WORKER_SECRET=" + workerSecret,
-		"YOLK_RUN_DIR=" + t.TempDir(),
-		"YOLK_HTTP_ADDR=127.0.0.1:" + httpPort,
-		"YOLK_SHUTDOWN_TIMEOUT=5s",
-		"YOLK_READY_TIMEOUT=5s",
-		"YOLK_LOG_FORMAT=json",
-		// no schedule runs: a stopped worker's last hits reach the agent by its BeforeClose hook alone
-		"COUNTER_REPORT_EVERY=1h",
-		"COUNTER_LOG_EVERY=1h",
-		"GORACE=atexit_sleep_ms=0",
-	}
+	// no schedule runs: a stopped worker's last hits reach the agent by its BeforeClose hook alone
+	x := newExternalOf(t, "COUNTER_REPORT_EVERY=1h", "COUNTER_LOG_EVERY=1h")
 	// start runs `counter <role>` as the process called name, with a health socket of its own.
-	start := func(role, name string) *process {
-		return startProcess(t, "counter", append(slices.Clone(env), "YOLK_HEALTH_SOCKET="+socket(name)), role)
-	}
+	start := func(role, name string) *process { return x.startArgs(t, "counter", []string{role}, name) }
 	master := start("master", "master")
 	master.logs.waitFor(t, 20*time.Second, `"msg":"master started"`)
 	agent := start("agent", "agent")
@@ -242,11 +221,11 @@ func TestCounterExternalMode(t *testing.T) {
 	w1, w2 := start("worker", "worker-1"), start("worker", "worker-2")
 	w1ID, w2ID := memberID(t, w1, "worker"), memberID(t, w2, "worker")
 	eventually(t, 10*time.Second, "counter healthcheck --ready of the master", func() bool {
-		code, _ := healthcheck(t, "counter", socket("master"), true)
+		code, _ := healthcheck(t, "counter", x.socket("master"), true)
 		return code == 0
 	})
 
-	base := "http://127.0.0.1:" + httpPort
+	base := x.http
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	ok := int64(0)
 	byWorker := map[string]int{}

@@ -46,12 +46,20 @@ type external struct {
 	procs   []*process
 }
 
+// newExternal is a project of the cache application, with a source of its own.
 func newExternal(t *testing.T) *external {
 	t.Helper()
 	src := startSource(t)
+	x := newExternalOf(t, "YOLK_SOURCE_URL="+src.url, "YOLK_PUSH_URL="+src.natsURL, "YOLK_FETCH_TIMEOUT=1s")
+	x.src = src
+	return x
+}
+
+// newExternalOf is a project of any application, its environment env added.
+func newExternalOf(t *testing.T, env ...string) *external {
+	t.Helper()
 	httpPort := freePort(t)
 	x := &external{
-		src:     src,
 		sockDir: t.TempDir(),
 		http:    "http://127.0.0.1:" + strconv.Itoa(httpPort),
 		env: []string{
@@ -65,12 +73,10 @@ func newExternal(t *testing.T) *external {
 			"YOLK_SHUTDOWN_TIMEOUT=5s",
 			"YOLK_READY_TIMEOUT=5s",
 			"YOLK_LOG_FORMAT=json",
-			"YOLK_SOURCE_URL=" + src.url,
-			"YOLK_PUSH_URL=" + src.natsURL,
-			"YOLK_FETCH_TIMEOUT=1s",
 			"GORACE=atexit_sleep_ms=0",
 		},
 	}
+	x.env = append(x.env, env...)
 	return x
 }
 
@@ -80,8 +86,14 @@ func (x *external) socket(name string) string { return filepath.Join(x.sockDir, 
 // start starts bin/<bin> as the process called name, with env added.
 func (x *external) start(t *testing.T, bin, name string, env ...string) *process {
 	t.Helper()
+	return x.startArgs(t, bin, nil, name, env...)
+}
+
+// startArgs is start with command-line arguments.
+func (x *external) startArgs(t *testing.T, bin string, args []string, name string, env ...string) *process {
+	t.Helper()
 	e := append(slices.Clone(x.env), "YOLK_HEALTH_SOCKET="+x.socket(name))
-	p := startProcess(t, bin, append(e, env...))
+	p := startProcess(t, bin, append(e, env...), args...)
 	x.procs = append(x.procs, p)
 	return p
 }
