@@ -42,6 +42,13 @@ type Options struct {
 	// OnDisconnect is called when the connection is lost (err may be nil).
 	// It runs on the connection's callback goroutine and must not block.
 	OnDisconnect func(err error)
+	// Host is this process's host in a fleet (see [FleetID]), "" on a single
+	// host. With it, the Conn's inbox is the fleet's (replies from other hosts
+	// reach it), a worker also takes the fleet's SendToFleet and GatherFleet,
+	// and FleetJetStream reaches the cluster's JetStream in Domain.
+	Host string
+	// Domain is the JetStream domain of the fleet's cluster; used with Host.
+	Domain string
 	// OnError is called with every asynchronous error (a refused publish or
 	// subscription, a slow consumer) after it is logged. It runs on the
 	// connection's callback goroutine and must not block.
@@ -54,6 +61,8 @@ type Conn struct {
 	nc       *nats.Conn
 	id       string
 	role     Role
+	host     string // in a fleet; "" on a single host
+	domain   string // the fleet cluster's JetStream domain
 	log      *slog.Logger
 	handlers atomic.Pointer[map[string]Handler] // by event, for every route but the master's ([Conn.On])
 	toMaster atomic.Pointer[map[string]Handler] // by event, for the master route ([Conn.OnMaster])
@@ -101,6 +110,14 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 	if !o.Role.Valid() {
 		return nil, fmt.Errorf("bus: dial: unknown role %q", o.Role)
 	}
+	if o.Host != "" {
+		if err := ValidID(FleetID(o.Host, o.ID)); err != nil {
+			return nil, opErr("dial", fmt.Errorf("host %q: %w", o.Host, err))
+		}
+		if o.Domain == "" {
+			return nil, errors.New("bus: dial: a fleet host without the cluster's JetStream domain")
+		}
+	}
 	if o.URL == "" && o.InProcess == nil {
 		return nil, errors.New("bus: dial: no URL")
 	}
@@ -110,7 +127,7 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 	if o.ReconnectWait <= 0 {
 		o.ReconnectWait = defaultReconnectWait
 	}
-	c := &Conn{id: o.ID, role: o.Role, log: o.Logger}
+	c := &Conn{id: o.ID, role: o.Role, host: o.Host, domain: o.Domain, log: o.Logger}
 	c.hctx, c.cancel = context.WithCancel(context.Background())
 	c.handlers.Store(&map[string]Handler{})
 	c.toMaster.Store(&map[string]Handler{})
@@ -171,7 +188,7 @@ func (c *Conn) natsOptions(o Options, timeout time.Duration, done chan struct{})
 	opts := []nats.Option{
 		nats.Name(o.ID),
 		nats.UserInfo(o.User, o.Password),
-		nats.CustomInboxPrefix(InboxPrefix(o.ID)),
+		nats.CustomInboxPrefix(inboxPrefix(o.Host, o.ID)),
 		nats.Timeout(timeout),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(o.ReconnectWait),
@@ -230,7 +247,7 @@ func (c *Conn) asyncError(sub *nats.Subscription, err error) {
 // subscribe subscribes this role's routes and flushes; a refused
 // subscription fails Dial.
 func (c *Conn) subscribe(ctx context.Context) error {
-	for _, r := range routes(c.role, c.id) {
+	for _, r := range routes(c.role, c.id, c.host != "") {
 		cb := func(m *nats.Msg) { c.receive(r, m) }
 		var sub *nats.Subscription
 		var err error

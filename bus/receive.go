@@ -123,6 +123,7 @@ type route struct {
 	kinds   uint8 // bit 1<<kind for each kind the route accepts
 	fanout  bool  // a request without a handler gets no answer (Gather)
 	master  bool  // the master route: handled by the handlers of OnMaster, not On
+	fleet   bool  // a fleet route: the sender is id@host, and so is this process in its replies
 }
 
 const (
@@ -132,17 +133,21 @@ const (
 )
 
 // routes returns the subscriptions of a process of role with that id.
-func routes(role Role, id string) []route {
+func routes(role Role, id string, fleet bool) []route {
 	all := route{subject: prefixAll + "*.*", kinds: acceptEvent, fanout: true}
 	to := route{subject: prefixTo + id + ".*.*", kinds: acceptSend | acceptReq}
 	switch role {
 	case RoleWorker:
-		return []route{
+		rs := []route{
 			all,
 			{subject: prefixApp + "*.*", kinds: acceptEvent | acceptReq, fanout: true},
 			to,
 			{subject: prefixRandom + "*.*", queue: QueueApp, kinds: acceptSend | acceptReq},
 		}
+		if fleet {
+			rs = append(rs, route{subject: prefixFleetApp + "*.*", kinds: acceptEvent | acceptReq, fanout: true, fleet: true})
+		}
+		return rs
 	case RoleAgent:
 		return []route{all, {subject: prefixAgent + "*.*", kinds: acceptSend | acceptReq}, to}
 	case RoleMaster:
@@ -194,32 +199,35 @@ func (c *Conn) receive(r route, m *nats.Msg) {
 		}
 	case kindSend:
 		if h == nil {
-			c.reply(m.Reply, kindNack, event, nil, "no handler for "+event)
+			c.reply(m.Reply, c.id, kindNack, event, nil, "no handler for "+event)
 			return
 		}
-		c.reply(m.Reply, kindReply, event, nil, "") // acknowledged on receipt
+		c.reply(m.Reply, c.id, kindReply, event, nil, "") // acknowledged on receipt
 		if _, err := c.run(h, msg); err != nil {
 			c.log.Warn("bus: handler", "event", event, "from", from, "err", err)
 		}
 	case kindReq:
 		if h == nil {
 			if !r.fanout {
-				c.reply(m.Reply, kindNack, event, nil, "no handler for "+event)
+				c.reply(m.Reply, c.id, kindNack, event, nil, "no handler for "+event)
 			}
 			return
 		}
 		// Requests promise no order, and a handler that waits (for a fetch, say)
 		// must not hold up the events of its route: each runs on its own.
-		reply := m.Reply
+		reply, self := m.Reply, c.id
+		if r.fleet {
+			self = FleetID(c.host, c.id)
+		}
 		c.requests.add()
 		go func() { // Close waits for it
 			defer c.requests.remove()
 			v, err := c.run(h, msg)
 			if err != nil {
-				c.reply(reply, kindReply, event, nil, err.Error())
+				c.reply(reply, self, kindReply, event, nil, err.Error())
 				return
 			}
-			c.reply(reply, kindReply, event, v, "")
+			c.reply(reply, self, kindReply, event, v, "")
 		}()
 	}
 }
@@ -236,14 +244,14 @@ func (c *Conn) run(h Handler, m Message) (v any, err error) {
 	return h(c.hctx, m)
 }
 
-// reply publishes an ack, a nack or a request's reply to a requester's inbox.
-func (c *Conn) reply(to string, k kind, event string, v any, errMsg string) {
+// reply publishes, as from, an ack, a nack or a request's reply to a requester's inbox.
+func (c *Conn) reply(to, from string, k kind, event string, v any, errMsg string) {
 	bp := getBuf()
 	defer putBuf(bp)
-	b := appendHead((*bp)[:0], k, event, c.id, c.role)
+	b := appendHead((*bp)[:0], k, event, from, c.role)
 	b, err := appendData(b, v)
 	if err != nil {
-		b = appendHead((*bp)[:0], k, event, c.id, c.role)
+		b = appendHead((*bp)[:0], k, event, from, c.role)
 		b = append(b, "null"...)
 		errMsg = fmt.Sprintf("encode reply: %v", err)
 	}
@@ -253,7 +261,7 @@ func (c *Conn) reply(to string, k kind, event string, v any, errMsg string) {
 		c.log.Warn("bus: reply", "event", event, "err", err)
 		if errMsg == "" {
 			// e.g. the reply is larger than the payload limit: say so instead
-			b = appendHead((*bp)[:0], k, event, c.id, c.role)
+			b = appendHead((*bp)[:0], k, event, from, c.role)
 			b = appendTail(append(b, "null"...), fmt.Sprintf("send reply: %v", err))
 			*bp = b
 			_ = c.nc.Publish(to, b) // logged above if it fails too

@@ -28,19 +28,24 @@ func (c *Conn) SendToApp(event string, data any) error {
 
 // publish sends a fire-and-forget event to prefix + event + "." + id.
 func (c *Conn) publish(op, prefix, event string, data any) error {
+	return c.publishAs(op, prefix, event, c.id, data)
+}
+
+// publishAs sends a fire-and-forget event to prefix + event + "." + from.
+func (c *Conn) publishAs(op, prefix, event, from string, data any) error {
 	if err := ValidEvent(event); err != nil {
 		return opErr(op, err)
 	}
 	bp := getBuf()
 	defer putBuf(bp)
-	b := appendHead((*bp)[:0], kindEvent, event, c.id, c.role)
+	b := appendHead((*bp)[:0], kindEvent, event, from, c.role)
 	b, err := appendData(b, data)
 	if err != nil {
 		return opErr(op+" "+event, err)
 	}
 	b = appendTail(b, "")
 	*bp = b
-	if err := c.nc.Publish(prefix+event+"."+c.id, b); err != nil {
+	if err := c.nc.Publish(prefix+event+"."+from, b); err != nil {
 		return opErr(op+" "+event, natsErr(err))
 	}
 	return nil
@@ -212,13 +217,18 @@ func (c *Conn) roundTrip(ctx context.Context, k kind, prefix, event string, data
 // answer; a handler's error is in that reply's [Message.Err]. It returns the
 // replies it has; with none, an error wrapping [ErrNoReceiver].
 func (c *Conn) Gather(ctx context.Context, event string, data any, want int) ([]Message, error) {
+	return c.gather(ctx, prefixApp, c.id, event, data, want)
+}
+
+// gather is Gather on prefix, sent as from.
+func (c *Conn) gather(ctx context.Context, prefix, from, event string, data any, want int) ([]Message, error) {
 	op := "gather " + event
 	if err := ValidEvent(event); err != nil {
 		return nil, opErr("gather", err)
 	}
 	bp := getBuf()
 	defer putBuf(bp)
-	b := appendHead((*bp)[:0], kindReq, event, c.id, c.role)
+	b := appendHead((*bp)[:0], kindReq, event, from, c.role)
 	b, err := appendData(b, data)
 	if err != nil {
 		return nil, opErr(op, err)
@@ -235,7 +245,7 @@ func (c *Conn) Gather(ctx context.Context, event string, data any, want int) ([]
 	if err := sub.SetPendingLimits(pendingMsgs, pendingBytes); err != nil {
 		return nil, opErr(op, err)
 	}
-	if err := c.nc.PublishRequest(prefixApp+event+"."+c.id, inbox, b); err != nil {
+	if err := c.nc.PublishRequest(prefix+event+"."+from, inbox, b); err != nil {
 		return nil, opErr(op, natsErr(err))
 	}
 	var out []Message

@@ -151,6 +151,15 @@ const (
 // (nats.CustomInboxPrefix): only that process may subscribe below it.
 func InboxPrefix(id string) string { return "yolk.inbox." + id }
 
+// inboxPrefix is the inbox of process id: the host's, or on a fleet host the
+// fleet's, which replies from other hosts can reach.
+func inboxPrefix(host, id string) string {
+	if host != "" {
+		return fleetInboxPrefix(host, id)
+	}
+	return InboxPrefix(id)
+}
+
 // eventFrom returns the last two tokens of subject: the event and the sender.
 func eventFrom(subject string) (event, from string, ok bool) {
 	i := strings.LastIndexByte(subject, '.')

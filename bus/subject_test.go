@@ -121,15 +121,21 @@ func TestPermissions(t *testing.T) {
 // TestRoutesWithinPermissions checks that every route a Conn subscribes is
 // allowed by its role's subscribe permissions, literally.
 func TestRoutesWithinPermissions(t *testing.T) {
-	for _, role := range []Role{RoleMaster, RoleAgent, RoleWorker, RoleControl} {
-		p := Permissions(role, "id1")
-		for _, r := range routes(role, "id1") {
-			entry := r.subject
-			if r.queue != "" {
-				entry += " " + r.queue
+	for _, fleet := range []bool{false, true} {
+		for _, role := range []Role{RoleMaster, RoleAgent, RoleWorker, RoleControl} {
+			p := Permissions(role, "id1")
+			if fleet {
+				f := FleetPermissions(role, "h1", "id1")
+				p.Subscribe = append(p.Subscribe, f.Subscribe...)
 			}
-			if role != RoleMaster && !slices.Contains(p.Subscribe, entry) {
-				t.Errorf("routes(%s) subscribes %q, not in Permissions(%s).Subscribe %q", role, entry, role, p.Subscribe)
+			for _, r := range routes(role, "id1", fleet) {
+				entry := r.subject
+				if r.queue != "" {
+					entry += " " + r.queue
+				}
+				if role != RoleMaster && !slices.Contains(p.Subscribe, entry) {
+					t.Errorf("routes(%s, fleet %v) subscribes %q, not in its permissions %q", role, fleet, entry, p.Subscribe)
+				}
 			}
 		}
 	}

@@ -33,6 +33,7 @@ type auth struct {
 	open    map[uint64]peer        // every admitted connection, by client id (see members.go)
 	watched bool                   // a watch reports disconnects; set before the server starts
 	stores  []string               // what the agent and workers may publish for the stores; set before the server starts
+	fleet   *Fleet                 // the fleet this host joins, or nil; set before the server starts
 	opening bool                   // the stores are being created: only the broker's own connection is admitted
 	stop    chan struct{}          // closed by shutdown: wakes waiting connections
 	once    sync.Once
@@ -42,7 +43,7 @@ type credential struct {
 	role     bus.Role
 	id       string        // "" until bound; unused for a role credential
 	anyID    bool          // a role credential (AddRole): the id is the connection's name
-	internal bool          // the broker's own, to create the stores (see mintInternal)
+	internal *bus.Perms    // the broker's own, to create the stores: what it may do (see mintInternal)
 	digest   [32]byte      // sha256 of the password
 	bound    chan struct{} // closed by bind
 	revoked  chan struct{} // closed by revoke
@@ -94,11 +95,12 @@ func (a *auth) mint(role bus.Role, id string) Credential {
 const internalID = "broker"
 
 // mintInternal creates the credential of the broker's own in-process
-// connection, which manages JetStream and nothing else. Revoke it after use.
-func (a *auth) mintInternal() Credential {
+// connection, which manages JetStream with perms and does nothing else.
+// Revoke it after use.
+func (a *auth) mintInternal(perms bus.Perms) Credential {
 	c := Credential{User: "broker-" + randomHex(8), Password: randomHex(32)}
 	cr := newCredential(bus.RoleMaster, c.Password)
-	cr.id, cr.internal = internalID, true
+	cr.id, cr.internal = internalID, &perms
 	close(cr.bound)
 	a.mu.Lock()
 	a.cred[c.User] = cr
@@ -173,7 +175,7 @@ func (a *auth) Check(c server.ClientAuthentication) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	cr, err := a.lookup(user, o.Password)
-	if err == nil && !cr.internal && a.opening {
+	if err == nil && cr.internal == nil && a.opening {
 		return false // quietly: the client retries, and finds the stores there
 	}
 	if err == nil && !cr.anyID && cr.id == "" {
@@ -208,12 +210,21 @@ func (a *auth) Check(c server.ClientAuthentication) bool {
 // permissions are what cr may publish and subscribe as id: its role's, and
 // for the agent and workers the entries of the stores.
 func (a *auth) permissions(cr *credential, id string) bus.Perms {
-	if cr.internal {
-		return bus.Perms{Publish: []string{"$JS.API.>"}, Subscribe: []string{bus.InboxPrefix(internalID) + ".>"}}
+	if cr.internal != nil {
+		return *cr.internal
 	}
 	p := bus.Permissions(cr.role, id)
-	if len(a.stores) > 0 && len(p.Publish) > 0 && (cr.role == bus.RoleAgent || cr.role == bus.RoleWorker) {
+	child := len(p.Publish) > 0 && (cr.role == bus.RoleAgent || cr.role == bus.RoleWorker)
+	if len(a.stores) > 0 && child {
 		p.Publish = append(p.Publish, a.stores...)
+	}
+	if a.fleet != nil && (child || cr.role == bus.RoleMaster) {
+		f := bus.FleetPermissions(cr.role, a.fleet.Host, id)
+		p.Publish = append(p.Publish, f.Publish...)
+		p.Subscribe = append(p.Subscribe, f.Subscribe...)
+		if child {
+			p.Publish = append(p.Publish, storePermissions(a.fleet.Stores, a.fleet.Domain)...)
+		}
 	}
 	return p
 }

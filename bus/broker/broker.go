@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -47,6 +48,8 @@ type Config struct {
 	// Stores are the key-value buckets and object stores to keep in memory
 	// for the agent and the workers (see Store). None leaves JetStream off.
 	Stores []Store
+	// Fleet, if set, joins a NATS cluster as a leaf node (see Fleet).
+	Fleet *Fleet
 }
 
 // DisconnectPoll is how often the broker looks for closed connections when
@@ -60,10 +63,12 @@ type Broker struct {
 	log  *slog.Logger
 	auth *auth
 
-	storeDir  string        // JetStream's directory, removed by Shutdown; "" without stores
-	stopWatch chan struct{} // closed by Shutdown: ends the disconnect watch
-	watching  sync.WaitGroup
-	once      sync.Once
+	storeDir    string        // JetStream's directory, removed by Shutdown; "" without stores
+	fleet       *Fleet        // nil on a single host
+	fleetStores atomic.Bool   // the fleet's stores are on the cluster (see keepFleetStores)
+	stopWatch   chan struct{} // closed by Shutdown: ends the disconnect watch
+	watching    sync.WaitGroup
+	once        sync.Once
 }
 
 // readyTimeout bounds the wait for the server to accept connections.
@@ -71,7 +76,8 @@ const readyTimeout = 10 * time.Second
 
 // Start starts the server and returns when it accepts connections. It opens
 // no other listener (no monitoring, cluster, gateway, leaf node, websocket or
-// MQTT port) and installs no signal handler. Call Shutdown when done.
+// MQTT port) and installs no signal handler; with Config.Fleet it dials the
+// cluster's leaf node listeners. Call Shutdown when done.
 func Start(cfg Config) (*Broker, error) {
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
@@ -96,7 +102,7 @@ func Start(cfg Config) (*Broker, error) {
 	if err := checkStores(cfg.Stores); err != nil {
 		return nil, fmt.Errorf("broker: start: %w", err)
 	}
-	a.stores = storePermissions(cfg.Stores)
+	a.stores = storePermissions(cfg.Stores, "")
 	a.opening = len(cfg.Stores) > 0
 	opts := &server.Options{
 		Host:                       cfg.Host,
@@ -114,6 +120,13 @@ func Start(cfg Config) (*Broker, error) {
 		}
 		storeDir = dir
 	}
+	if cfg.Fleet != nil {
+		if err := joinFleet(opts, cfg.Fleet, cfg.Stores); err != nil {
+			os.RemoveAll(storeDir)
+			return nil, fmt.Errorf("broker: start: %w", err)
+		}
+		a.fleet = cfg.Fleet
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		os.RemoveAll(storeDir)
@@ -129,7 +142,7 @@ func Start(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker: start: not ready for connections on %s:%d after %v",
 			cfg.Host, cfg.Port, readyTimeout)
 	}
-	b := &Broker{srv: srv, log: cfg.Logger, auth: a, storeDir: storeDir, stopWatch: make(chan struct{})}
+	b := &Broker{srv: srv, log: cfg.Logger, auth: a, storeDir: storeDir, fleet: cfg.Fleet, stopWatch: make(chan struct{})}
 	if len(cfg.Stores) > 0 {
 		if err := b.createStores(cfg.Stores); err != nil {
 			b.Shutdown()
@@ -138,6 +151,9 @@ func Start(cfg Config) (*Broker, error) {
 		a.mu.Lock()
 		a.opening = false
 		a.mu.Unlock()
+	}
+	if cfg.Fleet != nil && len(cfg.Fleet.Stores) > 0 {
+		b.watching.Go(func() { b.keepFleetStores(b.stopWatch, cfg.Fleet) })
 	}
 	if cfg.OnDisconnect != nil {
 		b.watching.Go(func() { a.watch(b.stopWatch, DisconnectPoll, cfg.OnDisconnect) })

@@ -50,7 +50,7 @@ func startJetStream(opts *server.Options) (dir string, err error) {
 // createStores creates the configured stores through an in-process
 // connection with a credential of its own, revoked at the end.
 func (b *Broker) createStores(stores []Store) error {
-	cred := b.auth.mintInternal()
+	cred := b.auth.mintInternal(bus.Perms{Publish: []string{"$JS.API.>"}, Subscribe: []string{bus.InboxPrefix(internalID) + ".>"}})
 	defer b.auth.revoke(cred.User)
 	nc, err := nats.Connect("", nats.InProcessServer(b.srv), nats.UserInfo(cred.User, cred.Password),
 		nats.CustomInboxPrefix(bus.InboxPrefix(internalID)))
@@ -65,20 +65,26 @@ func (b *Broker) createStores(stores []Store) error {
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
 	for _, s := range stores {
-		if s.Objects {
-			_, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-				Bucket: s.Name, Storage: jetstream.MemoryStorage, TTL: s.TTL, Replicas: 1,
-			})
-		} else {
-			_, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-				Bucket: s.Name, Storage: jetstream.MemoryStorage, TTL: s.TTL, History: 1, Replicas: 1,
-			})
-		}
-		if err != nil {
+		if err := createStore(ctx, js, s, jetstream.MemoryStorage, 1); err != nil {
 			return fmt.Errorf("broker: create store %q: %w", s.Name, err)
 		}
 	}
 	return nil
+}
+
+// createStore creates s, or updates it to this configuration.
+func createStore(ctx context.Context, js jetstream.JetStream, s Store, storage jetstream.StorageType, replicas int) error {
+	var err error
+	if s.Objects {
+		_, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket: s.Name, Storage: storage, TTL: s.TTL, Replicas: replicas,
+		})
+	} else {
+		_, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: s.Name, Storage: storage, TTL: s.TTL, History: 1, Replicas: replicas,
+		})
+	}
+	return err
 }
 
 // checkStores checks the names of the configured stores before the server
@@ -103,32 +109,41 @@ func checkStores(stores []Store) error {
 }
 
 // storePermissions are the subjects a child needs for the entries of the
-// stores: reads (direct and message gets, watches and object reads through
+// stores, through the JetStream API of domain ("" for the host's own): reads (direct and message gets, watches and object reads through
 // ordered consumers), writes (puts, compare-and-set updates, object chunks)
 // and the purge that replaces or deletes an object. Stream management
 // (create, update, delete) is not among them.
-func storePermissions(stores []Store) []string {
+func storePermissions(stores []Store, domain string) []string {
+	api := "$JS.API."
+	if domain != "" {
+		api = "$JS." + domain + ".API."
+	}
 	var out []string
 	for _, s := range stores {
 		stream, data := "KV_"+s.Name, "$KV."+s.Name+".>"
 		if s.Objects {
 			stream, data = "OBJ_"+s.Name, "$O."+s.Name+".>"
 		}
+		if domain != "" {
+			// nats.go writes an entry of another domain's store through
+			// that domain's API prefix, which maps it to the store's subject
+			out = append(out, api+data)
+		}
 		out = append(out,
 			data,
-			"$JS.API.STREAM.INFO."+stream,
-			"$JS.API.STREAM.MSG.GET."+stream,
-			"$JS.API.DIRECT.GET."+stream,
-			"$JS.API.DIRECT.GET."+stream+".>",
-			"$JS.API.CONSUMER.CREATE."+stream,
-			"$JS.API.CONSUMER.CREATE."+stream+".>",
-			"$JS.API.CONSUMER.INFO."+stream+".*",
-			"$JS.API.CONSUMER.DELETE."+stream+".*",
+			api+"STREAM.INFO."+stream,
+			api+"STREAM.MSG.GET."+stream,
+			api+"DIRECT.GET."+stream,
+			api+"DIRECT.GET."+stream+".>",
+			api+"CONSUMER.CREATE."+stream,
+			api+"CONSUMER.CREATE."+stream+".>",
+			api+"CONSUMER.INFO."+stream+".*",
+			api+"CONSUMER.DELETE."+stream+".*",
 			"$JS.FC."+stream+".>",
 			"$JS.ACK."+stream+".>",
 		)
 		if s.Objects {
-			out = append(out, "$JS.API.STREAM.PURGE."+stream)
+			out = append(out, api+"STREAM.PURGE."+stream)
 		}
 	}
 	return out

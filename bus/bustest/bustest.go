@@ -5,12 +5,17 @@ package bustest
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/yolkgo/yolk/bus"
 	"github.com/yolkgo/yolk/bus/broker"
@@ -97,4 +102,60 @@ func (w *testWriter) stop() {
 	w.mu.Lock()
 	w.ended = true
 	w.mu.Unlock()
+}
+
+// DialHost is Dial for a process of a fleet host: host is its host's name and
+// domain the cluster's JetStream domain (b must have been started with a
+// broker.Fleet of that host).
+func DialHost(t testing.TB, b *broker.Broker, role bus.Role, id, host, domain string) *bus.Conn {
+	t.Helper()
+	cred := b.Mint(role, id)
+	o := bus.Options{URL: b.ClientURL(), User: cred.User, Password: cred.Password, ID: id, Role: role,
+		Logger: Logger(t), Host: host, Domain: domain}
+	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+	defer cancel()
+	c, err := bus.Dial(ctx, o)
+	if err != nil {
+		t.Fatalf("bustest.DialHost(%s, %q, %q): %v", role, id, host, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Cluster is a one-server NATS "cluster" for fleet tests: JetStream in domain
+// Domain, clients on ClientURL, leaf nodes on LeafURL.
+type Cluster struct {
+	Srv       *server.Server
+	ClientURL string
+	LeafURL   *url.URL
+}
+
+// ClusterDomain is the JetStream domain of NewCluster's server.
+const ClusterDomain = "fleet"
+
+// NewCluster starts a NATS server with JetStream (domain ClusterDomain, on
+// disk in a temporary directory) and a leaf node listener, on loopback ports
+// of its choice. It is shut down in t.Cleanup.
+func NewCluster(t testing.TB) *Cluster {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // a free port for the leaf listener
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	srv, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, NoSigs: true, JetStream: true, JetStreamDomain: ClusterDomain,
+		StoreDir: t.TempDir(), LeafNode: server.LeafNodeOpts{Host: "127.0.0.1", Port: port},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(dialTimeout) {
+		t.Fatal("bustest.NewCluster: not ready")
+	}
+	t.Cleanup(srv.Shutdown)
+	u, _ := url.Parse(fmt.Sprintf("nats://127.0.0.1:%d", port))
+	return &Cluster{Srv: srv, ClientURL: srv.ClientURL(), LeafURL: u}
 }
