@@ -24,6 +24,24 @@ type Run struct {
 	// Seq numbers the firings of one schedule from 1 within one Scheduler.Run;
 	// a skipped tick takes no number.
 	Seq uint64 `json:"seq"`
+	// Fence is, for a Cluster run, the fencing token of the run: the
+	// revision of the lease's write that claimed it, larger than that of
+	// every earlier run of the schedule across the fleet. A task that writes
+	// to a store outside yolk can hand it along, so that the store refuses
+	// the late write of a run whose host lost the lease meanwhile. 0 for
+	// other runs.
+	Fence uint64 `json:"fence,omitempty"`
+}
+
+// Tick is the number of the run's due time, the same in every process
+// whatever its start: for an Interval schedule, the number of Intervals
+// since the Unix epoch (a Cluster schedule's ticks fall on those); for a
+// Cron schedule, the Unix time in seconds.
+func (s Spec) Tick(at time.Time) uint64 {
+	if s.Interval > 0 {
+		return uint64(at.UnixNano() / int64(s.Interval))
+	}
+	return uint64(at.Unix())
 }
 
 // Scheduler owns the timers of a set of schedules and calls a fire function
@@ -108,14 +126,17 @@ func (s *Scheduler) Run(ctx context.Context) error {
 // loop fires one schedule until ctx is done.
 func (s *Scheduler) loop(ctx context.Context, p plan) {
 	start := time.Now()
-	next := p.next(start, start)
+	if p.spec.Type == Cluster {
+		start = time.Unix(0, 0) // every host's timers on the same ticks
+	}
+	next := p.next(start, time.Now())
 	var seq uint64
 	fire := func(at time.Time) {
 		seq++
 		s.fire(ctx, Run{Name: p.spec.Name, Type: p.spec.Type, At: at.Round(0), Seq: seq})
 	}
 	if p.spec.Immediate {
-		fire(start)
+		fire(time.Now())
 	}
 	timer := time.NewTimer(0)
 	defer timer.Stop()

@@ -229,3 +229,34 @@ func TestNewSchedulerErrors(t *testing.T) {
 		t.Errorf("NewScheduler(%v) error = %v, want nil", ok, err)
 	}
 }
+
+// A Cluster schedule's ticks fall on multiples of its Interval since the
+// Unix epoch, whenever its Scheduler started: two hosts started apart fire
+// the same ticks, numbered alike by Spec.Tick.
+func TestSchedulerClusterTicksAreTheEpochs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		spec := Spec{Name: "once", Interval: 300 * time.Millisecond, Type: Cluster}
+		time.Sleep(123 * time.Millisecond) // start off the grid
+		a := &recorder{}
+		runFor(t, 2*time.Second, []Spec{spec}, a)
+		time.Sleep(77 * time.Millisecond)
+		b := &recorder{}
+		runFor(t, 2*time.Second, []Spec{spec}, b)
+		ticks := map[uint64]int{}
+		for _, rec := range []*recorder{a, b} {
+			fs := rec.named("once")
+			if len(fs) < 5 {
+				t.Fatalf("%d firings in 2s, want at least 5", len(fs))
+			}
+			for _, f := range fs {
+				if f.run.At.UnixNano()%int64(spec.Interval) != 0 {
+					t.Errorf("fired at %v: not a multiple of %v since the epoch", f.run.At, spec.Interval)
+				}
+				ticks[spec.Tick(f.run.At)]++
+			}
+		}
+		if len(ticks) < 10 {
+			t.Errorf("%d distinct ticks over two runs of 2s each, want at least 10", len(ticks))
+		}
+	})
+}

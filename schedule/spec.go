@@ -16,37 +16,48 @@ const (
 	Worker Type = iota + 1
 	// All runs each firing in every worker.
 	All
+	// Cluster runs each firing once across a fleet of hosts (YOLK_CLUSTER_URL),
+	// in one worker of the host whose agent holds the schedule's lease; its
+	// Run carries the lease's fencing token. An Interval schedule's ticks are
+	// then counted from the Unix epoch, so that every host's timers agree on
+	// them. On a single host it runs as Worker.
+	Cluster
 )
 
-// String returns "worker" or "all", or "Type(n)" for any other value.
+// String returns "worker", "all" or "cluster", or "Type(n)" for any other value.
 func (t Type) String() string {
 	switch t {
 	case Worker:
 		return "worker"
 	case All:
 		return "all"
+	case Cluster:
+		return "cluster"
 	}
 	return fmt.Sprintf("Type(%d)", int(t))
 }
 
-// MarshalText encodes t as "worker" or "all"; any other value is an error.
+// MarshalText encodes t as "worker", "all" or "cluster"; any other value is
+// an error.
 func (t Type) MarshalText() ([]byte, error) {
-	if t != Worker && t != All {
+	if t != Worker && t != All && t != Cluster {
 		return nil, fmt.Errorf("schedule: unknown type %d", int(t))
 	}
 	return []byte(t.String()), nil
 }
 
-// UnmarshalText decodes "worker" or "all"; any other text is an error and
-// leaves t unchanged.
+// UnmarshalText decodes "worker", "all" or "cluster"; any other text is an
+// error and leaves t unchanged.
 func (t *Type) UnmarshalText(text []byte) error {
 	switch string(text) {
 	case "worker":
 		*t = Worker
 	case "all":
 		*t = All
+	case "cluster":
+		*t = Cluster
 	default:
-		return fmt.Errorf("schedule: unknown type %q (want worker or all)", text)
+		return fmt.Errorf("schedule: unknown type %q (want worker, all or cluster)", text)
 	}
 	return nil
 }
@@ -83,7 +94,8 @@ type Spec struct {
 	// such as "@hourly" or "@every 90s", in the agent's local time zone
 	// unless the text starts with "CRON_TZ=Area/City ".
 	Cron string
-	// Type says whether a run goes to one worker or to every worker.
+	// Type says whether a run goes to one worker, to every worker, or to
+	// one worker across a fleet.
 	Type Type
 	// Immediate also fires the schedule once when the Scheduler starts.
 	Immediate bool
@@ -155,11 +167,11 @@ func (s Spec) parse() (cron.Schedule, error) {
 		bad("timeout %v is negative", s.Timeout)
 	}
 	switch s.Type {
-	case Worker, All:
+	case Worker, All, Cluster:
 	case 0:
 		bad("type is not set (want worker or all)")
 	default:
-		bad("unknown type %d (want worker or all)", int(s.Type))
+		bad("unknown type %d (want worker, all or cluster)", int(s.Type))
 	}
 	if len(problems) > 0 {
 		return nil, errors.Join(problems...)
