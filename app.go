@@ -76,6 +76,12 @@ type Store struct {
 	Objects bool
 	// TTL, if set, expires an entry that long after its last write.
 	TTL time.Duration
+	// Fleet puts the store on the fleet's NATS cluster (YOLK_CLUSTER_URL),
+	// on disk and replicated, shared by every host; the master of each host
+	// makes it there if it is missing, once its link is up. Its name must
+	// differ from those of the hosts' own stores. On a single host a fleet
+	// store does not exist: opening it fails with ErrNoFleet.
+	Fleet bool
 }
 
 // A Schedule is a job declared once, next to its task. The agent owns the
@@ -223,14 +229,18 @@ func (app App) forMaster(self bool) master.App {
 		Config: app.Config,
 		Check:  func(environ []string) error { return parseAppConfig(app.Config, environ) },
 		Self:   self,
-		Stores: app.brokerStores(),
+		Stores: app.brokerStores(false),
+		Fleet:  app.brokerStores(true),
 	}
 }
 
-func (app App) brokerStores() []broker.Store {
+// brokerStores returns the host's stores, or the fleet's.
+func (app App) brokerStores(fleet bool) []broker.Store {
 	var out []broker.Store
 	for _, s := range app.Stores {
-		out = append(out, broker.Store{Name: s.Name, Objects: s.Objects, TTL: s.TTL})
+		if s.Fleet == fleet {
+			out = append(out, broker.Store{Name: s.Name, Objects: s.Objects, TTL: s.TTL})
+		}
 	}
 	return out
 }

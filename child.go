@@ -145,6 +145,14 @@ type child struct {
 	hooks    sync.WaitGroup // the OnServiceReady hooks under way
 }
 
+// fleet is the host's fleet, zero on a single host.
+func (c *child) fleet() cli.Fleet {
+	if !c.cfg.Fleet.On() {
+		return cli.Fleet{}
+	}
+	return c.cfg.Fleet
+}
+
 // markStopping says the process stops: readiness fails, and no
 // OnServiceReady hook starts from now on.
 func (c *child) markStopping() {
@@ -155,7 +163,8 @@ func (c *child) markStopping() {
 
 // run is the process's life: see Process.
 func (c *child) run(ctx context.Context) error {
-	p := &Process{Log: c.log, role: c.role, reported: make(chan struct{}), states: make(chan State, 1)}
+	p := &Process{Log: c.log, role: c.role, reported: make(chan struct{}), states: make(chan State, 1),
+		fleet: c.cfg.Fleet, stores: c.app.Stores}
 	stopHealth, err := c.cfg.StartHealth(func() error {
 		switch {
 		case c.stopping.Load():
@@ -177,6 +186,7 @@ func (c *child) run(ctx context.Context) error {
 	conn, err := bus.Dial(ctx, bus.Options{
 		URL: c.cfg.URL, User: c.cfg.User, Password: c.cfg.Secret,
 		ID: c.cfg.ID, Role: bus.Role(c.role), Logger: c.log,
+		Host: c.fleet().Host, Domain: c.fleet().Domain,
 		OnReconnect: func() {
 			p.reconnected()
 			select { // a restarted master knows nobody: tell it again (external mode)
@@ -331,7 +341,11 @@ func (c *child) schedules(p *Process) (*schedule.Scheduler, *schedule.Runner, er
 		specs[i] = s.Spec
 	}
 	if c.role == RoleAgent {
-		sched, err := schedule.NewScheduler(specs, dispatcher(p.conn, c.log), c.log)
+		cluster, err := newClusterRuns(p, specs, c.log)
+		if err != nil {
+			return nil, nil, err
+		}
+		sched, err := schedule.NewScheduler(specs, dispatcher(p.conn, cluster, c.log), c.log)
 		return sched, nil, err
 	}
 	return nil, runner, nil
@@ -530,9 +544,13 @@ func (c *child) beforeClose(ctx context.Context, p *Process) {
 }
 
 // dispatcher sends each schedule run over the bus: a Worker run to one worker
-// chosen by the bus, an All run to every worker.
-func dispatcher(conn *bus.Conn, log *slog.Logger) func(context.Context, schedule.Run) {
+// chosen by the bus, an All run to every worker, a Cluster run to one worker
+// if this host claimed its tick (on a single host, cluster is nil: as Worker).
+func dispatcher(conn *bus.Conn, cluster *clusterRuns, log *slog.Logger) func(context.Context, schedule.Run) {
 	return func(ctx context.Context, r schedule.Run) {
+		if r.Type == schedule.Cluster && cluster != nil && !cluster.claim(ctx, &r) {
+			return
+		}
 		var err error
 		switch r.Type {
 		case schedule.All:
@@ -546,7 +564,7 @@ func dispatcher(conn *bus.Conn, log *slog.Logger) func(context.Context, schedule
 			log.Error("dispatch schedule run", "schedule", r.Name, "seq", r.Seq, "err", err)
 			return
 		}
-		log.Debug("schedule run dispatched", "schedule", r.Name, "seq", r.Seq, "type", r.Type.String())
+		log.Debug("schedule run dispatched", "schedule", r.Name, "seq", r.Seq, "type", r.Type.String(), "fence", r.Fence)
 	}
 }
 

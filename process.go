@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/yolkgo/yolk/bus"
+	"github.com/yolkgo/yolk/internal/cli"
 	"github.com/yolkgo/yolk/internal/masterapi"
 )
 
@@ -39,6 +40,8 @@ type Process struct {
 
 	conn     *bus.Conn // the runtime's connection
 	role     Role
+	fleet    cli.Fleet // the host's fleet (fleet.On() false on a single host)
+	stores   []Store   // App.Stores
 	reported chan struct{} // closed once the master knows this process is ready
 
 	mu           sync.Mutex
@@ -146,11 +149,14 @@ func (p *Process) Ready() <-chan struct{} { return p.reported }
 
 // State is what a process serves, as `master status` shows it: a version (1
 // to 256 printable ASCII characters, no space), what brought it (a short
-// lowercase word: start, push, pull, ...), and when.
+// lowercase word: start, push, pull, ...), when, and in a fleet, the
+// process's part in it if it has one (a short lowercase word: leader,
+// follower, alone).
 type State struct {
 	Version   string    `json:"version"`
 	By        string    `json:"by"`
 	UpdatedAt time.Time `json:"updatedAt"`
+	Fleet     string    `json:"fleet,omitempty"`
 }
 
 // Report tells the master the state this process now serves. It does not

@@ -15,8 +15,13 @@ import (
 // bucket empty, its revisions from 1: watch again after a reconnect
 // ([Process.OnReconnect]) to see it. The process may read, write and watch
 // entries; it cannot create, purge or delete the bucket.
+//
+// A store of the fleet (Store.Fleet) is the cluster's, shared by every host:
+// while this host's link to the cluster is down, its calls fail (with
+// jetstream.ErrNoResponders, or their context's error), and opening it
+// fails until the link is up.
 func (p *Process) KeyValue(ctx context.Context, name string) (jetstream.KeyValue, error) {
-	js, err := p.conn.JetStream()
+	js, err := p.jetStream(name)
 	if err != nil {
 		return nil, err
 	}
@@ -30,7 +35,7 @@ func (p *Process) KeyValue(ctx context.Context, name string) (jetstream.KeyValue
 // ObjectStore opens the object store name, one of App.Stores with Objects
 // set, as KeyValue opens a bucket.
 func (p *Process) ObjectStore(ctx context.Context, name string) (jetstream.ObjectStore, error) {
-	js, err := p.conn.JetStream()
+	js, err := p.jetStream(name)
 	if err != nil {
 		return nil, err
 	}
@@ -39,4 +44,16 @@ func (p *Process) ObjectStore(ctx context.Context, name string) (jetstream.Objec
 		return nil, fmt.Errorf("yolk: object store %q (is it in App.Stores with Objects set?): %w", name, err)
 	}
 	return obj, nil
+}
+
+// jetStream is the JetStream API of store name: the host's, or the
+// cluster's for a store of the fleet.
+func (p *Process) jetStream(name string) (jetstream.JetStream, error) {
+	if p.fleetStore(name) {
+		if !p.fleet.On() {
+			return nil, fmt.Errorf("yolk: store %q is the fleet's: %w", name, ErrNoFleet)
+		}
+		return p.conn.FleetJetStream()
+	}
+	return p.conn.JetStream()
 }

@@ -55,7 +55,8 @@ type record struct {
 // Lease is one process's side of a lease. Its methods are safe for
 // concurrent use.
 type Lease struct {
-	kv     jetstream.KeyValue
+	open   func(context.Context) (jetstream.KeyValue, error)
+	kv     jetstream.KeyValue // nil until open succeeds; guarded by mu
 	key    string
 	holder string
 	ttl    time.Duration
@@ -74,6 +75,26 @@ type Lease struct {
 // people: the key's revision, not the name, decides who holds the lease.
 func New(kv jetstream.KeyValue, key, holder string, ttl time.Duration) *Lease {
 	return &Lease{kv: kv, key: key, holder: holder, ttl: ttl, settled: make(chan struct{})}
+}
+
+// Open is New with a bucket opened when first needed, and opened again
+// until that succeeds: for a process that may start while the bucket cannot
+// be reached.
+func Open(open func(context.Context) (jetstream.KeyValue, error), key, holder string, ttl time.Duration) *Lease {
+	return &Lease{open: open, key: key, holder: holder, ttl: ttl, settled: make(chan struct{})}
+}
+
+// bucketLocked opens the bucket if needed. l.mu is held.
+func (l *Lease) bucketLocked(ctx context.Context) bool {
+	if l.kv != nil {
+		return true
+	}
+	kv, err := l.open(ctx)
+	if err != nil {
+		return false
+	}
+	l.kv = kv
+	return true
 }
 
 // OnChange calls f, from Hold's goroutine, each time the State changes.
@@ -135,8 +156,12 @@ func (l *Lease) try(ctx context.Context) {
 	defer cancel()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if !l.bucketLocked(ctx) {
+		l.setLocked(State{})
+		return
+	}
 	if l.rev != 0 {
-		l.writeLocked(ctx, l.tick)
+		_ = l.writeLocked(ctx, l.tick) // a failure loses the lease
 		return
 	}
 	val, _ := json.Marshal(record{Holder: l.holder})

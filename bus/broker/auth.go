@@ -222,9 +222,9 @@ func (a *auth) permissions(cr *credential, id string) bus.Perms {
 		f := bus.FleetPermissions(cr.role, a.fleet.Host, id)
 		p.Publish = append(p.Publish, f.Publish...)
 		p.Subscribe = append(p.Subscribe, f.Subscribe...)
-		if child {
-			p.Publish = append(p.Publish, storePermissions(a.fleet.Stores, a.fleet.Domain)...)
-		}
+		// The fleet's stores, for the children and for the master's
+		// `status` (which reads the leases).
+		p.Publish = append(p.Publish, storePermissions(a.fleet.Stores, a.fleet.Domain)...)
 	}
 	return p
 }

@@ -206,6 +206,7 @@ func checkBusURL(s string) error {
 type Child struct {
 	Deploy
 	Bus
+	Fleet
 	ReadyTimeout    time.Duration `env:"YOLK_READY_TIMEOUT" envDefault:"30s" help:"how long the BeforeReady hooks may take, and each try to report ready (external mode: it tries until it succeeds)"`
 	ShutdownTimeout time.Duration `env:"YOLK_SHUTDOWN_TIMEOUT" envDefault:"30s" help:"how long in-flight requests and the BeforeClose hooks may take on stop"`
 	Logging
@@ -219,6 +220,9 @@ func (c *Child) Check(role bus.Role, secretVar, secret string) error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return BadValue("YOLK_SHUTDOWN_TIMEOUT", c.ShutdownTimeout.String(), "must be positive")
+	}
+	if err := c.Fleet.Check(); err != nil {
+		return err
 	}
 	return c.Join(&c.Bus, role, secretVar, secret, c.ReadyTimeout)
 }

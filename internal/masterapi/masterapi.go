@@ -31,11 +31,13 @@ type State struct {
 	Version   string    `json:"version"`
 	By        string    `json:"by"`
 	UpdatedAt time.Time `json:"updatedAt"`
+	Fleet     string    `json:"fleet,omitempty"`
 }
 
 // Check refuses a report that `master status` could not show as it is: a
 // version of 1 to 256 printable ASCII characters without spaces, and a cause
-// (start, push, pull, ...) of at most 32 lowercase letters. A report is input
+// (start, push, pull, ...) and a part in the fleet (leader, follower,
+// alone), each of at most 32 lowercase letters. A report is input
 // from another process: no control character may reach a terminal.
 func (s State) Check() error {
 	if len(s.Version) == 0 || len(s.Version) > 256 || strings.ContainsFunc(s.Version, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
@@ -43,6 +45,9 @@ func (s State) Check() error {
 	}
 	if len(s.By) > 32 || strings.ContainsFunc(s.By, func(r rune) bool { return r < 'a' || r > 'z' }) {
 		return fmt.Errorf("by %.40q: want at most 32 lowercase letters", s.By)
+	}
+	if len(s.Fleet) > 32 || strings.ContainsFunc(s.Fleet, func(r rune) bool { return r < 'a' || r > 'z' }) {
+		return fmt.Errorf("fleet %.40q: want at most 32 lowercase letters", s.Fleet)
 	}
 	return nil
 }

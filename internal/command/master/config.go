@@ -15,8 +15,9 @@ import (
 )
 
 type config struct {
-	// stores are the application's, for the bus (not from the environment).
-	stores []broker.Store
+	// stores are the application's, for the bus (not from the environment):
+	// the host's, and the fleet's.
+	stores, fleetStores []broker.Store
 
 	cli.Deploy
 	Workers         int           `env:"YOLK_WORKERS" helpDefault:"usable CPUs" help:"workers in fork mode"`
@@ -29,6 +30,11 @@ type config struct {
 	ReadyTimeout    time.Duration `env:"YOLK_READY_TIMEOUT" envDefault:"30s" help:"how long a child may take to report ready"`
 	AgentBin        string        `env:"YOLK_AGENT_BIN" helpDefault:"agent beside the master, or this program" help:"agent executable"`
 	WorkerBin       string        `env:"YOLK_WORKER_BIN" helpDefault:"worker beside the master, or this program" help:"worker executable"`
+	cli.Fleet
+	ClusterUser     string `env:"YOLK_CLUSTER_USER" help:"user of the leaf node link to the cluster (with YOLK_CLUSTER_PASSWORD)"`
+	ClusterPassword string `env:"YOLK_CLUSTER_PASSWORD" help:"password of the leaf node link (never printed)"`
+	ClusterCreds    string `env:"YOLK_CLUSTER_CREDS" help:"a NATS .creds file for the leaf node link, instead of a user and password"`
+	ClusterCA       string `env:"YOLK_CLUSTER_CA" help:"PEM file of the CA of the cluster's certificates, for tls:// URLs; empty: the system's"`
 	cli.Logging
 }
 
@@ -57,6 +63,17 @@ func (c *config) validate(self bool) error {
 		c.RunDir = "run/yolk"
 		if c.External() {
 			c.RunDir = "/tmp/yolk" // a container's root may be read-only; /tmp holds the health socket too
+		}
+	}
+	if err := c.Fleet.Check(); err != nil {
+		return err
+	}
+	if c.ClusterCreds != "" && c.ClusterUser != "" {
+		return &cli.UsageError{Err: errors.New("YOLK_CLUSTER_CREDS and YOLK_CLUSTER_USER are both set: give one way to log in to the cluster")}
+	}
+	if c.ClusterCreds != "" {
+		if _, err := os.Stat(c.ClusterCreds); err != nil {
+			return cli.BadValue("YOLK_CLUSTER_CREDS", c.ClusterCreds, "%v", errors.Unwrap(err))
 		}
 	}
 	if c.BusURL == "" && c.External() {

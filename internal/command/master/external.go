@@ -71,7 +71,8 @@ func serveExternal(ctx context.Context, cfg config, stderr io.Writer, sig signal
 			if readiness(children) != nil {
 				self.State = supervisor.StateStarting
 			}
-			return statusReply{Master: self, Mode: cli.ModeExternal, Bus: b.ClientURL(), Children: caches.fill(children)}, nil
+			return statusReply{Master: self, Mode: cli.ModeExternal, Bus: b.ClientURL(), Children: caches.fill(children),
+				Fleet: fleetState(ctx, cfg, b, conn)}, nil
 		},
 		"reload": func(context.Context, bus.Message) (any, error) {
 			return nil, errors.New("no reload in external mode: the platform replaces the workers (a rolling update)")

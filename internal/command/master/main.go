@@ -66,6 +66,8 @@ type App struct {
 	// Stores are the key-value buckets and object stores the bus keeps for
 	// the agent and workers.
 	Stores []broker.Store
+	// Fleet are the stores on the cluster, in a fleet (YOLK_CLUSTER_URL).
+	Fleet []broker.Store
 }
 
 // version is stamped by make build.
@@ -153,7 +155,7 @@ func run(ctx context.Context, app App, args, environ []string, stdout, stderr io
 	if err := cfg.validate(app.Self); err != nil {
 		return err
 	}
-	cfg.stores = app.Stores
+	cfg.stores, cfg.fleetStores = app.Stores, app.Fleet
 	switch cmd {
 	case "":
 		if len(args) > 0 {

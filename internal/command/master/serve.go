@@ -62,6 +62,9 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 	defer lnFile.Close()
 
 	childEnv := childEnviron(environ, "YOLK_BUS_URL="+b.ClientURL())
+	if cfg.Fleet.On() {
+		childEnv = append(childEnv, "YOLK_HOST="+cfg.Host) // as the master named it
+	}
 	var sup *supervisor.Supervisor
 	var serviceReady atomic.Bool
 	sup = supervisor.New(supervisor.Config{
@@ -127,6 +130,7 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 				Bus:       b.ClientURL(),
 				Reloading: reloading.Load(),
 				Children:  caches.fill(childStatuses(children)),
+				Fleet:     fleetState(ctx, cfg, b, conn),
 			}, nil
 		},
 		"reload": func(context.Context, bus.Message) (any, error) {
@@ -183,15 +187,24 @@ const childStopGrace = time.Second
 func startBus(ctx context.Context, cfg config, id string, log *slog.Logger, bc broker.Config) (*broker.Broker, *bus.Conn, error) {
 	bc.Host, bc.Port, _ = cfg.busAddr()
 	bc.Logger = log
+	fleet, err := cfg.fleet()
+	if err != nil {
+		return nil, nil, err
+	}
+	bc.Fleet = fleet
 	b, err := broker.Start(bc)
 	if err != nil {
 		return nil, nil, fmt.Errorf("start bus: %w", err)
 	}
+	o := bus.Options{InProcess: b.InProcess(), ID: id, Role: bus.RoleMaster, Logger: log}
+	if fleet != nil {
+		o.Host, o.Domain = fleet.Host, fleet.Domain
+		log.Info("joining the fleet", "host", fleet.Host, "cluster", cfg.Fleet.ClusterURL, "domain", fleet.Domain)
+		go watchLink(ctx, b, log)
+	}
 	mc := b.Mint(bus.RoleMaster, id)
-	conn, err := bus.Dial(ctx, bus.Options{
-		InProcess: b.InProcess(), User: mc.User, Password: mc.Password,
-		ID: id, Role: bus.RoleMaster, Logger: log,
-	})
+	o.User, o.Password = mc.User, mc.Password
+	conn, err := bus.Dial(ctx, o)
 	if err != nil {
 		b.Shutdown()
 		return nil, nil, fmt.Errorf("connect to bus: %w", err)

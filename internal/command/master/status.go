@@ -79,6 +79,7 @@ type statusReply struct {
 	Bus       string          `json:"bus"`
 	Reloading bool            `json:"reloading"`
 	Children  []processStatus `json:"children"`
+	Fleet     *fleetStatus    `json:"fleet,omitempty"`
 }
 
 // readiness says whether the service is ready: the agent and at least one
@@ -180,23 +181,60 @@ func status(ctx context.Context, cfg config, args []string, stdout io.Writer) er
 	}
 	now := time.Now()
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ROLE\tID\tSTATE\tUPTIME\tRESTARTS\tVERSION\tBY\tUPDATED")
+	fleet := ""
+	if st.Fleet != nil {
+		fleet = "\tFLEET"
+	}
+	fmt.Fprintln(tw, "ROLE\tID\tSTATE\tUPTIME\tRESTARTS\tVERSION\tBY\tUPDATED"+fleet)
 	for _, p := range append([]processStatus{st.Master}, st.Children...) {
 		up := "-"
 		if !p.Started.IsZero() {
 			up = now.Sub(p.Started).Round(time.Second).String()
 		}
-		version, by, updated := "-", "-", "-"
+		version, by, updated, part := "-", "-", "-", "-"
 		if p.Cache != nil {
 			version, by = p.Cache.Version, p.Cache.By
 			updated = now.Sub(p.Cache.UpdatedAt).Round(time.Second).String() + " ago"
+			if p.Cache.Fleet != "" {
+				part = p.Cache.Fleet
+			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", p.Role, p.ID, p.State, up, p.Restarts, version, by, updated)
+		if fleet == "" {
+			part = ""
+		} else {
+			part = "\t" + part
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s%s\n", p.Role, p.ID, p.State, up, p.Restarts, version, by, updated, part)
 	}
 	if st.Reloading {
 		fmt.Fprintln(tw, "(a rolling reload is under way)")
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if f := st.Fleet; f != nil {
+		link := "up"
+		if !f.Link {
+			link = "down"
+		}
+		fmt.Fprintf(stdout, "\nfleet: host %s, link to the cluster %s\n", f.Host, link)
+		if f.Err != "" {
+			fmt.Fprintf(stdout, "  %s\n", f.Err)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		if len(f.Leases) > 0 {
+			fmt.Fprintln(tw, "LEASE\tHOLDER\tFENCE")
+		}
+		for _, l := range f.Leases {
+			holder := l.Holder
+			if holder == "" {
+				holder = "(given up)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\n", l.Name, holder, l.Fence)
+		}
+		return tw.Flush()
+	}
+	return nil
 }
 
 func reloadCmd(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
