@@ -65,7 +65,8 @@ func FleetPermissions(role Role, host, id string) Perms {
 			Subscribe: []string{fleetInboxPrefix(host, id) + ".>", prefixFleetApp + "*.*"},
 		}
 	case RoleMaster:
-		return Perms{Subscribe: []string{fleetInboxPrefix(host, id) + ".>"}}
+		// The master answers its host's processes, whose inboxes are the fleet's.
+		return Perms{Publish: []string{prefixFleetInbox + host + ".>"}, Subscribe: []string{fleetInboxPrefix(host, id) + ".>"}}
 	}
 	return Perms{}
 }

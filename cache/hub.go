@@ -30,6 +30,10 @@ type Hub struct {
 	// Now is the clock of UpdatedAt, for people; nil means time.Now. It orders
 	// nothing: a clock that steps either way changes no decision.
 	Now func() time.Time
+	// Fleet, if set before Run, makes the hub one agent of a fleet's cache
+	// (see Fleet).
+	Fleet *Fleet
+	fleet *fleetState
 
 	mu       sync.Mutex
 	want     uint64 // newest generation asked for
@@ -73,8 +77,18 @@ func (h *Hub) now() time.Time {
 func (h *Hub) Run(ctx context.Context, sh *Shared, ready func()) error {
 	defer close(h.stopped) // the bus sends the replies of requests under way before it closes: end them
 	h.shared = sh
+	if h.Fleet != nil {
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		fctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		sctx, scancel := context.WithTimeout(fctx, fleetSettle)
+		h.startFleet(fctx, sctx, &wg)
+		scancel()
+	}
 	for wait := minRetry; ; wait = min(2*wait, maxRetry) {
-		_, err := h.sync(ctx)
+		target, _ := h.target()
+		_, err := h.sync(ctx, target)
 		if err == nil {
 			break
 		}
@@ -154,6 +168,9 @@ func (h *Hub) Changed(version string) {
 func (h *Hub) Reconnected() {
 	h.stale.Store(true)
 	h.request("catchup", false)
+	if h.fleet != nil {
+		h.fleet.kick() // the host's copy may be empty: copy the fleet's latest again
+	}
 }
 
 // Resync is called when the change feed comes back after a break: events may
@@ -233,6 +250,11 @@ func (h *Hub) fetch(ctx context.Context, by string, full bool) error {
 	// snapshot is the bucket's latest entry, but for a race with a worker's
 	// publish or a bucket that started over: then the publish fails, or the bus
 	// came back, and the hub reads the bucket again first.
+	target, reads := h.target()
+	if !reads {
+		h.log.Debug("another host's agent reads the remote", "by", by)
+		return nil
+	}
 	cur := h.store.Load()
 	head := Head{}
 	if cur != nil {
@@ -240,7 +262,7 @@ func (h *Hub) fetch(ctx context.Context, by string, full bool) error {
 	}
 	if h.stale.Load() || cur == nil {
 		var err error
-		if head, err = h.sync(ctx); err != nil {
+		if head, err = h.sync(ctx, target); err != nil {
 			return err
 		}
 		cur = h.store.Load()
@@ -261,6 +283,7 @@ func (h *Hub) fetch(ctx context.Context, by string, full bool) error {
 	if cur != nil && s.Digest == cur.Digest && s.Version == cur.Version {
 		if head.Revision != 0 {
 			h.log.Debug("remote unchanged", "by", by, "version", cur.Version)
+			h.published(target)
 			return nil
 		}
 		// The bucket is empty: the master restarted. Seed it again.
@@ -271,7 +294,7 @@ func (h *Hub) fetch(ctx context.Context, by string, full bool) error {
 		// snapshots are told apart by digest, not by name.
 		h.log.Warn("remote served different data under the same version; taking the fresh data", "version", s.Version)
 	}
-	p, err := h.shared.Publish(ctx, s, by, head)
+	p, err := target.Publish(ctx, s, by, head)
 	if errors.Is(err, ErrConflict) {
 		// A worker published while the agent read (it was away, or is
 		// starting): this read may be older than theirs. Read again from theirs.
@@ -285,6 +308,7 @@ func (h *Hub) fetch(ctx context.Context, by string, full bool) error {
 	}
 	h.store.p.Store(p.WithBy(by, h.now())) // the bucket's latest, even if it started over (a lower revision)
 	h.log.Info("new version from remote", "by", by, "version", p.Version, "revision", p.Revision, "items", len(p.Items))
+	h.published(target)
 	return nil
 }
 
@@ -293,8 +317,8 @@ func (h *Hub) fetch(ctx context.Context, by string, full bool) error {
 // returns it as the base of the next publish. An empty bucket leaves the hub's
 // snapshot, to be published again; an entry that does not decode is logged, and
 // the next read of the remote replaces it.
-func (h *Hub) sync(ctx context.Context) (Head, error) {
-	s, head, err := h.shared.Latest(ctx)
+func (h *Hub) sync(ctx context.Context, target *Shared) (Head, error) {
+	s, head, err := target.Latest(ctx)
 	if err != nil && head.Revision == 0 {
 		return head, err
 	}
@@ -340,7 +364,7 @@ func (h *Hub) handleFetch(ctx context.Context, m bus.Message) (any, error) {
 		return nil, fmt.Errorf("cache: fetch by %q: want pull or force", req.By)
 	}
 	err := h.await(ctx, gen)
-	return h.reply(before, h.store.Load(), err), nil
+	return h.localReply(ctx, h.reply(before, h.store.Load(), err)), nil
 }
 
 func (h *Hub) reply(before, after *Snapshot, err error) fetchReply {

@@ -19,6 +19,14 @@ const (
 	ObjectStore = "cache-objects" // the items of snapshots too large for a record
 )
 
+// The stores of a fleet's shared copy, on the NATS cluster (yolk.Store.Fleet),
+// and the lease of the agent that reads the remote for every host.
+const (
+	FleetBucket      = "yolk-cache"
+	FleetObjectStore = "yolk-cache-objects"
+	FleetLease       = "cache"
+)
+
 // Keys of the bucket.
 const (
 	keySnapshot = "snapshot"
@@ -48,14 +56,42 @@ var ErrConflict = errors.New("cache: the shared snapshot changed meanwhile")
 // whichever way they arrive (a watch, a catch-up, a start): the record is
 // written with [Snapshot.Encode], which escapes nothing that need not be.
 type Shared struct {
-	kv  jetstream.KeyValue
-	obj jetstream.ObjectStore
+	open func(context.Context) (jetstream.KeyValue, jetstream.ObjectStore, error)
+	mu   sync.Mutex // guards kv and obj while open is set
+	kv   jetstream.KeyValue
+	obj  jetstream.ObjectStore
 }
 
 // NewShared returns the shared copy in kv (the bucket [Bucket]) and obj (the
 // object store [ObjectStore]).
 func NewShared(kv jetstream.KeyValue, obj jetstream.ObjectStore) *Shared {
 	return &Shared{kv: kv, obj: obj}
+}
+
+// OpenShared returns a shared copy whose stores open calls, when first
+// needed and again until it succeeds: for the fleet's copy on a cluster
+// that may be out of reach when the agent starts. Until then every method
+// fails with open's error.
+func OpenShared(open func(context.Context) (jetstream.KeyValue, jetstream.ObjectStore, error)) *Shared {
+	return &Shared{open: open}
+}
+
+// bind returns the stores, opening them if they are not yet.
+func (sh *Shared) bind(ctx context.Context) (jetstream.KeyValue, jetstream.ObjectStore, error) {
+	if sh.open == nil {
+		return sh.kv, sh.obj, nil
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.kv != nil {
+		return sh.kv, sh.obj, nil
+	}
+	kv, obj, err := sh.open(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cache: open the shared copy: %w", err)
+	}
+	sh.kv, sh.obj = kv, obj
+	return kv, obj, nil
 }
 
 // record is a key-value entry of the snapshot key: the snapshot's wire form
@@ -70,7 +106,11 @@ type record struct {
 
 // entry returns the latest entry of the snapshot key, nil if there is none.
 func (sh *Shared) entry(ctx context.Context) (jetstream.KeyValueEntry, error) {
-	e, err := sh.kv.Get(ctx, keySnapshot)
+	kv, _, err := sh.bind(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e, err := kv.Get(ctx, keySnapshot)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		return nil, nil
@@ -106,10 +146,11 @@ func (sh *Shared) load(ctx context.Context, e jetstream.KeyValueEntry) (*Snapsho
 		return nil, fmt.Errorf("cache: shared snapshot at revision %d: unknown cause %.40q", e.Revision(), rec.By)
 	}
 	if rec.Object != "" {
-		if sh.obj == nil {
+		_, obj, _ := sh.bind(ctx) // bound: the entry came from the bucket
+		if obj == nil {
 			return nil, fmt.Errorf("cache: shared snapshot at revision %d: items in object %s, and no object store", e.Revision(), rec.Object)
 		}
-		items, err := sh.obj.GetBytes(ctx, rec.Object)
+		items, err := obj.GetBytes(ctx, rec.Object)
 		if err != nil {
 			return nil, fmt.Errorf("cache: shared snapshot at revision %d: items %s: %w", e.Revision(), rec.Object, err)
 		}
@@ -157,11 +198,15 @@ func (sh *Shared) Publish(ctx context.Context, s *Snapshot, by string, base Head
 	if !refreshBy[by] {
 		return nil, fmt.Errorf("cache: publish: unknown cause %q", by)
 	}
+	kv, obj, err := sh.bind(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var rec []byte
 	object := ""
 	if items := s.itemsJSON(); len(items) > InlineLimit {
 		object = "items-" + randomName()
-		if _, err := sh.obj.PutBytes(ctx, object, items); err != nil {
+		if _, err := obj.PutBytes(ctx, object, items); err != nil {
 			return nil, fmt.Errorf("cache: publish %s: store the items: %w", s.Version, err)
 		}
 		rec = appendRecordHead(nil, by, s)
@@ -175,11 +220,10 @@ func (sh *Shared) Publish(ctx context.Context, s *Snapshot, by string, base Head
 		rec = append(append(rec, ','), enc[1:]...)
 	}
 	var rev uint64
-	var err error
 	if base.Revision == 0 {
-		rev, err = sh.kv.Create(ctx, keySnapshot, rec)
+		rev, err = kv.Create(ctx, keySnapshot, rec)
 	} else {
-		rev, err = sh.kv.Update(ctx, keySnapshot, rec, base.Revision)
+		rev, err = kv.Update(ctx, keySnapshot, rec, base.Revision)
 	}
 	if err != nil {
 		if object != "" {
@@ -214,7 +258,9 @@ func appendRecordHead(b []byte, by string, s *Snapshot) []byte {
 func (sh *Shared) deleteObject(name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = sh.obj.Delete(ctx, name) // an orphan costs memory, not correctness
+	if _, obj, err := sh.bind(ctx); err == nil {
+		_ = obj.Delete(ctx, name) // an orphan costs memory, not correctness
+	}
 }
 
 func randomName() string {
@@ -267,7 +313,11 @@ func (sh *Shared) Follow(ctx context.Context, restart <-chan struct{}, install f
 // snapshot keeps serving. initial is called once the current snapshot (or its
 // absence) has been delivered.
 func (sh *Shared) Watch(ctx context.Context, install func(s *Snapshot, first bool), bad func(error), initial func()) error {
-	w, err := sh.kv.Watch(ctx, keySnapshot)
+	kv, _, err := sh.bind(ctx)
+	if err != nil {
+		return err
+	}
+	w, err := kv.Watch(ctx, keySnapshot)
 	if err != nil {
 		return fmt.Errorf("cache: watch the shared snapshot: %w", err)
 	}
@@ -313,7 +363,11 @@ func (sh *Shared) Watch(ctx context.Context, install func(s *Snapshot, first boo
 // after the last pull takes it, the others find the lease moved and skip, so
 // one of them pulls per interval, chosen without the agent.
 func (sh *Shared) TakePull(ctx context.Context, seen uint64, who string) (bool, uint64, error) {
-	e, err := sh.kv.Get(ctx, keyPull)
+	kv, _, err := sh.bind(ctx)
+	if err != nil {
+		return false, seen, err
+	}
+	e, err := kv.Get(ctx, keyPull)
 	var cur uint64
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
@@ -327,9 +381,9 @@ func (sh *Shared) TakePull(ctx context.Context, seen uint64, who string) (bool, 
 	}
 	var rev uint64
 	if cur == 0 {
-		rev, err = sh.kv.Create(ctx, keyPull, []byte(who))
+		rev, err = kv.Create(ctx, keyPull, []byte(who))
 	} else {
-		rev, err = sh.kv.Update(ctx, keyPull, []byte(who), cur)
+		rev, err = kv.Update(ctx, keyPull, []byte(who), cur)
 	}
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {

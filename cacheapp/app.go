@@ -16,6 +16,8 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/yolkgo/yolk"
 	"github.com/yolkgo/yolk/cache"
 	"github.com/yolkgo/yolk/schedule"
@@ -41,8 +43,27 @@ func New() yolk.App {
 		Schedules: a.schedules,
 		Agent:     a.agent,
 		Worker:    a.worker,
-		Stores:    []yolk.Store{{Name: cache.Bucket}, {Name: cache.ObjectStore, Objects: true}},
+		Stores: []yolk.Store{
+			{Name: cache.Bucket}, {Name: cache.ObjectStore, Objects: true},
+			{Name: cache.FleetBucket, Fleet: true}, {Name: cache.FleetObjectStore, Objects: true, Fleet: true},
+		},
 	}
+}
+
+// fleetShared is the fleet's shared snapshot, on the cluster, opened when
+// the cluster is first reached.
+func fleetShared(p *yolk.Process) *cache.Shared {
+	return cache.OpenShared(func(ctx context.Context) (jetstream.KeyValue, jetstream.ObjectStore, error) {
+		kv, err := p.KeyValue(ctx, cache.FleetBucket)
+		if err != nil {
+			return nil, nil, err
+		}
+		obj, err := p.ObjectStore(ctx, cache.FleetObjectStore)
+		if err != nil {
+			return nil, nil, err
+		}
+		return kv, obj, nil
+	})
 }
 
 // shared opens the service's shared snapshot, in the master's stores.
@@ -76,6 +97,18 @@ func (a *app) schedules() []yolk.Schedule {
 // source's change feed. It is ready once the hub has tried the remote.
 func (a *app) agent(ag *yolk.Agent) error {
 	hub := cache.NewHub(ag, a.cfg.source(), ag.Log)
+	if ag.Host() != "" {
+		// A fleet: one agent reads the remote for every host (see cache.Fleet).
+		l, err := ag.Lease(cache.FleetLease)
+		if err != nil {
+			return err
+		}
+		hub.Fleet = &cache.Fleet{Shared: fleetShared(ag.Process), Lease: l, OnPart: func(part string, s *cache.Snapshot) {
+			if s != nil { // master status shows the agent's part in the fleet
+				_ = ag.Report(yolk.State{Version: s.Version, By: s.By, UpdatedAt: s.UpdatedAt, Fleet: part})
+			}
+		}}
+	}
 	warm := make(chan struct{})
 	ag.Go(func(ctx context.Context) error {
 		sh, err := shared(ctx, ag.Process)
@@ -92,6 +125,8 @@ func (a *app) agent(ag *yolk.Agent) error {
 		}
 		if s := hub.Load(); s != nil {
 			ag.Log.Info("cache warm", "version", s.Version)
+		} else if hub.Part() == cache.PartFollower {
+			ag.Log.Info("ready; the fleet's leader reads the remote for this host")
 		} else {
 			ag.Log.Warn("ready without data: the remote source has not answered yet")
 		}

@@ -67,6 +67,7 @@ type Lease struct {
 	state    State
 	onChange []func(State)
 	settled  chan struct{} // closed after the first try to take the lease
+	reached  chan struct{} // closed once the bucket first answered
 }
 
 // New returns holder's side of the lease on key in kv, whose entries expire
@@ -74,14 +75,14 @@ type Lease struct {
 // takes and keeps it. The holder names this process in State.Holder, for
 // people: the key's revision, not the name, decides who holds the lease.
 func New(kv jetstream.KeyValue, key, holder string, ttl time.Duration) *Lease {
-	return &Lease{kv: kv, key: key, holder: holder, ttl: ttl, settled: make(chan struct{})}
+	return &Lease{kv: kv, key: key, holder: holder, ttl: ttl, settled: make(chan struct{}), reached: make(chan struct{})}
 }
 
 // Open is New with a bucket opened when first needed, and opened again
 // until that succeeds: for a process that may start while the bucket cannot
 // be reached.
 func Open(open func(context.Context) (jetstream.KeyValue, error), key, holder string, ttl time.Duration) *Lease {
-	return &Lease{open: open, key: key, holder: holder, ttl: ttl, settled: make(chan struct{})}
+	return &Lease{open: open, key: key, holder: holder, ttl: ttl, settled: make(chan struct{}), reached: make(chan struct{})}
 }
 
 // bucketLocked opens the bucket if needed. l.mu is held.
@@ -114,6 +115,10 @@ func (l *Lease) State() State {
 
 // Settled is closed once Hold has tried the bucket once.
 func (l *Lease) Settled() <-chan struct{} { return l.settled }
+
+// Reached is closed once the bucket first answered: the lease's State
+// says who holds it from then on.
+func (l *Lease) Reached() <-chan struct{} { return l.reached }
 
 // Tries: a holder renews three times per TTL; the others look for a free
 // key at most every TryEvery, so a dead holder's lease passes on within TTL
@@ -235,6 +240,13 @@ func isCAS(err error) bool {
 }
 
 func (l *Lease) setLocked(s State) {
+	if s.Reachable {
+		select {
+		case <-l.reached:
+		default:
+			close(l.reached)
+		}
+	}
 	if s == l.state {
 		return
 	}
