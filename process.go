@@ -40,8 +40,8 @@ type Process struct {
 
 	conn     *bus.Conn // the runtime's connection
 	role     Role
-	fleet    cli.Fleet // the host's fleet (fleet.On() false on a single host)
-	stores   []Store   // App.Stores
+	fleet    cli.Fleet     // the host's fleet (fleet.On() false on a single host)
+	stores   []Store       // App.Stores
 	reported chan struct{} // closed once the master knows this process is ready
 
 	mu           sync.Mutex
