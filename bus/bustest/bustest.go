@@ -128,6 +128,8 @@ type Cluster struct {
 	Srv       *server.Server
 	ClientURL string
 	LeafURL   *url.URL
+	t         testing.TB
+	opts      *server.Options
 }
 
 // ClusterDomain is the JetStream domain of NewCluster's server.
@@ -144,18 +146,37 @@ func NewCluster(t testing.TB) *Cluster {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	srv, err := server.NewServer(&server.Options{
+	c := &Cluster{t: t, opts: &server.Options{
 		Host: "127.0.0.1", Port: -1, NoSigs: true, JetStream: true, JetStreamDomain: ClusterDomain,
 		StoreDir: t.TempDir(), LeafNode: server.LeafNodeOpts{Host: "127.0.0.1", Port: port},
-	})
+	}}
+	c.LeafURL, _ = url.Parse(fmt.Sprintf("nats://127.0.0.1:%d", port))
+	c.Start()
+	t.Cleanup(func() { c.Srv.Shutdown() })
+	return c
+}
+
+// Start starts the server again after Stop, on the same ports and with the
+// same stores.
+func (c *Cluster) Start() {
+	c.t.Helper()
+	opts := *c.opts
+	srv, err := server.NewServer(&opts)
 	if err != nil {
-		t.Fatal(err)
+		c.t.Fatal(err)
 	}
 	srv.Start()
 	if !srv.ReadyForConnections(dialTimeout) {
-		t.Fatal("bustest.NewCluster: not ready")
+		c.t.Fatal("bustest.Cluster: not ready")
 	}
-	t.Cleanup(srv.Shutdown)
-	u, _ := url.Parse(fmt.Sprintf("nats://127.0.0.1:%d", port))
-	return &Cluster{Srv: srv, ClientURL: srv.ClientURL(), LeafURL: u}
+	if c.opts.Port == -1 { // the next start takes the same client port
+		c.opts.Port = srv.Addr().(*net.TCPAddr).Port
+	}
+	c.Srv, c.ClientURL = srv, srv.ClientURL()
+}
+
+// Stop stops the server and waits until it is down.
+func (c *Cluster) Stop() {
+	c.Srv.Shutdown()
+	c.Srv.WaitForShutdown()
 }
