@@ -58,6 +58,17 @@ type fleetState struct {
 	copied   uint64 // the fleet revision last copied to (or found on) the host
 	localRev uint64 // the host's revision of that copy
 	copies   signal // notified after each copy
+	last     atomic.Pointer[Snapshot] // the host's snapshot as last copied or found
+}
+
+// hostSnapshot is the host's latest snapshot as the hub knows it.
+func (h *Hub) hostSnapshot() *Snapshot {
+	if s := h.fleet.last.Load(); s != nil {
+		if cur := h.store.Load(); cur == nil || h.fleet.getPart() != PartAlone {
+			return s
+		}
+	}
+	return h.store.Load()
 }
 
 // awaitCopy waits until the fleet's revision rev (or a later one) is on the
@@ -155,7 +166,7 @@ func (h *Hub) setPart(part string) {
 		f.kick()
 	}
 	if h.Fleet.OnPart != nil {
-		h.Fleet.OnPart(part, h.store.Load())
+		h.Fleet.OnPart(part, h.hostSnapshot())
 	}
 }
 
@@ -224,6 +235,9 @@ func (h *Hub) copyIn(ctx context.Context, s *Snapshot, first bool) {
 		}
 		if cur != nil && cur.Digest == s.Digest && cur.Version == s.Version {
 			f.copied, f.localRev = s.Revision, cur.Revision
+			if f.last.Load() == nil {
+				f.last.Store(cur.WithBy(cur.By, h.now()))
+			}
 			f.copies.notify()
 			return
 		}
@@ -236,6 +250,8 @@ func (h *Hub) copyIn(ctx context.Context, s *Snapshot, first bool) {
 			return
 		}
 		f.copied, f.localRev = s.Revision, p.Revision
+		p = p.WithBy(s.By, h.now())
+		f.last.Store(p)
 		f.copies.notify()
 		if h.Fleet.OnPart != nil {
 			h.Fleet.OnPart(f.getPart(), p)

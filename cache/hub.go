@@ -309,6 +309,9 @@ func (h *Hub) fetch(ctx context.Context, by string, full bool) error {
 	h.store.p.Store(p.WithBy(by, h.now())) // the bucket's latest, even if it started over (a lower revision)
 	h.log.Info("new version from remote", "by", by, "version", p.Version, "revision", p.Revision, "items", len(p.Items))
 	h.published(target)
+	if h.fleet != nil && target == h.fleet.local && h.Fleet.OnPart != nil {
+		h.Fleet.OnPart(h.fleet.getPart(), h.store.Load()) // what this host serves, read alone
+	}
 	return nil
 }
 

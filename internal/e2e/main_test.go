@@ -40,11 +40,18 @@ func buildAndRun(m *testing.M) int {
 	if raceEnabled {
 		args = append(args, "-race")
 	}
-	args = append(args, "../../cmd/master", "../../cmd/agent", "../../cmd/worker", "../../cmd/source", "../../examples/counter")
+	args = append(args, "../../cmd/master", "../../cmd/agent", "../../cmd/worker", "../../cmd/source", "../../examples/counter", "../../examples/ticker")
 	cmd := exec.Command("go", args...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: build binaries:", err)
+		return 1
+	}
+	// The real NATS server, from the module in go.mod, for the fleet's cluster.
+	cmd = exec.Command("go", "build", "-o", dir+"/nats-server", "github.com/nats-io/nats-server/v2")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: build nats-server:", err)
 		return 1
 	}
 	binDir = dir
