@@ -306,8 +306,8 @@ func TestFleetClusterScheduleOncePerTick(t *testing.T) {
 			t.Errorf("tick %d ran %d times: %+v", tick, n, byTick[tick])
 		}
 	}
-	t.Logf("cluster schedule every 200ms over %d ticks (%v): %d runs, %.2f runs per tick run, %d ticks missed, "+
-		"longest gap between two runs %v; events: %s", last-first+1, events, len(all),
+	t.Logf("cluster schedule every 200ms over %d ticks: %d runs, %.2f runs per tick run, %d ticks missed, "+
+		"longest gap between two runs %v; events: %s", last-first+1, len(all),
 		float64(len(all))/float64(len(byTick)), missed, gap, strings.Join(events, ", "))
 	if len(byTick) < ticks {
 		t.Errorf("%d ticks ran, want at least %d", len(byTick), ticks)
