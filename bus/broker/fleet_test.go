@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -178,5 +179,51 @@ func TestFleetCrossesOnlyFleetSubjects(t *testing.T) {
 	lkv0, _ := local0.KeyValue(ctx, "local")
 	if e, err := lkv0.Get(ctx, "k"); err == nil {
 		t.Errorf("h0's own bucket holds h1's entry %q", e.Value())
+	}
+}
+
+// A process of one host can neither sign as a process of another host, nor
+// read another's fleet inbox, nor reach the cluster's JetStream beyond the
+// fleet's stores.
+func TestFleetPermissionsPinTheHost(t *testing.T) {
+	c := bustest.NewCluster(t)
+	h1 := fleetHost(t, c, "h1")
+	cred := h1.Mint(bus.RoleWorker, "11")
+	errs := make(chan error, 16)
+	nc, err := nats.Connect(h1.ClientURL(), nats.UserInfo(cred.User, cred.Password), nats.Name("11"),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	refused := func(what string, do func() error) {
+		t.Helper()
+		if err := do(); err != nil {
+			return // refused at once
+		}
+		nc.Flush()
+		select {
+		case err := <-errs:
+			if !strings.Contains(err.Error(), "Permissions Violation") {
+				t.Errorf("%s: %v, want a permissions violation", what, err)
+			}
+		case <-time.After(2 * time.Second):
+			t.Errorf("%s: allowed", what)
+		}
+	}
+	refused("sign as h0's worker", func() error { return nc.Publish("yolk-fleet.app.x.11@h0", []byte("{}")) })
+	refused("sign as h1's other worker", func() error { return nc.Publish("yolk-fleet.app.x.12@h1", []byte("{}")) })
+	refused("read h0's fleet inbox", func() error { _, err := nc.SubscribeSync("yolk-fleet.inbox.h0.11.>"); return err })
+	refused("read h1's agent's fleet inbox", func() error { _, err := nc.SubscribeSync("yolk-fleet.inbox.h1.10.>"); return err })
+	refused("manage the cluster's streams", func() error { return nc.Publish("$JS.fleet.API.STREAM.DELETE.KV_shared", nil) })
+	refused("another bucket of the cluster", func() error { return nc.Publish("$JS.fleet.API.STREAM.INFO.KV_other", nil) })
+	if err := nc.Publish("yolk-fleet.app.x.11@h1", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	select {
+	case err := <-errs:
+		t.Errorf("signing as itself refused: %v", err)
+	case <-time.After(200 * time.Millisecond):
 	}
 }
