@@ -151,6 +151,13 @@ var (
 		"YOLK_PULL_INTERVAL":  {rule: validOnly("0")},
 		"YOLK_FETCH_TIMEOUT":  {rule: validOnly()},
 	}
+	// fleetVars join a fleet; without a cluster URL the others are not checked.
+	fleetVars = map[string]envVarCase{
+		"YOLK_CLUSTER_URL":    {rule: validOnly()},
+		"YOLK_HOST":           {rule: anyValue},
+		"YOLK_CLUSTER_DOMAIN": {rule: anyValue},
+		"YOLK_LEASE_TTL":      {rule: validOnly("0")},
+	}
 	childVars = map[string]envVarCase{
 		"YOLK_MODE":             {rule: validOnly()},
 		"YOLK_HEALTH_SOCKET":    {rule: longerThan(107)},
@@ -165,7 +172,11 @@ var (
 	// envVarRules are the variables each binary reads, as its --help lists
 	// them, and the unlisted ones.
 	envVarRules = map[string]map[string]envVarCase{
-		"master": mergeVars(inExternalMode(loggingVars), refreshVars, map[string]envVarCase{
+		"master": mergeVars(inExternalMode(loggingVars), refreshVars, inExternalMode(fleetVars), map[string]envVarCase{
+			"YOLK_CLUSTER_USER":     {rule: anyValue, external: true},
+			"YOLK_CLUSTER_PASSWORD": {rule: anyValue, external: true, secret: true},
+			"YOLK_CLUSTER_CREDS":    {rule: validOnly(), external: true},
+			"YOLK_CLUSTER_CA":       {rule: anyValue, external: true},
 			"YOLK_MODE":             {rule: validOnly()},
 			"YOLK_HEALTH_SOCKET":    {rule: longerThan(107)},
 			"YOLK_WORKERS":          {rule: validOnly("0")},
@@ -179,10 +190,10 @@ var (
 			"YOLK_AGENT_BIN":        {rule: validOnly()},
 			"YOLK_WORKER_BIN":       {rule: validOnly()},
 		}),
-		"agent": mergeVars(loggingVars, refreshVars, childVars, map[string]envVarCase{
+		"agent": mergeVars(loggingVars, refreshVars, childVars, fleetVars, map[string]envVarCase{
 			"YOLK_AGENT_SECRET": {rule: requiredValue, external: true, secret: true},
 		}),
-		"worker": mergeVars(loggingVars, refreshVars, childVars, map[string]envVarCase{
+		"worker": mergeVars(loggingVars, refreshVars, childVars, fleetVars, map[string]envVarCase{
 			"YOLK_WORKER_SECRET": {rule: requiredValue, external: true, secret: true},
 			"YOLK_HTTP_ADDR":     {rule: validOnly()}, // checked at start, though the worker listens once warm
 			"YOLK_LISTEN_FD":     {rule: validOnly("0")},
