@@ -312,6 +312,26 @@ func TestFleetClusterScheduleOncePerTick(t *testing.T) {
 	if len(byTick) < ticks {
 		t.Errorf("%d ticks ran, want at least %d", len(byTick), ticks)
 	}
+
+	// GatherFleet reaches every worker of every live host, each signed id@host.
+	for _, h := range hosts {
+		var got map[string][]tickRun
+		eventually(t, 10*time.Second, "GET /fleet answered by 4 workers", func() bool {
+			resp, err := http.Get(h.base + "/fleet")
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			got = nil
+			return json.NewDecoder(resp.Body).Decode(&got) == nil && len(got) == 2*len(hosts)
+		})
+		for from := range got {
+			_, host, ok := strings.Cut(from, "@")
+			if _, live := hosts[host]; !ok || !live {
+				t.Errorf("GET /fleet on %s: a reply from %q", h.name, from)
+			}
+		}
+	}
 }
 
 // With the whole cluster down every host keeps serving its last good data
