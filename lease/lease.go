@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -59,7 +60,7 @@ type Lease struct {
 	kv     jetstream.KeyValue // nil until open succeeds; guarded by mu
 	key    string
 	holder string
-	ttl    time.Duration
+	ttl    atomic.Int64 // a time.Duration: the bucket's TTL
 
 	mu       sync.Mutex
 	rev      uint64 // revision of this holder's last write; 0 when not held
@@ -75,14 +76,18 @@ type Lease struct {
 // takes and keeps it. The holder names this process in State.Holder, for
 // people: the key's revision, not the name, decides who holds the lease.
 func New(kv jetstream.KeyValue, key, holder string, ttl time.Duration) *Lease {
-	return &Lease{kv: kv, key: key, holder: holder, ttl: ttl, settled: make(chan struct{}), reached: make(chan struct{})}
+	l := &Lease{kv: kv, key: key, holder: holder, settled: make(chan struct{}), reached: make(chan struct{})}
+	l.ttl.Store(int64(ttl))
+	return l
 }
 
 // Open is New with a bucket opened when first needed, and opened again
 // until that succeeds: for a process that may start while the bucket cannot
-// be reached.
+// be reached. The bucket's TTL, if it has one, replaces ttl.
 func Open(open func(context.Context) (jetstream.KeyValue, error), key, holder string, ttl time.Duration) *Lease {
-	return &Lease{open: open, key: key, holder: holder, ttl: ttl, settled: make(chan struct{}), reached: make(chan struct{})}
+	l := &Lease{open: open, key: key, holder: holder, settled: make(chan struct{}), reached: make(chan struct{})}
+	l.ttl.Store(int64(ttl))
+	return l
 }
 
 // bucketLocked opens the bucket if needed. l.mu is held.
@@ -93,6 +98,9 @@ func (l *Lease) bucketLocked(ctx context.Context) bool {
 	kv, err := l.open(ctx)
 	if err != nil {
 		return false
+	}
+	if st, err := kv.Status(ctx); err == nil && st.TTL() > 0 {
+		l.ttl.Store(int64(st.TTL())) // the bucket's word, should another process have made it with another
 	}
 	l.kv = kv
 	return true
@@ -137,9 +145,9 @@ func (l *Lease) Hold(ctx context.Context) {
 			close(l.settled)
 			first = false
 		}
-		wait := min(TryEvery, l.ttl/3)
+		wait := min(TryEvery, l.getTTL()/3)
 		if l.State().Held {
-			wait = l.ttl / 3
+			wait = l.getTTL() / 3
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -153,7 +161,9 @@ func (l *Lease) Hold(ctx context.Context) {
 
 // opTimeout bounds one write to the bucket: a reply later than a third of
 // the TTL is no use to a holder.
-func (l *Lease) opTimeout() time.Duration { return max(l.ttl/3, 100*time.Millisecond) }
+func (l *Lease) opTimeout() time.Duration { return max(l.getTTL()/3, 100*time.Millisecond) }
+
+func (l *Lease) getTTL() time.Duration { return time.Duration(l.ttl.Load()) }
 
 // try renews the lease if held, else takes it if free.
 func (l *Lease) try(ctx context.Context) {
