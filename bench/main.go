@@ -278,7 +278,7 @@ func runHarness(ctx context.Context, args []string) error {
 	defer os.RemoveAll(h.tmp)
 	defer cleanup() // runs first: every process ends before its run directory goes
 	binDir := binCacheDir(root, h.tmp)
-	h.logf("building master, agent, worker and source into %s (CGO_ENABLED=0, no -race)", binDir)
+	h.logf("building master, agent, worker, source and nats-server into %s (CGO_ENABLED=0, no -race)", binDir)
 	if h.bins, err = buildBinaries(ctx, root, binDir); err != nil {
 		return err
 	}
