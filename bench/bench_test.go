@@ -233,6 +233,8 @@ func sampleResults() *Results {
 			{System: sysYolk, Workers: 2, Ms: Quantiles{N: 1, P50: 1, P99: 2, Max: 3}, FetchesPerChange: 1, By: map[string]int{"pull": 2, "push": 398}},
 			{System: sysEgg, Workers: 2, Ms: Quantiles{N: 1, P50: 1, P99: 4, Max: 5}, FetchesPerChange: 2},
 		},
+		Fleet: &FleetResult{Hosts: 3, Nodes: 3, ConvergeResult: ConvergeResult{System: sysYolk, Workers: 2,
+			Ms: Quantiles{N: 1, P50: 4, P99: 8, Max: 9}, FetchesPerChange: 1, By: map[string]int{"push": 1200}}},
 		HTTP: []HTTPResult{
 			{System: sysYolk, Workers: 2, RPS: 70000, P50Ms: 0.5, P99Ms: 2},
 			{System: sysGo, Workers: 2, RPS: 75000, P50Ms: 0.5, P99Ms: 2},
@@ -260,6 +262,12 @@ func TestRenderReport(t *testing.T) {
 		"| `RequestAgent` (request/reply) p99 | 0.200 ms | 0.300 ms | — | 0.67× | — | ≤ baseline: pass |",
 		"| 2 workers, remote fetches per change | 1.00 | 2.00 |",
 		"| 2 workers, refresh that brought each change to each worker | push 398, pull 2 |",
+		"## Fleet convergence: a change at the source until every worker of every host has it (3 hosts × 2 workers)\n\n| figure | fleet | one host (2 workers) | fleet / one host (2 workers) | target |\n| --- | --- | --- | --- | --- |\n",
+		"| change to every worker, p50 | 4.00 ms | 1.00 ms | 4.00× |  |",
+		"| change to every worker, p99 | 8.00 ms | 2.00 ms | 4.00× |  |",
+		"| remote fetches per change | 1.00 | 1.00 | 1.00× | 1: pass |",
+		"| refresh that brought each change to each worker | push 1200 | push 398, pull 2 | — |  |",
+		"| 1 | Fleet convergence: remote fetches per change | 1.00 | pass |",
 		"| 2 workers, requests/s | 70000 | 60000 | 75000 | 1.17× | 0.93× | ≥ 90% of bare Go, > node: pass |",
 		"| 2 workers, p99 | 2.00 ms | 5.00 ms | 2.00 ms | 0.40× | 1.00× | ≤ ½ node's: pass |",
 		"made 120000 requests/s, p50 0.300 ms, p99 4.00 ms. Node's p99 is 1.25× the floor's: a p99 at most half of node's needs a server 1.60× faster in the tail",
@@ -284,7 +292,7 @@ func TestRenderReport(t *testing.T) {
 		t.Errorf("renderReport(quiet machine) warns of load")
 	}
 	empty := renderReport(&Results{})
-	if strings.Contains(empty, "## Round trip") || strings.Contains(empty, "## Fan-out") {
+	if strings.Contains(empty, "## Round trip") || strings.Contains(empty, "## Fan-out") || strings.Contains(empty, "## Fleet") {
 		t.Errorf("renderReport(no results) renders empty tables:\n%s", empty)
 	}
 }
@@ -331,5 +339,20 @@ func TestMedianRounds(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("medianRounds = %+v, want %+v", got, want)
+	}
+}
+
+func TestFleetTable(t *testing.T) {
+	res := &Results{Fleet: &FleetResult{Hosts: 3, Nodes: 3, ConvergeResult: ConvergeResult{System: sysYolk, Workers: 2,
+		Ms: Quantiles{N: 1, P50: 4, P99: 8, Max: 9}, FetchesPerChange: 1.5}}}
+	var b strings.Builder
+	fleetTable(res).render(&b)
+	for _, want := range []string{
+		"| change to every worker, p50 | 4.00 ms | — | — |  |", // no one-host figure: the converge section did not run
+		"| remote fetches per change | 1.50 | — | — | 1: **FAIL** |",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("fleetTable(1.5 fetches per change, no one host) lacks %q; got:\n%s", want, b.String())
+		}
 	}
 }

@@ -2,8 +2,9 @@
 // binaries, starts real processes as a user deploys them, and measures yolk
 // side by side, in one run, with its baselines (../shared/anchors: egg's
 // messenger path and a Node.js HTTP cluster) and its ceilings (raw NATS, a
-// bare Go net/http handler): fan-out, round trip, refresh convergence, HTTP
-// and lifecycle. It prints a comparison table and, with -out, rewrites
+// bare Go net/http handler): fan-out, round trip, refresh convergence (on one
+// host, and across a fleet of hosts joined by a nats-server cluster), HTTP and
+// lifecycle. It prints a comparison table and, with -out, rewrites
 // BENCHMARKS.md, keeping the hand-written notes after the notes marker.
 //
 //	go run ./bench                      # full run (make bench adds -out BENCHMARKS.md)
@@ -173,7 +174,7 @@ func (c config) fanoutFor(workers int) []fanSpec {
 func (c config) runs(section string) bool { return len(c.only) == 0 || c.only[section] }
 
 // sections, in the order they run.
-var sections = []string{"messenger", "converge", "http", "lifecycle"}
+var sections = []string{"messenger", "converge", "fleet", "http", "lifecycle"}
 
 // harness is one run of the benchmarks.
 type harness struct {
@@ -278,7 +279,7 @@ func runHarness(ctx context.Context, args []string) error {
 	defer os.RemoveAll(h.tmp)
 	defer cleanup() // runs first: every process ends before its run directory goes
 	binDir := binCacheDir(root, h.tmp)
-	h.logf("building master, agent, worker and source into %s (CGO_ENABLED=0, no -race)", binDir)
+	h.logf("building master, agent, worker, source and nats-server into %s (CGO_ENABLED=0, no -race)", binDir)
 	if h.bins, err = buildBinaries(ctx, root, binDir); err != nil {
 		return err
 	}
@@ -290,6 +291,7 @@ func runHarness(ctx context.Context, args []string) error {
 	}{
 		{"messenger", func(w int) { h.messenger(ctx, w) }, true},
 		{"converge", func(w int) { h.converge(ctx, w) }, true},
+		{"fleet", func(int) { h.fleet(ctx) }, false},
 		{"http", func(w int) { h.httpSection(ctx, w) }, true},
 		{"lifecycle", func(int) { h.lifecycle(ctx) }, false},
 	}

@@ -311,7 +311,8 @@ func baseEnv(extra ...string) []string {
 }
 
 // binaries are the executables of a run, by name: master, agent, worker,
-// source, and bench (this program, for the peers and the helper processes).
+// source, nats-server, and bench (this program, for the peers and the helper
+// processes).
 type binaries struct {
 	dir  string
 	self string // bench, when this very binary can serve: built without -race
@@ -344,12 +345,13 @@ func reusableSelf() string {
 	return exe
 }
 
-// buildBinaries builds master, agent, worker, source and, unless this
-// executable will do, this harness (the peers and the raw NATS clients),
-// without -race and with CGO_ENABLED=0, into dir.
+// buildBinaries builds master, agent, worker, source, nats-server (from the
+// module in go.mod, for the fleet's cluster) and, unless this executable will
+// do, this harness (the peers and the raw NATS clients), without -race and
+// with CGO_ENABLED=0, into dir.
 func buildBinaries(ctx context.Context, root, dir string) (binaries, error) {
 	bins := binaries{dir: dir, self: reusableSelf()}
-	pkgs := []string{"./cmd/master", "./cmd/agent", "./cmd/worker", "./cmd/source"}
+	pkgs := []string{"./cmd/master", "./cmd/agent", "./cmd/worker", "./cmd/source", "github.com/nats-io/nats-server/v2"}
 	if bins.self == "" {
 		pkgs = append(pkgs, "./bench")
 	}
@@ -371,7 +373,7 @@ func buildBinaries(ctx context.Context, root, dir string) (binaries, error) {
 
 // binCacheDir is where the binaries are built: a directory of the user's
 // cache for this checkout, so that go build relinks only what changed since
-// the last run (linking five static binaries takes seconds); or under tmp.
+// the last run (linking six static binaries takes seconds); or under tmp.
 func binCacheDir(root, tmp string) string {
 	dir, err := os.UserCacheDir()
 	if err != nil {

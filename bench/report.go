@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -62,7 +64,8 @@ type row struct {
 // table is one section of the report.
 type table struct {
 	title      string
-	base, ceil string // the column names of the baseline and the ceiling
+	name       string // the column name of the yolk figures; default "yolk"
+	base, ceil string // the column names of the baseline and the ceiling; no ceiling columns if ceil is empty
 	rows       []row
 	method     []string // how it was measured
 }
@@ -85,13 +88,23 @@ func passText(p *bool) string {
 }
 
 func (t table) render(b *strings.Builder) {
+	name := cmp.Or(t.name, "yolk")
 	fmt.Fprintf(b, "## %s\n\n", t.title)
-	fmt.Fprintf(b, "| figure | yolk | %s | %s | yolk / %s | yolk / %s | target |\n", t.base, t.ceil, t.base, t.ceil)
-	b.WriteString("| --- | --- | --- | --- | --- | --- | --- |\n")
+	if t.ceil == "" {
+		fmt.Fprintf(b, "| figure | %s | %s | %s / %s | target |\n", name, t.base, name, t.base)
+		b.WriteString("| --- | --- | --- | --- | --- |\n")
+	} else {
+		fmt.Fprintf(b, "| figure | %s | %s | %s | %s / %s | %s / %s | target |\n", name, t.base, t.ceil, name, t.base, name, t.ceil)
+		b.WriteString("| --- | --- | --- | --- | --- | --- | --- |\n")
+	}
 	for _, r := range t.rows {
 		target := r.target
 		if p := passText(r.pass); p != "" {
 			target += ": " + p
+		}
+		if t.ceil == "" {
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", r.figure, r.yolk, r.base, ratio(r.yolk, r.base), target)
+			continue
 		}
 		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s |\n",
 			r.figure, r.yolk, r.base, r.ceil, ratio(r.yolk, r.base), ratio(r.yolk, r.ceil), target)
@@ -322,6 +335,55 @@ func convergeTable(res *Results) table {
 	return t
 }
 
+func fleetTable(res *Results) table {
+	f := res.Fleet
+	if f == nil {
+		return table{}
+	}
+	t := table{title: fmt.Sprintf("Fleet convergence: a change at the source until every worker of every host has it (%d hosts × %d workers)", f.Hosts, f.Workers),
+		name: "fleet", base: fmt.Sprintf("one host (%d workers)", f.Workers)}
+	one, ook := ConvergeResult{}, false
+	if i := slices.IndexFunc(res.Converge, func(c ConvergeResult) bool { return c.System == sysYolk && c.Workers == f.Workers }); i >= 0 {
+		one, ook = res.Converge[i], true
+	}
+	q := func(c ConvergeResult, ok bool, f func(Quantiles) float64) cell {
+		if !ok || c.Ms.N == 0 {
+			return cell{}
+		}
+		return value(f(c.Ms), fmtMs)
+	}
+	for _, qq := range []struct {
+		name string
+		f    func(Quantiles) float64
+	}{
+		{"p50", func(q Quantiles) float64 { return q.P50 }},
+		{"p99", func(q Quantiles) float64 { return q.P99 }},
+		{"max", func(q Quantiles) float64 { return q.Max }},
+	} {
+		t.rows = append(t.rows, row{figure: "change to every worker, " + qq.name, yolk: q(f.ConvergeResult, true, qq.f), base: q(one, ook, qq.f)})
+	}
+	fetch := row{figure: "remote fetches per change", yolk: value(f.FetchesPerChange, fmtPlain), target: "1"}
+	if ook {
+		fetch.base = value(one.FetchesPerChange, fmtPlain)
+	}
+	fetch.pass = check(math.Abs(f.FetchesPerChange-1) < 1e-9, fetch.yolk)
+	t.rows = append(t.rows, fetch)
+	if len(f.By) > 0 {
+		by := row{figure: "refresh that brought each change to each worker", yolk: cell{text: byText(f.By)}}
+		if ook && len(one.By) > 0 {
+			by.base = cell{text: byText(one.By)}
+		}
+		t.rows = append(t.rows, by)
+	}
+	t.method = []string{
+		fmt.Sprintf("A %d-node cluster of the real nats-server (built from go.mod's module), JetStream domain fleet, on free loopback ports; bin/source; %d masters of %d workers, each with YOLK_CLUSTER_URL = the %d nodes' leaf URLs, YOLK_CLUSTER_USER/PASSWORD, YOLK_HOST and YOLK_LEASE_TTL=%s, and otherwise the one-host section's environment (push on), plus YOLK_PULL_INTERVAL=1h and YOLK_FORCE_INTERVAL=1h so that only the source's change events cause fetches.",
+			f.Nodes, f.Hosts, f.Workers, f.Nodes, fleetLeaseTTL),
+		"Measured as the one-host section measures, by the same code: " + res.Params["changes"] + " changes, one at a time, after " + fmt.Sprint(convergeWarm) + " untimed ones; t0 just before the `PUT /data/{key}`; the end is the latest `updatedAt` among the workers of every host once each master's status shows its workers at the new version. So the fleet's figure also covers the leader agent's fetch, its publish to the fleet's shared copy on the cluster (a JetStream bucket, 3 replicas, file storage), and each host's agent copying it into its host's bucket for its workers. Fetches per change from the source's `/stats`, for the whole fleet.",
+		fmt.Sprintf("The one-host column is the %d-worker row of the refresh convergence section above, from the same run. All the fleet's processes (%d nats-servers, %d masters, their agents and workers, the source) share this one machine's CPUs.", f.Workers, f.Nodes, f.Hosts),
+	}
+	return t
+}
+
 // byText lists refresh kinds by count, most first: "push 398, pull 2".
 func byText(by map[string]int) string {
 	kinds := make([]string, 0, len(by))
@@ -474,7 +536,7 @@ func renderReport(res *Results) string {
 	}
 	b.WriteString("\n")
 
-	tables := []table{fanoutTable(res), rttTable(res), convergeTable(res), httpTable(res), lifecycleTable(res)}
+	tables := []table{fanoutTable(res), rttTable(res), convergeTable(res), fleetTable(res), httpTable(res), lifecycleTable(res)}
 	b.WriteString("## Targets\n\n| target | figure | yolk | result |\n| --- | --- | --- | --- |\n")
 	for _, t := range tables {
 		for _, r := range t.rows {

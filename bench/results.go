@@ -29,6 +29,7 @@ type Results struct {
 	Fanout    []FanoutResult    `json:"fanout"`
 	RTT       []RTTResult       `json:"rtt"`
 	Converge  []ConvergeResult  `json:"converge"`
+	Fleet     *FleetResult      `json:"fleet,omitempty"`
 	HTTP      []HTTPResult      `json:"http"`
 	Lifecycle *LifecycleResult  `json:"lifecycle,omitempty"`
 	Notes     []string          `json:"notes,omitempty"`    // things worth knowing about this run
@@ -80,6 +81,16 @@ type ConvergeResult struct {
 	By map[string]int `json:"by,omitempty"`
 	// Slowest describes the slowest change (yolk).
 	Slowest string `json:"slowest,omitempty"`
+}
+
+// FleetResult is refresh convergence across a fleet of hosts joined by a
+// NATS cluster: the time from a change until every worker of every host has
+// it, and the source's fetches per change for the whole fleet. Its embedded
+// Workers is per host.
+type FleetResult struct {
+	Hosts int `json:"hosts"`
+	Nodes int `json:"natsNodes"` // nats-server nodes of the cluster
+	ConvergeResult
 }
 
 // HTTPResult is one wrk run against one system.

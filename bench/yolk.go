@@ -112,7 +112,14 @@ func (h *harness) startMaster(name string, workers int, extra ...string) (*maste
 // until it serves and every worker is ready; it returns the HTTP address. The
 // caller stops the master; on an error it is already stopped.
 func (h *harness) startServing(ctx context.Context, workers int, src *source) (*master, string, yolkStatus, error) {
-	m, err := h.startMaster("master", workers, "YOLK_SOURCE_URL="+src.url, "YOLK_PUSH_URL="+src.natsURL)
+	return h.startServingAs(ctx, "master", workers, src)
+}
+
+// startServingAs is startServing with the process's name in the harness's
+// messages and extra environment (a fleet host's).
+func (h *harness) startServingAs(ctx context.Context, name string, workers int, src *source, extra ...string) (*master, string, yolkStatus, error) {
+	env := append([]string{"YOLK_SOURCE_URL=" + src.url, "YOLK_PUSH_URL=" + src.natsURL}, extra...)
+	m, err := h.startMaster(name, workers, env...)
 	if err != nil {
 		return nil, "", yolkStatus{}, err
 	}
