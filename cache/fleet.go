@@ -43,6 +43,9 @@ type Fleet struct {
 	OnPart func(part string, s *Snapshot)
 }
 
+// fs returns the hub's side of its fleet, nil on a single host (or before Run).
+func (h *Hub) fs() *fleetState { return h.fleet.Load() }
+
 // fleetState is the hub's side of a fleet.
 type fleetState struct {
 	cfg     *Fleet
@@ -55,16 +58,17 @@ type fleetState struct {
 	partMu sync.Mutex // serialises setPart
 
 	mu       sync.Mutex
-	copied   uint64 // the fleet revision last copied to (or found on) the host
-	localRev uint64 // the host's revision of that copy
-	copies   signal // notified after each copy
+	copied   uint64                   // the fleet revision last copied to (or found on) the host
+	localRev uint64                   // the host's revision of that copy
+	copies   signal                   // notified after each copy
 	last     atomic.Pointer[Snapshot] // the host's snapshot as last copied or found
 }
 
 // hostSnapshot is the host's latest snapshot as the hub knows it.
 func (h *Hub) hostSnapshot() *Snapshot {
-	if s := h.fleet.last.Load(); s != nil {
-		if cur := h.store.Load(); cur == nil || h.fleet.getPart() != PartAlone {
+	f := h.fs()
+	if s := f.last.Load(); s != nil {
+		if cur := h.store.Load(); cur == nil || f.getPart() != PartAlone {
 			return s
 		}
 	}
@@ -112,7 +116,7 @@ func partOf(st lease.State) string {
 // part. settle ends the wait.
 func (h *Hub) startFleet(ctx, settle context.Context, wg *sync.WaitGroup) {
 	f := &fleetState{cfg: h.Fleet, local: h.shared, restart: make(chan struct{}, 1)}
-	h.fleet = f
+	h.fleet.Store(f)
 	f.part.Store(PartAlone)
 	h.Fleet.Lease.OnChange(func(st lease.State) { h.setPart(partOf(st)) })
 	wg.Go(func() { h.Fleet.Lease.Hold(ctx) })
@@ -137,7 +141,7 @@ func (h *Hub) startFleet(ctx, settle context.Context, wg *sync.WaitGroup) {
 
 // setPart moves the hub to part.
 func (h *Hub) setPart(part string) {
-	f := h.fleet
+	f := h.fs()
 	f.partMu.Lock()
 	defer f.partMu.Unlock()
 	old := f.getPart()
@@ -182,7 +186,7 @@ func (f *fleetState) kick() {
 // remote at all: the host's on a single host or alone, the fleet's for the
 // leader (and for the check after a rejoin), none for a follower.
 func (h *Hub) target() (*Shared, bool) {
-	f := h.fleet
+	f := h.fs()
 	if f == nil {
 		return h.shared, true
 	}
@@ -200,7 +204,7 @@ func (h *Hub) target() (*Shared, bool) {
 // published is called after a read of the remote was published (or found
 // unchanged) on sh.
 func (h *Hub) published(sh *Shared) {
-	f := h.fleet
+	f := h.fs()
 	if f == nil {
 		return
 	}
@@ -218,7 +222,7 @@ func (h *Hub) published(sh *Shared) {
 // copyIn copies a snapshot of the fleet to the host's shared copy, unless the
 // host has it, or it is older than one copied before, or a check is due.
 func (h *Hub) copyIn(ctx context.Context, s *Snapshot, first bool) {
-	f := h.fleet
+	f := h.fs()
 	if f.rejoin.Load() || f.getPart() == PartAlone {
 		return // the check after the rejoin copies what it finds (kick)
 	}
@@ -266,7 +270,7 @@ func (h *Hub) copyIn(ctx context.Context, s *Snapshot, first bool) {
 // host's: a worker waits for the host's revision. A leader's snapshot is the
 // fleet's, copied to the host a moment later.
 func (h *Hub) localReply(ctx context.Context, r fetchReply) fetchReply {
-	f := h.fleet
+	f := h.fs()
 	if f == nil || f.getPart() == PartAlone || r.Revision == 0 || r.Err != "" {
 		return r
 	}
@@ -286,10 +290,11 @@ func (h *Hub) localReply(ctx context.Context, r fetchReply) fetchReply {
 
 // Part returns the agent's part in the fleet's cache, "" on a single host.
 func (h *Hub) Part() string {
-	if h.fleet == nil {
+	f := h.fs()
+	if f == nil {
 		return ""
 	}
-	return h.fleet.getPart()
+	return f.getPart()
 }
 
 // fleetSettle bounds how long Run waits for the cluster at start, before it

@@ -239,7 +239,7 @@ func TestFleetClusterDownAndBack(t *testing.T) {
 	// Each host read alone: each checks the remote once as it rejoins.
 	eventually(t, patience, func() error {
 		for i, h := range f.hosts {
-			if h.hub.fleet.rejoin.Load() || h.hub.fleet.alone.Load() {
+			if h.hub.fs().rejoin.Load() || h.hub.fs().alone.Load() {
 				return fmt.Errorf("%s has not checked the remote since it rejoined", f.names[i])
 			}
 		}

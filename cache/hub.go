@@ -33,7 +33,7 @@ type Hub struct {
 	// Fleet, if set before Run, makes the hub one agent of a fleet's cache
 	// (see Fleet).
 	Fleet *Fleet
-	fleet *fleetState
+	fleet atomic.Pointer[fleetState] // set by Run when Fleet is
 
 	mu       sync.Mutex
 	want     uint64 // newest generation asked for
@@ -168,8 +168,8 @@ func (h *Hub) Changed(version string) {
 func (h *Hub) Reconnected() {
 	h.stale.Store(true)
 	h.request("catchup", false)
-	if h.fleet != nil {
-		h.fleet.kick() // the host's copy may be empty: copy the fleet's latest again
+	if f := h.fs(); f != nil {
+		f.kick() // the host's copy may be empty: copy the fleet's latest again
 	}
 }
 
@@ -309,8 +309,8 @@ func (h *Hub) fetch(ctx context.Context, by string, full bool) error {
 	h.store.p.Store(p.WithBy(by, h.now())) // the bucket's latest, even if it started over (a lower revision)
 	h.log.Info("new version from remote", "by", by, "version", p.Version, "revision", p.Revision, "items", len(p.Items))
 	h.published(target)
-	if h.fleet != nil && target == h.fleet.local && h.Fleet.OnPart != nil {
-		h.Fleet.OnPart(h.fleet.getPart(), h.store.Load()) // what this host serves, read alone
+	if f := h.fs(); f != nil && target == f.local && h.Fleet.OnPart != nil {
+		f.cfg.OnPart(f.getPart(), h.store.Load()) // what this host serves, read alone
 	}
 	return nil
 }
