@@ -78,19 +78,22 @@ clean:
 
 # image: the Dockerfile's prebuilt stage, from the binaries of make build. It starts
 # FROM scratch, so it never pulls (no registry needed). bin/tmp becomes the image's
-# /tmp: scratch has no mkdir.
+# /tmp: scratch has no mkdir. It holds /nats-server too, for compose.fleet.yaml.
 image: build
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/image/yolk ./cmd/yolk
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/image/nats-server github.com/nats-io/nats-server/v2
 	@cd $(BIN)/image && for c in $(CMDS); do ln -f yolk $$c; done
 	@mkdir -p $(BIN)/image-tmp
 	DOCKER_BUILDKIT=0 docker build --target prebuilt -t $(IMAGE) .
 
-# .env: the secrets docker-compose substitutes into compose.yaml, random, made once
+# .env: the secrets docker-compose substitutes into compose.yaml and
+# compose.fleet.yaml, random, made once
 # (see .env.example); never committed.
 .env:
 	@umask 077; rnd() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }; \
 	{ echo "# written by make up; see .env.example"; \
-	  echo "YOLK_AGENT_SECRET=$$(rnd)"; echo "YOLK_WORKER_SECRET=$$(rnd)"; } > $@
+	  echo "YOLK_AGENT_SECRET=$$(rnd)"; echo "YOLK_WORKER_SECRET=$$(rnd)"; \
+	  echo "YOLK_CLUSTER_PASSWORD=$$(rnd)"; } > $@
 	@echo "make up: wrote $@ with random secrets"
 
 # up: the compose example with $(WORKERS) workers, then wait (at most UP_TIMEOUT
