@@ -1,5 +1,6 @@
 # yolk: one image with the static multi-call binary /yolk, linked as /master, /agent,
-# /worker and /source, on scratch, running as uid 65532. Two ways to build it, both with the legacy builder:
+# /worker and /source, and the real /nats-server (for compose.fleet.yaml's NATS
+# cluster), on scratch, running as uid 65532. Two ways to build it, both with the legacy builder:
 #
 #   make image                  the binaries are built on this host (make build:
 #                               CGO_ENABLED=0, -trimpath), then copied by the first
@@ -16,7 +17,7 @@
 # 65532, and the health checks are the binaries' own `healthcheck` subcommands.
 
 FROM scratch AS prebuilt
-# bin/image: yolk and its hard links, as make image makes them. Copied as one
+# bin/image: yolk and its hard links, and nats-server, as make image makes them. Copied as one
 # directory, the links stay links (a file each, or a symlink, would be a copy).
 COPY bin/image/ /
 # bin/image-tmp: an empty directory (scratch has no mkdir).
@@ -36,6 +37,7 @@ ARG VERSION=dev
 RUN CGO_ENABLED=0 go build -trimpath \
         -ldflags "-s -w -X github.com/yolkgo/yolk/internal/command/master.version=${VERSION}" \
         -o /out/yolk ./cmd/yolk \
+    && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/nats-server github.com/nats-io/nats-server/v2 \
     && mkdir /tmp/empty && cd /out && for c in master agent worker source; do ln yolk $c; done
 
 FROM scratch

@@ -1,4 +1,4 @@
-# yolk: make build | run | test | soak | lint | bench | bench-quick | image | up | down | k8s-check
+# yolk: make build | run | fleet | test | soak | lint | bench | bench-quick | image | up | down | k8s-check
 GO      ?= go
 BIN     := bin
 CMDS    := master agent worker source
@@ -10,16 +10,30 @@ WORKERS ?= 3
 # UP_TIMEOUT: seconds make up waits for every container to be healthy.
 UP_TIMEOUT ?= 120
 
-.PHONY: build run test soak lint bench bench-quick clean image up down k8s-check
+.PHONY: build nats-server run fleet test soak lint bench bench-quick clean image up down k8s-check
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+
+# nats-server: the real NATS server, static, from the module in go.mod (make fleet
+# runs a cluster of it; make image puts it in the image as /nats-server).
+nats-server:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
 
 # run: the example in the foreground: the remote source, then the master with the
 # agent and the workers. Ctrl-C stops the master (which stops the workers, then the
 # agent), then the source, and make exits 0 after a clean stop (examples/run.sh says how).
 run: build
 	@bash examples/run.sh $(BIN)
+
+# fleet: the fleet in the foreground (examples/fleet): a 3-node NATS cluster with
+# JetStream (client ports 4250-4252, leaf node ports 4260-4262), the source on :7002,
+# then 3 hosts on :7001, :7011 and :7021 (run directories run/fleet/h0..h2) that
+# join it as leaf nodes. Ctrl-C stops the hosts, the source, then the cluster, and
+# make exits 0. bin/fleet --help lists its settings (FLEET_*).
+fleet: build nats-server
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/fleet ./examples/fleet
+	@$(BIN)/fleet
 
 # test: every test: the root module's, then the deploytest module's (its own go.mod,
 # so that the root module does not require the Kubernetes libraries): the manifest
@@ -64,19 +78,22 @@ clean:
 
 # image: the Dockerfile's prebuilt stage, from the binaries of make build. It starts
 # FROM scratch, so it never pulls (no registry needed). bin/tmp becomes the image's
-# /tmp: scratch has no mkdir.
+# /tmp: scratch has no mkdir. It holds /nats-server too, for compose.fleet.yaml.
 image: build
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/image/yolk ./cmd/yolk
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/image/nats-server github.com/nats-io/nats-server/v2
 	@cd $(BIN)/image && for c in $(CMDS); do ln -f yolk $$c; done
 	@mkdir -p $(BIN)/image-tmp
 	DOCKER_BUILDKIT=0 docker build --target prebuilt -t $(IMAGE) .
 
-# .env: the secrets docker-compose substitutes into compose.yaml, random, made once
+# .env: the secrets docker-compose substitutes into compose.yaml and
+# compose.fleet.yaml, random, made once
 # (see .env.example); never committed.
 .env:
 	@umask 077; rnd() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }; \
 	{ echo "# written by make up; see .env.example"; \
-	  echo "YOLK_AGENT_SECRET=$$(rnd)"; echo "YOLK_WORKER_SECRET=$$(rnd)"; } > $@
+	  echo "YOLK_AGENT_SECRET=$$(rnd)"; echo "YOLK_WORKER_SECRET=$$(rnd)"; \
+	  echo "YOLK_CLUSTER_PASSWORD=$$(rnd)"; } > $@
 	@echo "make up: wrote $@ with random secrets"
 
 # up: the compose example with $(WORKERS) workers, then wait (at most UP_TIMEOUT

@@ -2,7 +2,10 @@
 // image that make image builds, and checks what a user of make up relies on: a
 // change at the source reaches every worker, the service heals when the agent or a
 // worker is killed, and the agent and the workers reconnect when the master restarts.
-// It logs how long each took.
+// It logs how long each took. It does the same for compose.fleet.yaml: the NATS
+// cluster, the source and the three hosts come up healthy, every host serves
+// /data, a change reaches every worker of every host, and a killed host or NATS
+// node heals.
 //
 // It needs a Docker Engine and docker-compose. Where none answers the test fails,
 // unless YOLK_SKIP_DOCKER=1 says to skip it.
@@ -44,7 +47,8 @@ const (
 
 func TestCompose(t *testing.T) {
 	requireDocker(t)
-	s := newStack(t)
+	s := newStack(t, "compose.yaml", containers)
+	s.ready = s.masterReady
 
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(t.Context(), upTimeout)
@@ -165,11 +169,15 @@ func requireDocker(t *testing.T) {
 // ports, so that it runs beside a user's make up.
 type stack struct {
 	t          *testing.T
-	root       string // the repository, where compose.yaml is
+	root       string                      // the repository, where compose.yaml is
+	file       string                      // the compose file, in root
+	want       int                         // how many containers up starts
+	ready      func(context.Context) error // besides every container healthy; nil: nothing
 	project    string
 	image      string
 	envFile    string
-	port       int // the workers' port on the host
+	port       int   // the workers' port on the host
+	hostPorts  []int // compose.fleet.yaml: each host's port
 	sourcePort int
 	client     *http.Client
 }
@@ -177,7 +185,7 @@ type stack struct {
 // newStack builds the image and writes the env file; its cleanup takes the project
 // down with its volumes and removes the image, after printing the logs if the test
 // failed.
-func newStack(t *testing.T) *stack {
+func newStack(t *testing.T, file string, containers int) *stack {
 	// deploytest/compose: the repository is two levels up.
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
@@ -187,10 +195,13 @@ func newStack(t *testing.T) *stack {
 	s := &stack{
 		t:          t,
 		root:       root,
+		file:       file,
+		want:       containers,
 		project:    "yolktest" + suffix,
 		image:      "yolk:composetest-" + suffix,
 		envFile:    filepath.Join(t.TempDir(), "compose.env"),
 		port:       freePort(t),
+		hostPorts:  []int{freePort(t), freePort(t), freePort(t)},
 		sourcePort: freePort(t),
 		// a new connection per request, so SO_REUSEPORT can pick any worker
 		client: &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
@@ -229,6 +240,8 @@ func newStack(t *testing.T) *stack {
 
 	env := fmt.Sprintf("YOLK_AGENT_SECRET=%s\nYOLK_WORKER_SECRET=%s\nYOLK_PUBLISH_PORT=%d\nSOURCE_PUBLISH_PORT=%d\nYOLK_IMAGE=%s\n",
 		randomHex(t, 24), randomHex(t, 24), s.port, s.sourcePort, s.image)
+	env += fmt.Sprintf("YOLK_CLUSTER_PASSWORD=%s\nYOLK_H0_PUBLISH_PORT=%d\nYOLK_H1_PUBLISH_PORT=%d\nYOLK_H2_PUBLISH_PORT=%d\n",
+		randomHex(t, 24), s.hostPorts[0], s.hostPorts[1], s.hostPorts[2])
 	if err := os.WriteFile(s.envFile, []byte(env), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +262,7 @@ func newStack(t *testing.T) *stack {
 
 // compose runs docker-compose on this project.
 func (s *stack) compose(ctx context.Context, args ...string) (string, error) {
-	args = append([]string{"-p", s.project, "--env-file", s.envFile, "-f", filepath.Join(s.root, "compose.yaml")}, args...)
+	args = append([]string{"-p", s.project, "--env-file", s.envFile, "-f", filepath.Join(s.root, s.file)}, args...)
 	return run(ctx, composeEnv(), s.root, "docker-compose", args...)
 }
 
@@ -322,7 +335,7 @@ func (s *stack) states(ctx context.Context) (map[string]string, error) {
 }
 
 // waitHealthy waits until every container is healthy (or running, without a health
-// check) and the master reports ready (the agent and a worker are).
+// check) and s.ready, if any, is satisfied.
 func (s *stack) waitHealthy(ctx context.Context) error {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
@@ -332,21 +345,18 @@ func (s *stack) waitHealthy(ctx context.Context) error {
 		switch {
 		case err != nil:
 			last = err.Error()
-		case len(states) != containers:
-			last = fmt.Sprintf("%d containers, want %d: %v", len(states), containers, states)
+		case len(states) != s.want:
+			last = fmt.Sprintf("%d containers, want %d: %v", len(states), s.want, states)
 		case slices.ContainsFunc(slices.Collect(maps.Values(states)), func(st string) bool { return st != "healthy" && st != "running" }):
 			last = fmt.Sprintf("not all healthy: %v", states)
+		case s.ready == nil:
+			return nil
 		default:
-			masters, err := s.containers(ctx, "label=com.docker.compose.service=master")
-			if err != nil || len(masters) != 1 {
-				last = fmt.Sprintf("master containers %v: %v", masters, err)
-				break
-			}
-			out, err := docker(ctx, "exec", masters[0], "/master", "healthcheck", "--ready")
+			err := s.ready(ctx)
 			if err == nil {
 				return nil
 			}
-			last = fmt.Sprintf("master healthcheck --ready: %v: %s", err, strings.TrimSpace(out))
+			last = err.Error()
 		}
 		select {
 		case <-ctx.Done():
@@ -354,6 +364,19 @@ func (s *stack) waitHealthy(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// masterReady asks compose.yaml's master whether it is ready (the agent and a
+// worker are).
+func (s *stack) masterReady(ctx context.Context) error {
+	masters, err := s.containers(ctx, "label=com.docker.compose.service=master")
+	if err != nil || len(masters) != 1 {
+		return fmt.Errorf("master containers %v: %v", masters, err)
+	}
+	if out, err := docker(ctx, "exec", masters[0], "/master", "healthcheck", "--ready"); err != nil {
+		return fmt.Errorf("master healthcheck --ready: %v: %s", err, strings.TrimSpace(out))
+	}
+	return nil
 }
 
 // restartCount is how often Docker restarted a container by its restart policy.
@@ -422,8 +445,11 @@ type answer struct {
 	version string
 }
 
-func (s *stack) get(path string) (answer, error) {
-	resp, err := s.client.Get(fmt.Sprintf("http://127.0.0.1:%d%s", s.port, path))
+func (s *stack) get(path string) (answer, error) { return s.getPort(s.port, path) }
+
+// getPort is a GET on a published port of the host.
+func (s *stack) getPort(port int, path string) (answer, error) {
+	resp, err := s.client.Get(fmt.Sprintf("http://127.0.0.1:%d%s", port, path))
 	if err != nil {
 		return answer{}, err
 	}
@@ -436,6 +462,12 @@ func (s *stack) get(path string) (answer, error) {
 // until as many distinct workers as there are worker containers have answered
 // GET /data/{key} with the value.
 func (s *stack) change(t *testing.T, key, value string) {
+	t.Helper()
+	s.waitServed(t, s.port, workers, key, s.put(t, key, value))
+}
+
+// put sets key to value at the source and returns the value's JSON.
+func (s *stack) put(t *testing.T, key, value string) []byte {
 	t.Helper()
 	want, err := json.Marshal(value)
 	if err != nil {
@@ -455,18 +487,24 @@ func (s *stack) change(t *testing.T, key, value string) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("PUT /data/%s at the source = %d %s, want 200", key, resp.StatusCode, body)
 	}
+	return want
+}
 
+// waitServed waits until n distinct workers behind port have answered
+// GET /data/{key} with want.
+func (s *stack) waitServed(t *testing.T, port, n int, key string, want []byte) {
+	t.Helper()
 	deadline := time.Now().Add(convergeTimeout)
 	served := map[string]bool{} // worker ids that served the value
 	stale := map[string]string{}
 	failures := 0
 	var lastErr error
-	for len(served) < workers {
+	for len(served) < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("after PUT /data/%s %s (answer %s): %d of %d workers serve it after %v: %v; stale answers: %v; %d failed requests, last: %v",
-				key, want, bytes.TrimSpace(body), len(served), workers, convergeTimeout, slices.Sorted(maps.Keys(served)), stale, failures, lastErr)
+			t.Fatalf("after PUT /data/%s %s: %d of %d workers on port %d serve it after %v: %v; stale answers: %v; %d failed requests, last: %v",
+				key, want, len(served), n, port, convergeTimeout, slices.Sorted(maps.Keys(served)), stale, failures, lastErr)
 		}
-		a, err := s.get("/data/" + key)
+		a, err := s.getPort(port, "/data/"+key)
 		switch {
 		case err != nil:
 			failures++
@@ -477,7 +515,7 @@ func (s *stack) change(t *testing.T, key, value string) {
 		default:
 			stale[a.worker] = fmt.Sprintf("%d %.60s (version %s)", a.status, a.body, a.version)
 		}
-		if len(served) < workers && err != nil {
+		if len(served) < n && err != nil {
 			time.Sleep(20 * time.Millisecond) // a refused connection returns at once: pace the retries
 		}
 	}

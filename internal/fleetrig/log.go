@@ -17,8 +17,15 @@ type Log struct {
 	width int
 }
 
-// NewLog returns a Log that writes to w.
-func NewLog(w io.Writer) *Log { return &Log{w: w} }
+// NewLog returns a Log that writes to w. The names of writers to come, if given,
+// align the lines from the first one.
+func NewLog(w io.Writer, names ...string) *Log {
+	l := &Log{w: w}
+	for _, n := range names {
+		l.width = max(l.width, len(n))
+	}
+	return l
+}
 
 // Writer returns a writer whose every line goes to the log as "name | line". A line
 // is written once its newline arrives; Close writes what is left of an unfinished

@@ -53,7 +53,10 @@ func (p *Process) Start() error {
 		cmd.Env = []string{}
 	}
 	cmd.Dir = p.Dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: should this process die without stopping it, it dies too (best
+	// effort: the signal follows the thread that started it, and Go keeps its
+	// threads).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	var out *LineWriter
 	if p.Log != nil {
 		out = p.Log.Writer(p.Name)
