@@ -62,7 +62,8 @@ lint:
 	cd deploytest && $(GO) vet ./...
 
 # bench: yolk beside its baselines (../shared/anchors: egg's messenger path, a Node.js
-# cluster) and its ceilings (raw NATS, bare Go net/http), real processes, one run
+# cluster) and its ceilings (raw NATS, bare Go net/http), and a fleet's convergence
+# (3 nats-server nodes, 3 hosts) beside one host's, real processes, one run
 # (under 5 minutes); prints the table, rewrites BENCHMARKS.md (keeping the notes
 # after its <!-- notes --> marker) and saves the raw figures in bench/results.json.
 # Needs node; installs wrk with apt-get when root.
