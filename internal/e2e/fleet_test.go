@@ -52,7 +52,7 @@ func startNATSCluster(t *testing.T) *fleetrig.Cluster {
 type fleetHost struct {
 	*master
 	name    string
-	base    string             // its workers' HTTP base URL
+	base    string            // its workers' HTTP base URL
 	proxies []*fleetrig.Proxy // its leaf links, when they go through proxies
 }
 
