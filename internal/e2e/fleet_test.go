@@ -102,6 +102,18 @@ func startBinaryMaster(t *testing.T, bin string, src *source, env ...string) *ma
 	return &master{process: p, runDir: runDir, src: src, bin: bin}
 }
 
+// startCacheHosts starts n hosts h0.. of the cache application on c, with
+// only push refreshing (the schedules would add fetches).
+func startCacheHosts(t *testing.T, c *fleetrig.Cluster, src *source, n int) []*fleetHost {
+	t.Helper()
+	var hosts []*fleetHost
+	for i := range n {
+		hosts = append(hosts, startFleetHost(t, c, src, "", fmt.Sprintf("h%d", i), false,
+			"YOLK_PULL_INTERVAL=1h", "YOLK_FORCE_INTERVAL=1h"))
+	}
+	return hosts
+}
+
 // cut cuts the host's leaf links; restore restores them.
 func (h *fleetHost) cut() {
 	for _, p := range h.proxies {
@@ -130,11 +142,7 @@ func fleetServed(t *testing.T, hosts []*fleetHost, version string, timeout time.
 func TestFleetOneFetchPerChange(t *testing.T) {
 	c := startNATSCluster(t)
 	src := startSource(t)
-	var hosts []*fleetHost
-	for i := range 3 {
-		hosts = append(hosts, startFleetHost(t, c, src, "", fmt.Sprintf("h%d", i), false,
-			"YOLK_PULL_INTERVAL=1h", "YOLK_FORCE_INTERVAL=1h"))
-	}
+	hosts := startCacheHosts(t, c, src, 3)
 	// Every host's workers hold the start's data, and a leader is chosen.
 	v := src.put(t, "warm", "0")
 	fleetServed(t, hosts, v, 20*time.Second)
@@ -340,11 +348,7 @@ func TestFleetClusterScheduleOncePerTick(t *testing.T) {
 func TestFleetClusterDown(t *testing.T) {
 	c := startNATSCluster(t)
 	src := startSource(t)
-	var hosts []*fleetHost
-	for i := range 2 {
-		hosts = append(hosts, startFleetHost(t, c, src, "", fmt.Sprintf("h%d", i), false,
-			"YOLK_PULL_INTERVAL=1h", "YOLK_FORCE_INTERVAL=1h"))
-	}
+	hosts := startCacheHosts(t, c, src, 2)
 	v := src.put(t, "k", `"before"`)
 	fleetServed(t, hosts, v, 20*time.Second)
 
