@@ -54,9 +54,14 @@ func checkFirstFiring(t *testing.T, spec Spec) {
 	defer cancel()
 	start := time.Now()
 	var want time.Time
-	if spec.Interval > 0 {
+	switch {
+	case spec.Interval > 0 && spec.Type == Cluster:
+		// the first multiple of Interval since the Unix epoch after start
+		iv := int64(spec.Interval)
+		want = time.Unix(0, (start.UnixNano()/iv+1)*iv)
+	case spec.Interval > 0:
 		want = start.Add(spec.Interval)
-	} else {
+	default:
 		sched, err := parseCron(spec.Cron)
 		if err != nil {
 			t.Fatalf("parseCron(%q) = %v after Validate accepted it", spec.Cron, err)
