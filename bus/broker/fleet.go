@@ -53,6 +53,10 @@ type Fleet struct {
 // link broke (nats-server's default is 1 s).
 const leafReconnect = 250 * time.Millisecond
 
+// maxHost is the longest host name: with a process's id, it makes one subject
+// token of at most 64 bytes.
+const maxHost = 32
+
 // LocalDomain is the JetStream domain of a fleet host's own server.
 func LocalDomain(host string) string { return "yolk-" + host }
 
@@ -61,8 +65,9 @@ func (f *Fleet) remote(local []Store) (*server.RemoteLeafOpts, error) {
 	if len(f.URLs) == 0 {
 		return nil, errors.New("fleet: no cluster URL")
 	}
-	if err := bus.ValidID(bus.FleetID(f.Host, "agent-0123456789abcdef")); err != nil || f.Host == "" {
-		return nil, fmt.Errorf("fleet: host name %q: want 1 to 32 letters, digits, '-' or '_'", f.Host)
+	if err := bus.ValidID(f.Host); err != nil || len(f.Host) > maxHost || strings.Contains(f.Host, "@") {
+		// a host's name and a process's id make one subject token, id@host
+		return nil, fmt.Errorf("fleet: host name %q: want 1 to %d letters, digits, '-' or '_'", f.Host, maxHost)
 	}
 	if f.Domain == "" || strings.ContainsAny(f.Domain, ".*> ") {
 		return nil, fmt.Errorf("fleet: JetStream domain %q: want a single token", f.Domain)
