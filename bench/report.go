@@ -598,7 +598,7 @@ func verdictRule(rounds string) string {
 		"- **pass**: the medians meet the target and the IQRs do not overlap against it: for yolk ≥ k × other, yolk's Q1 ≥ k × the other's Q3; for yolk ≤ k × other, yolk's Q3 ≤ k × the other's Q1.\n" +
 		"- **inconclusive**: the medians meet the target but the IQRs overlap against it (or a side has fewer than " + strconv.Itoa(minRoundsToPass) + " rounds): the noise could reverse it.\n" +
 		"- **FAIL**: the medians miss the target.\n" +
-		"- The per-round ratio is shown, not used by the verdict. The other targets are single figures: pass or FAIL.\n\n"
+		"- The per-round ratio is shown, not used by the verdict; the sections below give the ratio of the medians. The other targets are single figures: pass or FAIL.\n\n"
 }
 
 // spreadText is a figure's median and IQR: "921k/s (IQR 900k/s–950k/s)".
