@@ -44,8 +44,10 @@ type baselineResults struct {
 }
 
 // parseBaseline reads baseline.js's output: JSON lines of its tests (other
-// lines are ignored), the median over repetitions of each figure.
-func parseBaseline(out string) (baselineResults, error) {
+// lines are ignored), the median over repetitions of each figure. The first
+// warm repetitions of the fan-out and of the round trip are left out: they
+// warm the processes up.
+func parseBaseline(out string, warm int) (baselineResults, error) {
 	var lines []baselineLine
 	for _, s := range strings.Split(out, "\n") {
 		s = strings.TrimSpace(s)
@@ -68,16 +70,21 @@ func parseBaseline(out string) (baselineResults, error) {
 	var rtts, pushes []Quantiles
 	var fetches []float64
 	workers, fanN, size := 0, 0, 0
+	seen := map[string]int{}
 	for _, l := range lines {
 		workers = l.Workers
 		q := Quantiles{N: l.N, P50: l.P50, P90: l.P90, P99: l.P99, Max: l.Max}
+		seen[l.Test]++
 		switch l.Test {
 		case "fanout":
+			if seen[l.Test] <= warm {
+				continue
+			}
 			fanTotal = append(fanTotal, l.TotalMsgsPerSec)
 			fanPer = append(fanPer, l.PerWorkerMsgsPerSec)
 			fanN, size = l.N, l.Size
 		case "rtt":
-			if l.N > 0 {
+			if l.N > 0 && seen[l.Test] > warm {
 				rtts = append(rtts, q)
 			}
 		case "push":
@@ -102,8 +109,22 @@ func parseBaseline(out string) (baselineResults, error) {
 	return res, nil
 }
 
-// runBaseline runs baseline.js with args and returns its figures.
-func (h *harness) runBaseline(ctx context.Context, args baselineArgs) (baselineResults, error) {
+// records are the baseline's fan-out and round trip as one round's records,
+// for aggregate.
+func (b baselineResults) records() []record {
+	var recs []record
+	for _, f := range b.Fanout {
+		recs = append(recs, record{Test: "fanout", Size: f.Size, N: f.N, TotalMsgsPerSec: f.TotalMsgsPerSec, PerWorkerMsgsPerSec: f.PerWorkerMsgsPerSec})
+	}
+	for _, r := range b.RTT {
+		recs = append(recs, record{Test: "rtt", Variant: r.Variant, N: r.Ms.N, RTT: &r.Ms})
+	}
+	return recs
+}
+
+// runBaseline runs baseline.js with args and returns its figures, leaving out
+// the first warm repetitions of the fan-out and the round trip.
+func (h *harness) runBaseline(ctx context.Context, args baselineArgs, warm int) (baselineResults, error) {
 	script := filepath.Join(h.anchors, "egg-ipc", "baseline.js")
 	p, err := startProc("baseline.js", h.node, append([]string{script}, args.list()...), baseEnv())
 	if err != nil {
@@ -125,5 +146,5 @@ func (h *harness) runBaseline(ctx context.Context, args baselineArgs) (baselineR
 	if !p.cmd.ProcessState.Success() {
 		return baselineResults{}, fmt.Errorf("baseline.js %v: %v; its output:\n%s", args.list(), p.cmd.ProcessState, indent(out))
 	}
-	return parseBaseline(out)
+	return parseBaseline(out, warm)
 }

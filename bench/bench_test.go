@@ -64,7 +64,7 @@ some stray line
 `
 
 func TestParseBaseline(t *testing.T) {
-	got, err := parseBaseline(baselineOut)
+	got, err := parseBaseline(baselineOut, 0)
 	if err != nil {
 		t.Fatalf("parseBaseline: %v", err)
 	}
@@ -83,10 +83,26 @@ func TestParseBaseline(t *testing.T) {
 	if c.FetchesPerChange != 2 || !near(c.Ms.P99, (61.481111+91.483433)/2) {
 		t.Errorf("push = %+v", c)
 	}
-	if _, err := parseBaseline("node: not found\n"); err == nil {
+	warm, err := parseBaseline(baselineOut, 1)
+	if err != nil {
+		t.Fatalf("parseBaseline(warm 1): %v", err)
+	}
+	if f := warm.Fanout[0]; f.Reps != 1 || f.TotalMsgsPerSec != 56127.0 {
+		t.Errorf("parseBaseline(warm 1) fan-out = %+v, want the second repetition only", f)
+	}
+	if r := warm.RTT[0]; r.Reps != 1 || r.Ms.P50 != 0.220035 {
+		t.Errorf("parseBaseline(warm 1) rtt = %+v, want the second repetition only", r)
+	}
+	if c := warm.Converge[0]; !near(c.Ms.P99, (61.481111+91.483433)/2) {
+		t.Errorf("parseBaseline(warm 1) push = %+v, want both repetitions (pushes warm up nothing)", c)
+	}
+	if recs := warm.records(); len(recs) != 2 || recs[0].Test != "fanout" || recs[0].TotalMsgsPerSec != 56127.0 || recs[1].Test != "rtt" || recs[1].RTT.P50 != 0.220035 {
+		t.Errorf("records() = %+v, want the fan-out and the round trip as records", recs)
+	}
+	if _, err := parseBaseline("node: not found\n", 0); err == nil {
 		t.Errorf("parseBaseline(no JSON lines) = nil error, want one")
 	}
-	if _, err := parseBaseline(`{"baseline":"egg-ipc",` + "\n"); err == nil {
+	if _, err := parseBaseline(`{"baseline":"egg-ipc",`+"\n", 0); err == nil {
 		t.Errorf("parseBaseline(broken JSON) = nil error, want one")
 	}
 }
@@ -211,23 +227,37 @@ func TestFanCounter(t *testing.T) {
 	}
 }
 
-// sampleResults is a run with every section, one target missed.
+// httpRounds zips requests/s and p99s into rounds.
+func httpRounds(rps, p99 []float64) []HTTPRound {
+	out := make([]HTTPRound, len(rps))
+	for i := range rps {
+		out[i] = HTTPRound{RPS: rps[i], P99Ms: p99[i]}
+	}
+	return out
+}
+
+// sampleResults is a run with every section, and targets that pass, fail and
+// are inconclusive.
 func sampleResults() *Results {
 	return &Results{
 		Command: "make bench (go run ./bench -out BENCHMARKS.md)",
 		Date:    time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC),
 		Took:    "3m0s",
 		Machine: Machine{CPUs: 2, OS: "linux/amd64", Go: "go1.26", Node: "v20", Wrk: "4.1.0", LoadBefore: "1.00 1.00 1.00"},
-		Params:  map[string]string{"rtt": "10000 trips", "changes": "200"},
+		Params:  map[string]string{"rtt": "10000 trips", "changes": "200", "rounds": "5"},
 		Fanout: []FanoutResult{
-			{System: sysYolk, Workers: 2, Size: 128, TotalMsgsPerSec: 1.5e6, PerWorkerMsgsPerSec: 7.5e5},
-			{System: sysEgg, Workers: 2, Size: 128, TotalMsgsPerSec: 2.5e5, PerWorkerMsgsPerSec: 1.25e5},
-			{System: sysNATS, Workers: 2, Size: 128, TotalMsgsPerSec: 2e6, PerWorkerMsgsPerSec: 1e6},
+			{System: sysYolk, Workers: 2, Size: 128, TotalMsgsPerSec: 1.5e6, PerWorkerMsgsPerSec: 7.5e5, PerRound: []float64{1.4e6, 1.5e6, 1.55e6, 1.45e6, 1.6e6}},
+			{System: sysEgg, Workers: 2, Size: 128, TotalMsgsPerSec: 2.5e5, PerWorkerMsgsPerSec: 1.25e5, PerRound: []float64{2.4e5, 2.5e5, 2.6e5, 2.45e5, 2.55e5}},
+			{System: sysNATS, Workers: 2, Size: 128, TotalMsgsPerSec: 2e6, PerWorkerMsgsPerSec: 1e6, PerRound: []float64{1.9e6, 2e6, 2.1e6, 1.7e6, 2.2e6}},
 			{System: sysYolk, Workers: 2, Size: 4096, TotalMsgsPerSec: 3e5, PerWorkerMsgsPerSec: 1.5e5, Lost: 4},
 		},
 		RTT: []RTTResult{
-			{System: sysYolk, Variant: rttRequest, Workers: 2, Ms: Quantiles{N: 1, P50: 0.1, P99: 0.2, Max: 1}},
-			{System: sysEgg, Variant: "x", Workers: 2, Ms: Quantiles{N: 1, P50: 0.08, P99: 0.3, Max: 2}},
+			{System: sysYolk, Variant: rttRequest, Workers: 2, Ms: Quantiles{N: 1, P50: 0.1, P99: 0.2, Max: 1},
+				PerRound: []Quantiles{{P50: 0.1, P99: 0.2}, {P50: 0.09, P99: 0.19}, {P50: 0.11, P99: 0.21}, {P50: 0.095, P99: 0.2}, {P50: 0.105, P99: 0.2}}},
+			{System: sysEgg, Variant: "x", Workers: 2, Ms: Quantiles{N: 1, P50: 0.08, P99: 0.3, Max: 2},
+				PerRound: []Quantiles{{P50: 0.08, P99: 0.3}, {P50: 0.08, P99: 0.3}, {P50: 0.08, P99: 0.3}, {P50: 0.08, P99: 0.3}, {P50: 0.08, P99: 0.3}}},
+			{System: sysNATS, Variant: rttRequest, Workers: 2, Ms: Quantiles{N: 1, P50: 0.095, P99: 0.25, Max: 2},
+				PerRound: []Quantiles{{P50: 0.09}, {P50: 0.095}, {P50: 0.1}, {P50: 0.085}, {P50: 0.105}}},
 		},
 		Converge: []ConvergeResult{
 			{System: sysYolk, Workers: 2, Ms: Quantiles{N: 1, P50: 1, P99: 2, Max: 3}, FetchesPerChange: 1, By: map[string]int{"pull": 2, "push": 398}},
@@ -236,9 +266,9 @@ func sampleResults() *Results {
 		Fleet: &FleetResult{Hosts: 3, Nodes: 3, ConvergeResult: ConvergeResult{System: sysYolk, Workers: 2,
 			Ms: Quantiles{N: 1, P50: 4, P99: 8, Max: 9}, FetchesPerChange: 1, By: map[string]int{"push": 1200}}},
 		HTTP: []HTTPResult{
-			{System: sysYolk, Workers: 2, RPS: 70000, P50Ms: 0.5, P99Ms: 2},
-			{System: sysGo, Workers: 2, RPS: 75000, P50Ms: 0.5, P99Ms: 2},
-			{System: sysNode, Workers: 2, RPS: 60000, P50Ms: 0.8, P99Ms: 5},
+			{System: sysYolk, Workers: 2, RPS: 70000, P50Ms: 0.5, P99Ms: 2, PerRound: httpRounds([]float64{69000, 70000, 71000}, []float64{1.8, 2, 2.2})},
+			{System: sysGo, Workers: 2, RPS: 75000, P50Ms: 0.5, P99Ms: 2, PerRound: httpRounds([]float64{74000, 75000, 78000}, []float64{2, 2, 2})},
+			{System: sysNode, Workers: 2, RPS: 60000, P50Ms: 0.8, P99Ms: 5, PerRound: httpRounds([]float64{59000, 60000, 61000}, []float64{4.6, 5, 5.4})},
 			{System: sysFloor, Workers: 2, RPS: 120000, P50Ms: 0.3, P99Ms: 4, Processes: "1 process"},
 		},
 		Lifecycle: &LifecycleResult{
@@ -256,10 +286,19 @@ func TestRenderReport(t *testing.T) {
 		"# yolk benchmarks",
 		"`make bench (go run ./bench -out BENCHMARKS.md)`", // as given in Command
 		"2 CPUs (runtime.NumCPU)",
-		"| 2 workers, 128 B, total | 1.50M/s (750k/s per worker) | 250k/s (125k/s per worker) | 2.00M/s (1.00M/s per worker) | 6.00× | 0.75× | ≥ 5× baseline, ≥ 70% of raw NATS, 0 lost: pass |",
+		"| 2 workers, 128 B, total | 1.50M/s (750k/s per worker) | 250k/s (125k/s per worker) | 2.00M/s (1.00M/s per worker) | 6.00× | 0.75× | ≥ 5× baseline: pass; ≥ 0.8× raw NATS, 0 lost: **FAIL** |",
 		"| 2 workers, 4 KiB, total | 300k/s (150k/s per worker), **4 lost** | — | — | — | — | 0 lost: **FAIL** |",
-		"| `RequestAgent` (request/reply) p50 | 0.100 ms | 0.080 ms | — | 1.25× | — | ≤ baseline: **FAIL** |",
-		"| `RequestAgent` (request/reply) p99 | 0.200 ms | 0.300 ms | — | 0.67× | — | ≤ baseline: pass |",
+		"| `RequestAgent` (request/reply) p50 | 0.100 ms | 0.080 ms | 0.095 ms | 1.25× | 1.05× | ≤ baseline: **FAIL**; ≤ 1.15× raw NATS: inconclusive |",
+		"| `RequestAgent` (request/reply) p99 | 0.200 ms | 0.300 ms | 0.250 ms | 0.67× | 0.80× | ≤ baseline: pass |",
+		// The targets table: medians, IQRs, the per-round ratio, the verdict.
+		"| ≥ 5× baseline | Fan-out: 2 workers, 128 B, total | 1.50M/s (IQR 1.45M/s–1.55M/s) | egg baseline 250k/s (IQR 245k/s–255k/s) | 5.96× (IQR 5.92×–6.00×) | pass |",
+		"| ≥ 0.8× raw NATS, 0 lost | Fan-out: 2 workers, 128 B, total | 1.50M/s (IQR 1.45M/s–1.55M/s) | raw NATS 2.00M/s (IQR 1.90M/s–2.10M/s) | 0.74× (IQR 0.74×–0.75×) | **FAIL** |",
+		"| ≤ 1.15× raw NATS | Round trip: `RequestAgent` (request/reply) p50 | 0.100 ms (IQR 0.095 ms–0.105 ms) | raw NATS 0.095 ms (IQR 0.090 ms–0.100 ms) | 1.10× (IQR 1.00×–1.11×) | inconclusive |",
+		"| ≥ 1.2× node | HTTP: 2 workers, requests/s | 70000 (IQR 69500–70500) | node cluster 60000 (IQR 59500–60500) | 1.17× (IQR 1.17×–1.17×) | **FAIL** |",
+		"| ≥ 0.9× bare Go | HTTP: 2 workers, requests/s | 70000 (IQR 69500–70500) | bare Go 75000 (IQR 74500–76500) | 0.93× (IQR 0.92×–0.93×) | pass |",
+		"| ≤ node's | HTTP: 2 workers, p99 | 2.00 ms (IQR 1.90 ms–2.10 ms) | node cluster 5.00 ms (IQR 4.80 ms–5.20 ms) | 0.40× (IQR 0.40×–0.40×) | pass |",
+		"| < 100 ms | Lifecycle: cold start to first 200, median of 3 | 60.0 ms (50.0 ms–70.0 ms) | — | — | pass |",
+		"- **inconclusive**: the medians meet the target but the IQRs overlap against it",
 		"| 2 workers, remote fetches per change | 1.00 | 2.00 |",
 		"| 2 workers, refresh that brought each change to each worker | push 398, pull 2 |",
 		"## Fleet convergence: a change at the source until every worker of every host has it (3 hosts × 2 workers)\n\n| figure | fleet | one host (2 workers) | fleet / one host (2 workers) | target |\n| --- | --- | --- | --- | --- |\n",
@@ -267,9 +306,9 @@ func TestRenderReport(t *testing.T) {
 		"| change to every worker, p99 | 8.00 ms | 2.00 ms | 4.00× |  |",
 		"| remote fetches per change | 1.00 | 1.00 | 1.00× | 1: pass |",
 		"| refresh that brought each change to each worker | push 1200 | push 398, pull 2 | — |  |",
-		"| 1 | Fleet convergence: remote fetches per change | 1.00 | pass |",
-		"| 2 workers, requests/s | 70000 | 60000 | 75000 | 1.17× | 0.93× | ≥ 90% of bare Go, > node: pass |",
-		"| 2 workers, p99 | 2.00 ms | 5.00 ms | 2.00 ms | 0.40× | 1.00× | ≤ ½ node's: pass |",
+		"| 1 | Fleet convergence: remote fetches per change | 1.00 | — | — | pass |",
+		"| 2 workers, requests/s | 70000 | 60000 | 75000 | 1.17× | 0.93× | ≥ 1.2× node: **FAIL**; ≥ 0.9× bare Go: pass |",
+		"| 2 workers, p99 | 2.00 ms | 5.00 ms | 2.00 ms | 0.40× | 1.00× | ≤ node's: pass; ≤ ½ node's: pass |",
 		"made 120000 requests/s, p50 0.300 ms, p99 4.00 ms. Node's p99 is 1.25× the floor's: a p99 at most half of node's needs a server 1.60× faster in the tail",
 		"| cold start to first 200, median of 3 | 60.0 ms (50.0 ms–70.0 ms) |",
 		"< 100 ms: pass",
@@ -334,8 +373,9 @@ func TestMedianRounds(t *testing.T) {
 		{System: sysYolk, RPS: 200, P50Ms: 2, P99Ms: 7, Requests: 20},
 	})
 	want := []HTTPResult{
-		{System: sysYolk, RPS: 200, P50Ms: 2, P99Ms: 7, Requests: 60, Non2xx: 1, SockErrs: 2, Rounds: 3},
-		{System: sysGo, RPS: 50, P50Ms: 2, P99Ms: 4, Requests: 5, Rounds: 1},
+		{System: sysYolk, RPS: 200, P50Ms: 2, P99Ms: 7, Requests: 60, Non2xx: 1, SockErrs: 2, Rounds: 3,
+			PerRound: []HTTPRound{{100, 1, 9}, {300, 3, 5}, {200, 2, 7}}},
+		{System: sysGo, RPS: 50, P50Ms: 2, P99Ms: 4, Requests: 5, Rounds: 1, PerRound: []HTTPRound{{50, 2, 4}}},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("medianRounds = %+v, want %+v", got, want)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -24,46 +25,44 @@ import (
 // with 100 keys), a bare Go net/http handler and the Node.js cluster, with
 // workers workers (the bare Go server is one process with GOMAXPROCS at its
 // default). With 2 workers it also measures the floor (raw-http), runs the
-// systems in rounds (yolk, bare Go, the floor, node, then again), so that the
-// machine's slow spells fall on all alike, and samples yolk's memory under the
-// load.
+// systems in rounds (runRounds), and samples yolk's memory under the load.
 func (h *harness) httpSection(ctx context.Context, workers int) {
 	rounds, secs := 1, h.cfg.wrkDur
 	if workers == 2 {
-		rounds, secs = h.cfg.httpRounds, h.cfg.wrkRoundDur
+		rounds, secs = h.cfg.roundsFor(workers), h.cfg.wrkRoundDur
 	}
 	from := len(h.res.HTTP)
-	failed := map[string]bool{}
-	for round := 1; round <= rounds; round++ {
-		h.logf("HTTP, %d workers, round %d of %d: yolk", workers, round, rounds)
-		want, err := h.httpYolk(ctx, workers, secs)
-		if err != nil && !failed[sysYolk] {
-			failed[sysYolk] = true
-			h.fail("HTTP: yolk, %d workers: %v", workers, err)
-		}
-		h.logf("HTTP, round %d of %d: bare Go net/http (1 process, GOMAXPROCS=%d)", round, rounds, runtime.NumCPU())
-		if err := h.httpGo(ctx, "go-http", sysGo, workers, want, secs); err != nil && !failed[sysGo] {
-			failed[sysGo] = true
-			h.fail("HTTP: bare Go, %d workers: %v", workers, err)
-		}
-		if workers == 2 {
-			h.logf("HTTP, round %d of %d: the floor, a minimal HTTP/1.1 loop without net/http (1 process)", round, rounds)
-			if err := h.httpGo(ctx, "raw-http", sysFloor, workers, want, secs); err != nil && !failed[sysFloor] {
-				failed[sysFloor] = true
-				h.fail("HTTP: the floor: %v", err)
-			}
-		}
-		h.logf("HTTP, %d workers, round %d of %d: node cluster", workers, round, rounds)
-		if err := h.httpNode(ctx, workers, secs); err != nil && !failed[sysNode] {
-			failed[sysNode] = true
-			h.fail("HTTP: node cluster, %d workers: %v", workers, err)
+	var want *sample // yolk's answer, which the others' are compared with
+	sides := []roundSide{
+		{"yolk", func(int) error {
+			w, err := h.httpYolk(ctx, workers, secs)
+			want = cmp.Or(w, want)
+			return err
+		}},
+		{fmt.Sprintf("bare Go net/http (1 process, GOMAXPROCS=%d)", runtime.NumCPU()), func(int) error {
+			return h.httpGo(ctx, "go-http", sysGo, workers, want, secs)
+		}},
+		{"the floor, a minimal HTTP/1.1 loop without net/http (1 process)", func(int) error {
+			return h.httpGo(ctx, "raw-http", sysFloor, workers, want, secs)
+		}},
+		{"node cluster", func(int) error { return h.httpNode(ctx, workers, secs) }},
+	}
+	names := []string{"yolk", "bare Go", "the floor", "node cluster"}
+	if workers != 2 {
+		sides = slices.Delete(sides, 2, 3)
+		names = slices.Delete(names, 2, 3)
+	}
+	for i, err := range h.runRounds(ctx, fmt.Sprintf("HTTP, %d workers", workers), rounds, sides) {
+		if err != nil {
+			h.fail("HTTP: %s, %d workers: %v", names[i], workers, err)
 		}
 	}
 	h.res.HTTP = append(h.res.HTTP[:from], medianRounds(h.res.HTTP[from:])...)
 }
 
 // medianRounds merges each system's rounds into one result: the median
-// requests/s, p50 and p99 (each on its own), the sums of requests and errors.
+// requests/s, p50 and p99 (each on its own), the sums of requests and errors,
+// and each round's figures.
 func medianRounds(rs []HTTPResult) []HTTPResult {
 	var order []string
 	by := map[string][]HTTPResult{}
@@ -78,12 +77,13 @@ func medianRounds(rs []HTTPResult) []HTTPResult {
 		runs := by[sys]
 		m := runs[0]
 		var rps, p50, p99 []float64
-		m.Requests, m.Non2xx, m.SockErrs = 0, 0, 0
+		m.Requests, m.Non2xx, m.SockErrs, m.PerRound = 0, 0, 0, nil
 		for _, r := range runs {
 			rps, p50, p99 = append(rps, r.RPS), append(p50, r.P50Ms), append(p99, r.P99Ms)
 			m.Requests += r.Requests
 			m.Non2xx += r.Non2xx
 			m.SockErrs += r.SockErrs
+			m.PerRound = append(m.PerRound, HTTPRound{RPS: r.RPS, P50Ms: r.P50Ms, P99Ms: r.P99Ms})
 		}
 		m.RPS, m.P50Ms, m.P99Ms, m.Rounds = median(rps), median(p50), median(p99), len(runs)
 		out = append(out, m)

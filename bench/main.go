@@ -114,8 +114,8 @@ type config struct {
 	changes     int // convergence: measured changes (after a few untimed ones)
 	wrkDur      int // seconds
 	wrkWarm     int // seconds
-	httpRounds  int // HTTP with 2 workers: rounds of every system in turn
-	wrkRoundDur int // seconds of each of those rounds
+	rounds      int // with 2 workers, rounds of every system in turn (fan-out, round trip, HTTP: the figures with targets)
+	wrkRoundDur int // seconds of each HTTP round
 	coldReps    int
 	rest        time.Duration // how long processes idle before "at rest" memory
 	planTimeout time.Duration
@@ -127,9 +127,9 @@ type config struct {
 func fullConfig() config {
 	return config{
 		workers: []int{2, 4},
-		fanout:  []fanSpec{{Size: 128, N: 200_000, Reps: 3}, {Size: 4096, N: 25_000, Reps: 3}},
+		fanout:  []fanSpec{{Size: 128, N: 200_000, Reps: 1}, {Size: 4096, N: 25_000, Reps: 1}},
 		rtt:     rttSpec{N: 10_000, Warm: 500, Reps: 1},
-		changes: 200, wrkDur: 8, wrkWarm: 1, httpRounds: 3, wrkRoundDur: 3, coldReps: 5, rest: time.Second,
+		changes: 200, wrkDur: 8, wrkWarm: 1, rounds: 5, wrkRoundDur: 3, coldReps: 5, rest: time.Second,
 		planTimeout: 3 * time.Minute, total: 7 * time.Minute,
 	}
 }
@@ -140,35 +140,50 @@ func quickConfig() config {
 		workers: []int{2},
 		fanout:  []fanSpec{{Size: 128, N: 50_000, Reps: 1}, {Size: 4096, N: 10_000, Reps: 1}},
 		rtt:     rttSpec{N: 2000, Warm: 200, Reps: 1},
-		changes: 30, wrkDur: 2, wrkWarm: 1, httpRounds: 1, wrkRoundDur: 2, coldReps: 2, rest: 300 * time.Millisecond,
+		changes: 30, wrkDur: 2, wrkWarm: 1, rounds: 3, wrkRoundDur: 1, coldReps: 2, rest: 300 * time.Millisecond,
 		planTimeout: time.Minute, total: 150 * time.Second,
 	}
 }
 
-// baseline returns baseline.js's arguments for a worker count: the anchors'
-// README command with 2 workers; with 4, fewer round trips (only the 2-worker
-// round trip is compared) and one repetition, to keep the run short.
-func (c config) baseline(workers int) baselineArgs {
+// baselineRound returns baseline.js's arguments for its turn in a messenger
+// round: the anchors' README figures without the pushes (with 4 workers,
+// fewer round trips: only the 2-worker round trip is compared), 2
+// repetitions, of which the first warms up (baselineWarm).
+func (c config) baselineRound(workers int) baselineArgs {
 	switch {
 	case c.quick:
-		return baselineArgs{Workers: workers, FanN: 20_000, RTTN: 2000, PushN: c.changes, Reps: 1}
+		return baselineArgs{Workers: workers, FanN: 20_000, RTTN: 2000, PushN: 0, Reps: 2}
 	case workers == 2:
-		return baselineArgs{Workers: workers, FanN: 100_000, RTTN: 10_000, PushN: 200, Reps: 3}
+		return baselineArgs{Workers: workers, FanN: 100_000, RTTN: 10_000, PushN: 0, Reps: 2}
 	default:
-		return baselineArgs{Workers: workers, FanN: 100_000, RTTN: 1000, PushN: 200, Reps: 1}
+		return baselineArgs{Workers: workers, FanN: 100_000, RTTN: 1000, PushN: 0, Reps: 2}
 	}
 }
 
-// fanoutFor is the fan-out plan for a worker count: the repetitions are for
-// the 2-worker figures, which have targets; other counts run once.
-func (c config) fanoutFor(workers int) []fanSpec {
-	specs := slices.Clone(c.fanout)
-	if workers != 2 {
-		for i := range specs {
-			specs[i].Reps = 1
-		}
+// baselineWarm is how many of each baselineRound's repetitions warm up.
+const baselineWarm = 1
+
+// baselinePush returns baseline.js's arguments for its push convergence, run
+// once after the rounds: the README's pushes and repetitions with 2 workers,
+// one repetition with 4; its short fan-out and warm-up trips are not used.
+func (c config) baselinePush(workers int) baselineArgs {
+	switch {
+	case c.quick:
+		return baselineArgs{Workers: workers, FanN: 1000, RTTN: 0, PushN: c.changes, Reps: 1}
+	case workers == 2:
+		return baselineArgs{Workers: workers, FanN: 1000, RTTN: 0, PushN: 200, Reps: 3}
+	default:
+		return baselineArgs{Workers: workers, FanN: 1000, RTTN: 0, PushN: 200, Reps: 1}
 	}
-	return specs
+}
+
+// roundsFor is how many rounds measure a worker count: c.rounds with 2
+// workers, whose figures have targets; 1 with other counts.
+func (c config) roundsFor(workers int) int {
+	if workers == 2 {
+		return c.rounds
+	}
+	return 1
 }
 
 func (c config) runs(section string) bool { return len(c.only) == 0 || c.only[section] }
@@ -324,6 +339,7 @@ func runHarness(ctx context.Context, args []string) error {
 
 // finish prints the report and writes the JSON results and the markdown file.
 func (h *harness) finish(root, out, jsonOut string) error {
+	h.res.Targets = roundTargets(reportTables(h.res))
 	rep := renderReport(h.res)
 	fmt.Println(rep)
 	if jsonOut == "" {
@@ -360,22 +376,25 @@ func commandLine(args []string) string {
 }
 
 func (c config) params() map[string]string {
-	var fan, base []string
+	var fan, base, push []string
 	for _, f := range c.fanout {
 		fan = append(fan, fmt.Sprintf("%d messages of %d B", f.N, f.Size))
 	}
-	reps := plural(c.fanout[0].Reps, "round") + " with 2 workers (yolk, then raw NATS, in each), 1 with more; in each, fresh processes warm up with an untimed run of a quarter as many messages"
+	reps := plural(c.rounds, "round") + " with 2 workers (yolk, raw NATS and the baseline in turn, each round starting one later), 1 with more; in each, fresh processes warm up with an untimed run of a quarter as many messages"
 	for _, w := range c.workers {
-		base = append(base, "node baseline.js "+strings.Join(c.baseline(w).list(), " "))
+		base = append(base, "node baseline.js "+strings.Join(c.baselineRound(w).list(), " "))
+		push = append(push, "node baseline.js "+strings.Join(c.baselinePush(w).list(), " "))
 	}
 	return map[string]string{
 		"workers":     fmt.Sprint(c.workers),
 		"fanout":      strings.Join(fan, " and ") + ", " + reps,
 		"rtt":         fmt.Sprintf("%d trips after %d warm-up ones in each round", c.rtt.N, c.rtt.Warm),
 		"changes":     strconv.Itoa(c.changes),
-		"wrk":         fmt.Sprintf("wrk -t2 -c64 -d%ds --latency -s rotate.lua` (100 keys in turn) after a %d s warm-up run; with 2 workers, %s of every system in turn, %d s each (each figure the median round)", c.wrkDur, c.wrkWarm, plural(c.httpRounds, "round"), c.wrkRoundDur),
+		"wrk":         fmt.Sprintf("wrk -t2 -c64 -d%ds --latency -s rotate.lua` (100 keys in turn) after a %d s warm-up run; with 2 workers, %s of every system in turn (each round starting one later), %d s each (each figure the median round)", c.wrkDur, c.wrkWarm, plural(c.rounds, "round"), c.wrkRoundDur),
 		"coldStarts":  strconv.Itoa(c.coldReps),
 		"baseline":    strings.Join(base, "`, `"),
+		"basePush":    strings.Join(push, "`, `"),
+		"rounds":      strconv.Itoa(c.rounds),
 		"restSeconds": strconv.FormatFloat(c.rest.Seconds(), 'f', -1, 64),
 	}
 }

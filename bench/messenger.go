@@ -6,52 +6,53 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 )
 
 // messenger measures fan-out (and, with 2 workers, round trips) for yolk, raw
-// NATS and the egg baseline, one system after another.
+// NATS and the egg baseline, in rounds (runRounds), then the baseline's push
+// convergence.
 func (h *harness) messenger(ctx context.Context, workers int) {
-	// The repetitions run as rounds, yolk then raw NATS in each, so that the
-	// machine's slow spells fall on both alike; each figure is the median run.
-	specs := h.cfg.fanoutFor(workers)
-	rounds := 1
+	// Each round starts fresh processes: an untimed quarter-size run first
+	// warms their heaps, buffers and connections (the baseline's first
+	// repetition does the same for it).
+	specs := slices.Clone(h.cfg.fanout)
 	for i := range specs {
-		rounds = max(rounds, specs[i].Reps)
-		// Each round starts fresh processes: an untimed quarter-size run first
-		// warms their heaps, buffers and connections.
 		specs[i].Reps, specs[i].Warm = 1, specs[i].N/4
 	}
 	plan := peerPlan{Workers: workers, Fanout: specs}
 	if workers == 2 {
 		plan.RTT, plan.Pair = h.cfg.rtt, true
 	}
-
-	var yolkRecs, natsRecs []record
-	var yolkErr, natsErr error
-	for round := 1; round <= rounds; round++ {
-		if yolkErr == nil {
-			h.logf("messenger, %d workers, round %d of %d: yolk (bench peers under the real master)", workers, round, rounds)
-			var recs []record
-			recs, yolkErr = h.yolkPeers(ctx, plan)
+	bargs := h.cfg.baselineRound(workers)
+	var yolkRecs, natsRecs, eggRecs []record
+	sides := []roundSide{
+		{"yolk (bench peers under the real master)", func(int) error {
+			recs, err := h.yolkPeers(ctx, plan)
 			yolkRecs = append(yolkRecs, recs...)
-		}
-		if natsErr == nil {
-			h.logf("messenger, %d workers, round %d of %d: raw NATS", workers, round, rounds)
-			var recs []record
-			recs, natsErr = h.rawNATS(ctx, plan)
+			return err
+		}},
+		{"raw NATS", func(int) error {
+			recs, err := h.rawNATS(ctx, plan)
 			natsRecs = append(natsRecs, recs...)
-		}
+			return err
+		}},
+		{"egg baseline (node baseline.js " + strings.Join(bargs.list(), " ") + ")", func(int) error {
+			b, err := h.runBaseline(ctx, bargs, baselineWarm)
+			eggRecs = append(eggRecs, b.records()...)
+			return err
+		}},
 	}
-	for _, s := range []struct {
+	errs := h.runRounds(ctx, fmt.Sprintf("messenger, %d workers", workers), h.cfg.roundsFor(workers), sides)
+	for i, s := range []struct {
 		name, system string
 		recs         []record
-		err          error
-	}{{"yolk", sysYolk, yolkRecs, yolkErr}, {"raw NATS", sysNATS, natsRecs, natsErr}} {
-		if s.err != nil {
-			h.fail("messenger: %s, %d workers: %v", s.name, workers, s.err)
+	}{{"yolk", sysYolk, yolkRecs}, {"raw NATS", sysNATS, natsRecs}, {"egg baseline", sysEgg, eggRecs}} {
+		if errs[i] != nil {
+			h.fail("messenger: %s, %d workers: %v", s.name, workers, errs[i])
 			continue
 		}
 		fo, rt := aggregate(s.system, workers, s.recs)
@@ -59,13 +60,11 @@ func (h *harness) messenger(ctx context.Context, workers int) {
 		h.res.RTT = append(h.res.RTT, rt...)
 	}
 
-	args := h.cfg.baseline(workers)
-	h.logf("messenger, %d workers: egg baseline (node baseline.js %s)", workers, strings.Join(args.list(), " "))
-	if b, err := h.runBaseline(ctx, args); err != nil {
-		h.fail("messenger: egg baseline, %d workers: %v", workers, err)
+	pargs := h.cfg.baselinePush(workers)
+	h.logf("messenger, %d workers: egg baseline's push convergence (node baseline.js %s)", workers, strings.Join(pargs.list(), " "))
+	if b, err := h.runBaseline(ctx, pargs, 0); err != nil {
+		h.fail("messenger: egg baseline's push, %d workers: %v", workers, err)
 	} else {
-		h.res.Fanout = append(h.res.Fanout, b.Fanout...)
-		h.res.RTT = append(h.res.RTT, b.RTT...)
 		h.res.Converge = append(h.res.Converge, b.Converge...)
 	}
 }

@@ -57,8 +57,54 @@ func (c cell) String() string {
 type row struct {
 	figure           string
 	yolk, base, ceil cell
-	target           string
-	pass             *bool // nil: no target, or not decidable
+	targets          []target
+}
+
+// target is one goal on a row's figure, and its verdict.
+type target struct {
+	text    string
+	verdict verdict
+	// rounds holds the medians and spreads of a target judged from rounds
+	// (its Figure is filled in by the targets table); nil for the others.
+	rounds *TargetResult
+	format func(float64) string // of the figures in rounds
+}
+
+// checked is a target decided without rounds.
+func checked(text string, v verdict) target { return target{text: text, verdict: v} }
+
+// judged is a target decided from rounds (judge): yolk's figure of each round
+// against the peer's, in the order of the rounds.
+func judged(text, peer string, g goal, yolk, against []float64, format func(float64) string) target {
+	y, p := spreadOf(yolk), spreadOf(against)
+	v := judge(g, y, p)
+	return target{text: text, verdict: v, format: format,
+		rounds: &TargetResult{Target: text, Peer: peer, Yolk: y, Against: p, Ratio: spreadOf(ratiosOf(yolk, against)), Verdict: v.word()}}
+}
+
+// word is the verdict in the JSON results.
+func (v verdict) word() string {
+	switch v {
+	case pass:
+		return "pass"
+	case inconclusive:
+		return "inconclusive"
+	case fail:
+		return "fail"
+	}
+	return "undecided"
+}
+
+// targetText is a row's targets and verdicts for its section's table.
+func targetText(ts []target) string {
+	parts := make([]string, len(ts))
+	for i, t := range ts {
+		parts[i] = t.text
+		if v := t.verdict.String(); v != "" {
+			parts[i] += ": " + v
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 // table is one section of the report.
@@ -77,16 +123,6 @@ func ratio(a, b cell) string {
 	return fmt.Sprintf("%.2f×", a.v/b.v)
 }
 
-func passText(p *bool) string {
-	switch {
-	case p == nil:
-		return ""
-	case *p:
-		return "pass"
-	}
-	return "**FAIL**"
-}
-
 func (t table) render(b *strings.Builder) {
 	name := cmp.Or(t.name, "yolk")
 	fmt.Fprintf(b, "## %s\n\n", t.title)
@@ -98,10 +134,7 @@ func (t table) render(b *strings.Builder) {
 		b.WriteString("| --- | --- | --- | --- | --- | --- | --- |\n")
 	}
 	for _, r := range t.rows {
-		target := r.target
-		if p := passText(r.pass); p != "" {
-			target += ": " + p
-		}
+		target := targetText(r.targets)
 		if t.ceil == "" {
 			fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", r.figure, r.yolk, r.base, ratio(r.yolk, r.base), target)
 			continue
@@ -154,18 +187,6 @@ func sizeText(n int) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-func boolp(b bool) *bool { return &b }
-
-// check is a target decided only when every figure it needs is there.
-func check(ok bool, cells ...cell) *bool {
-	for _, c := range cells {
-		if !c.ok {
-			return nil
-		}
-	}
-	return boolp(ok)
-}
-
 // workerCounts lists the worker counts present, ascending.
 func workerCounts[T any](xs []T, workers func(T) int) []int {
 	var ws []int
@@ -215,10 +236,15 @@ func fanoutTable(res *Results) table {
 			if !r.yolk.ok && !r.base.ok && !r.ceil.ok {
 				continue
 			}
-			r.target, r.pass = "0 lost", check(y.Lost == 0, r.yolk)
+			r.targets = []target{checked("0 lost", verdictOf(y.Lost == 0, r.yolk))}
 			if w == 2 && size == 128 {
-				r.target = "≥ 5× baseline, ≥ 70% of raw NATS, 0 lost"
-				r.pass = check(yok && y.Lost == 0 && r.yolk.v >= 5*r.base.v && r.yolk.v >= 0.7*r.ceil.v, r.yolk, r.base, r.ceil)
+				e, _ := find(sysEgg, w, size)
+				n, _ := find(sysNATS, w, size)
+				vsNATS := judged("≥ 0.8× raw NATS, 0 lost", sysNATS, goal{0.8, true}, y.PerRound, n.PerRound, fmtRate)
+				if yok && y.Lost > 0 {
+					vsNATS.verdict, vsNATS.rounds.Verdict = fail, fail.word()
+				}
+				r.targets = []target{judged("≥ 5× baseline", sysEgg, goal{5, true}, y.PerRound, e.PerRound, fmtRate), vsNATS}
 			}
 			t.rows = append(t.rows, r)
 		}
@@ -228,7 +254,7 @@ func fanoutTable(res *Results) table {
 		"yolk: the real master starts this harness's binary as its agent and workers (YOLK_AGENT_BIN, YOLK_WORKER_BIN); they log in with the credentials the master minted and report ready. The agent calls `SendToApp` with a JSON string of the payload size as data (yolk's envelope comes on top); each worker's handler counts.",
 		"raw NATS: an embedded nats-server in one process, 1 publisher and W subscribers with plain nats.go in processes of their own, payloads of exactly the size, on one subject.",
 		"Both: a begin message, n messages, an end message; each receiver acks the end with its count and the time its last message arrived. The sender publishes in batches with a Flush after each, and never more than 8 MiB of payload ahead of the slowest receiver (receivers report progress every window/8 messages). Total = n × W / (last receipt − first send); per worker = total / W. Lost = n − count, over all runs.",
-		"Runs: " + p["fanout"] + ", for yolk and raw NATS (the median run). The baseline (`" + p["baseline"] + "`, the median of its runs) sends 128 B only: the 4 KiB rows have no baseline.",
+		"Runs: " + p["fanout"] + "; each figure is the median round. The baseline's turn in each round: `" + p["baseline"] + "` (fresh processes; the first of its two repetitions warms up); it sends 128 B only: the 4 KiB rows have no baseline.",
 	}
 	return t
 }
@@ -275,15 +301,28 @@ func rttTable(res *Results) table {
 			r := row{figure: v.name + " " + qq.name, yolk: q(y, yok, qq.f), base: q(base, bok, qq.f)}
 			if v.variant == rttRequest {
 				r.ceil = q(ceil, cok, qq.f)
-				if qq.name != "max" {
-					r.target, r.pass = "≤ baseline", check(r.yolk.v <= r.base.v, r.yolk, r.base)
+				per := func(r RTTResult) []float64 {
+					xs := make([]float64, len(r.PerRound))
+					for i, q := range r.PerRound {
+						xs[i] = qq.f(q)
+					}
+					return xs
+				}
+				switch qq.name {
+				case "p50":
+					r.targets = []target{
+						judged("≤ baseline", sysEgg, goal{1, false}, per(y), per(base), fmtMs),
+						judged("≤ 1.15× raw NATS", sysNATS, goal{1.15, false}, per(y), per(ceil), fmtMs),
+					}
+				case "p99":
+					r.targets = []target{judged("≤ baseline", sysEgg, goal{1, false}, per(y), per(base), fmtMs)}
 				}
 			}
 			t.rows = append(t.rows, r)
 		}
 	}
 	t.method = []string{
-		"2 workers; " + res.Params["rtt"] + " for yolk and raw NATS (each quantile the median over the runs); the baseline's runs as in the fan-out section. Sequential trips carrying a ~100-byte JSON payload, timed in the worker.",
+		"2 workers; in the fan-out section's rounds, after the fan-out: " + res.Params["rtt"] + " for yolk and raw NATS, and baseline.js's own (500 warm-up trips, then the rest) in its turn; each quantile is the median round. Sequential trips carrying a ~100-byte JSON payload, timed in the worker.",
 		"yolk: a worker peer calls `RequestAgent` and the agent peer's handler replies; the second variant sends with `SendToAgent` (acknowledged) and the agent answers with `SendTo(worker)`, timed until the worker's handler has it. raw NATS: `nc.Request` from the publisher process to subscriber 0, which responds. Baseline: baseline.js's `sendToAgent` then `sendTo(pid)` through egg's master.",
 	}
 	return t
@@ -316,8 +355,8 @@ func convergeTable(res *Results) table {
 			fetch.base = value(b.FetchesPerChange, fmtPlain)
 		}
 		if w == 2 {
-			p99.target, p99.pass = "≤ baseline", check(p99.yolk.v <= p99.base.v, p99.yolk, p99.base)
-			fetch.target, fetch.pass = "1", check(fetch.yolk.v <= 1+1e-9 && fetch.yolk.v > 0, fetch.yolk)
+			p99.targets = []target{checked("≤ baseline", verdictOf(p99.yolk.v <= p99.base.v, p99.yolk, p99.base))}
+			fetch.targets = []target{checked("1", verdictOf(fetch.yolk.v <= 1+1e-9 && fetch.yolk.v > 0, fetch.yolk))}
 		}
 		t.rows = append(t.rows,
 			row{figure: fmt.Sprintf("%d workers, p50", w), yolk: q(y, yok, func(q Quantiles) float64 { return q.P50 }), base: q(b, bok, func(q Quantiles) float64 { return q.P50 })},
@@ -330,7 +369,7 @@ func convergeTable(res *Results) table {
 	}
 	t.method = []string{
 		"yolk: real bin/source, master, agent and workers, push on (YOLK_PUSH_URL = the source's NATS). " + res.Params["changes"] + " changes, one at a time, after " + fmt.Sprint(convergeWarm) + " untimed ones. t0 is taken just before the `PUT /data/{key}` to the source; the end is the latest `updatedAt` (when a worker installed the snapshot) among the workers once the master's status (asked over the bus with the control credential, as `master status` does) shows all at the new version. So yolk's figure also covers the source's write, its change event, the agent's fetch, its publish to the shared bucket (JetStream on the master's bus, compare-and-set) and the workers' watch of it. Fetches per change from the source's `/stats`.",
-		"Baseline: baseline.js's push: from the agent's `sendToApp('refresh')` (after the source's version was bumped) until the last worker acks, each worker fetching the data set itself.",
+		"Baseline: baseline.js's push (`" + res.Params["basePush"] + "`, after the messenger rounds; each quantile the median of its repetitions): from the agent's `sendToApp('refresh')` (after the source's version was bumped) until the last worker acks, each worker fetching the data set itself.",
 	}
 	return t
 }
@@ -362,11 +401,11 @@ func fleetTable(res *Results) table {
 	} {
 		t.rows = append(t.rows, row{figure: "change to every worker, " + qq.name, yolk: q(f.ConvergeResult, true, qq.f), base: q(one, ook, qq.f)})
 	}
-	fetch := row{figure: "remote fetches per change", yolk: value(f.FetchesPerChange, fmtPlain), target: "1"}
+	fetch := row{figure: "remote fetches per change", yolk: value(f.FetchesPerChange, fmtPlain)}
 	if ook {
 		fetch.base = value(one.FetchesPerChange, fmtPlain)
 	}
-	fetch.pass = check(math.Abs(f.FetchesPerChange-1) < 1e-9, fetch.yolk)
+	fetch.targets = []target{checked("1", verdictOf(math.Abs(f.FetchesPerChange-1) < 1e-9, fetch.yolk))}
 	t.rows = append(t.rows, fetch)
 	if len(f.By) > 0 {
 		by := row{figure: "refresh that brought each change to each worker", yolk: cell{text: byText(f.By)}}
@@ -427,11 +466,25 @@ func httpTable(res *Results) table {
 		p99 := row{figure: fmt.Sprintf("%d workers, p99", w), yolk: c(y, yok, y.P99Ms, fmtMs), base: c(n, nok, n.P99Ms, fmtMs), ceil: c(g, gok, g.P99Ms, fmtMs)}
 		bad := func(r HTTPResult) float64 { return float64(r.Non2xx + r.SockErrs) }
 		errs := row{figure: fmt.Sprintf("%d workers, non-2xx + socket errors", w), yolk: c(y, yok, bad(y), fmtCount), base: c(n, nok, bad(n), fmtCount), ceil: c(g, gok, bad(g), fmtCount)}
-		errs.target, errs.pass = "0", check(errs.yolk.v == 0, errs.yolk)
+		errs.targets = []target{checked("0", verdictOf(errs.yolk.v == 0, errs.yolk))}
 		if w == 2 {
-			rps.target = "≥ 90% of bare Go, > node"
-			rps.pass = check(rps.yolk.v >= 0.9*rps.ceil.v && rps.yolk.v > rps.base.v, rps.yolk, rps.base, rps.ceil)
-			p99.target, p99.pass = "≤ ½ node's", check(p99.yolk.v <= 0.5*p99.base.v, p99.yolk, p99.base)
+			per := func(r HTTPResult, f func(HTTPRound) float64) []float64 {
+				xs := make([]float64, len(r.PerRound))
+				for i, x := range r.PerRound {
+					xs[i] = f(x)
+				}
+				return xs
+			}
+			rpsOf := func(x HTTPRound) float64 { return x.RPS }
+			p99Of := func(x HTTPRound) float64 { return x.P99Ms }
+			rps.targets = []target{
+				judged("≥ 1.2× node", sysNode, goal{1.2, true}, per(y, rpsOf), per(n, rpsOf), fmtCount),
+				judged("≥ 0.9× bare Go", sysGo, goal{0.9, true}, per(y, rpsOf), per(g, rpsOf), fmtCount),
+			}
+			p99.targets = []target{
+				judged("≤ node's", sysNode, goal{1, false}, per(y, p99Of), per(n, p99Of), fmtMs),
+				judged("≤ ½ node's", sysNode, goal{0.5, false}, per(y, p99Of), per(n, p99Of), fmtMs),
+			}
 		}
 		t.rows = append(t.rows, rps, p50, p99, errs)
 	}
@@ -471,13 +524,13 @@ func lifecycleTable(res *Results) table {
 		}
 		cold.text += ")"
 		t.rows = append(t.rows, row{figure: fmt.Sprintf("cold start to first 200, median of %d", len(lc.ColdStartMs)),
-			yolk: cold, base: value(eggColdStartMs, fmtMs), target: "< 100 ms", pass: check(cold.v < 100, cold)})
+			yolk: cold, base: value(eggColdStartMs, fmtMs), targets: []target{checked("< 100 ms", verdictOf(cold.v < 100, cold))}})
 	}
 	if lc.RestTotalMB > 0 {
 		rest := value(lc.RestTotalMB, fmtMB)
 		rest.text += " (" + rssText(lc.RestRSS) + ")"
 		t.rows = append(t.rows, row{figure: "memory (RSS) at rest: master + agent + 2 workers", yolk: rest,
-			base: value(eggRestMB, fmtMB), target: "< 60 MB", pass: check(rest.v < 60, rest)})
+			base: value(eggRestMB, fmtMB), targets: []target{checked("< 60 MB", verdictOf(rest.v < 60, rest))}})
 	}
 	if lc.LoadTotalMB > 0 {
 		load := value(lc.LoadTotalMB, fmtMB)
@@ -488,7 +541,7 @@ func lifecycleTable(res *Results) table {
 		stop := value(median(lc.StopMs), fmtMs)
 		stop.text += fmt.Sprintf(" (%s–%s)", fmtMs(slices.Min(lc.StopMs)), fmtMs(slices.Max(lc.StopMs)))
 		t.rows = append(t.rows, row{figure: fmt.Sprintf("SIGTERM until every process is gone (idle), median of %d", len(lc.StopMs)),
-			yolk: stop, base: value(eggStopMs, fmtMs), target: "< 150 ms", pass: check(stop.v < 150, stop)})
+			yolk: stop, base: value(eggStopMs, fmtMs), targets: []target{checked("< 150 ms", verdictOf(stop.v < 150, stop))}})
 	}
 	if r := lc.Reload; r != nil {
 		failed := value(float64(r.Non200+r.Errors), fmtCount)
@@ -498,7 +551,7 @@ func lifecycleTable(res *Results) table {
 			failed.text += "; first: " + strings.ReplaceAll(r.FirstErr, "|", "/")
 		}
 		t.rows = append(t.rows, row{figure: fmt.Sprintf("failed requests during a rolling reload, %d clients", r.Clients),
-			yolk: failed, target: "0", pass: check(failed.v == 0, failed)})
+			yolk: failed, targets: []target{checked("0", verdictOf(failed.v == 0, failed))}})
 	}
 	t.method = []string{
 		"Real binaries without -race. Cold start: from just before the exec of `master` (the source already running) to the first 200 of `GET /data/k0`, polled on fresh connections every millisecond. Memory: VmRSS from /proc/<pid>/status, after " + res.Params["restSeconds"] + " s at rest (the repetition with the median total), and the largest of three samples during the 2-worker wrk run. Stop: SIGTERM to the master, until the master and every child have exited (polled every millisecond).",
@@ -515,6 +568,48 @@ func rssText(ps []ProcRSS) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// reportTables are the report's sections, in order.
+func reportTables(res *Results) []table {
+	return []table{fanoutTable(res), rttTable(res), convergeTable(res), fleetTable(res), httpTable(res), lifecycleTable(res)}
+}
+
+// roundTargets lists the targets judged from rounds, with their figures.
+func roundTargets(tables []table) []TargetResult {
+	var out []TargetResult
+	for _, t := range tables {
+		for _, r := range t.rows {
+			for _, tg := range r.targets {
+				if tg.rounds != nil {
+					tr := *tg.rounds
+					tr.Figure = shortTitle(t.title) + ": " + r.figure
+					out = append(out, tr)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// verdictRule says, in the report, how the targets are decided.
+func verdictRule(rounds string) string {
+	return "Each speed target (the rows with an _against_ column) is measured with 2 workers in " + rounds + " rounds: in each round yolk and every system it is compared with take a turn, each round starting with the next system, so that a slow spell of the machine falls on all of them alike. " +
+		"A cell gives the median round and, in brackets, the interquartile range (IQR: the middle half of the rounds, Q1 to Q3 interpolated between ranks; with 5 rounds, the 2nd to the 4th value). The per-round ratio is yolk's figure over the other's in the same round.\n\n" +
+		"- **pass**: the medians meet the target and the IQRs do not overlap against it: for yolk ≥ k × other, yolk's Q1 ≥ k × the other's Q3; for yolk ≤ k × other, yolk's Q3 ≤ k × the other's Q1.\n" +
+		"- **inconclusive**: the medians meet the target but the IQRs overlap against it (or a side has fewer than " + strconv.Itoa(minRoundsToPass) + " rounds): the noise could reverse it.\n" +
+		"- **FAIL**: the medians miss the target.\n" +
+		"- The per-round ratio is shown, not used by the verdict; the sections below give the ratio of the medians. The other targets are single figures: pass or FAIL.\n\n"
+}
+
+// spreadText is a figure's median and IQR: "921k/s (IQR 900k/s–950k/s)".
+func spreadText(s Spread, format func(float64) string) string {
+	if s.N == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%s (IQR %s–%s)", format(s.Median), format(s.Q1), format(s.Q3))
+}
+
+func fmtRatio(v float64) string { return fmt.Sprintf("%.2f×", v) }
 
 // renderReport renders the results as markdown: a header, a summary of the
 // targets, a table per section, and what went wrong.
@@ -536,18 +631,28 @@ func renderReport(res *Results) string {
 	}
 	b.WriteString("\n")
 
-	tables := []table{fanoutTable(res), rttTable(res), convergeTable(res), fleetTable(res), httpTable(res), lifecycleTable(res)}
-	b.WriteString("## Targets\n\n| target | figure | yolk | result |\n| --- | --- | --- | --- |\n")
+	tables := reportTables(res)
+	b.WriteString("## Targets\n\n")
+	b.WriteString(verdictRule(res.Params["rounds"]))
+	b.WriteString("| target | figure | yolk | against | yolk / against, per round | verdict |\n| --- | --- | --- | --- | --- | --- |\n")
 	for _, t := range tables {
 		for _, r := range t.rows {
-			if r.target == "" || r.target == "0 lost" || (r.target == "0" && strings.Contains(r.figure, "socket")) {
-				continue
+			for _, tg := range r.targets {
+				if tg.text == "0 lost" || (tg.text == "0" && strings.Contains(r.figure, "socket")) {
+					continue
+				}
+				verdict := tg.verdict.String()
+				if verdict == "" {
+					verdict = "not measured"
+				}
+				yolk, against, ratio := r.yolk.String(), "—", "—"
+				if rd := tg.rounds; rd != nil {
+					yolk = spreadText(rd.Yolk, tg.format)
+					against = rd.Peer + " " + spreadText(rd.Against, tg.format)
+					ratio = spreadText(rd.Ratio, fmtRatio)
+				}
+				fmt.Fprintf(&b, "| %s | %s: %s | %s | %s | %s | %s |\n", tg.text, shortTitle(t.title), r.figure, yolk, against, ratio, verdict)
 			}
-			res := passText(r.pass)
-			if res == "" {
-				res = "not measured"
-			}
-			fmt.Fprintf(&b, "| %s | %s: %s | %s | %s |\n", r.target, shortTitle(t.title), r.figure, r.yolk, res)
 		}
 	}
 	b.WriteString("\n")

@@ -32,6 +32,7 @@ type Results struct {
 	Fleet     *FleetResult      `json:"fleet,omitempty"`
 	HTTP      []HTTPResult      `json:"http"`
 	Lifecycle *LifecycleResult  `json:"lifecycle,omitempty"`
+	Targets   []TargetResult    `json:"targets,omitempty"`  // the speed targets judged from rounds
 	Notes     []string          `json:"notes,omitempty"`    // things worth knowing about this run
 	Failures  []string          `json:"failures,omitempty"` // measurements that did not complete
 }
@@ -58,6 +59,8 @@ type FanoutResult struct {
 	TotalMsgsPerSec     float64 `json:"totalMsgsPerSec"`
 	PerWorkerMsgsPerSec float64 `json:"perWorkerMsgsPerSec"`
 	Lost                int     `json:"lost"` // over all repetitions
+	// PerRound is TotalMsgsPerSec of each round, in order.
+	PerRound []float64 `json:"perRound,omitempty"`
 }
 
 // RTTResult is one system's round trip: each quantile is the median over the
@@ -68,6 +71,8 @@ type RTTResult struct {
 	Workers int       `json:"workers"`
 	Reps    int       `json:"reps"`
 	Ms      Quantiles `json:"ms"`
+	// PerRound is each round's quantiles, in order.
+	PerRound []Quantiles `json:"perRound,omitempty"`
 }
 
 // ConvergeResult is the time from a change to every worker having it.
@@ -106,6 +111,28 @@ type HTTPResult struct {
 	Duration  string  `json:"duration"`            // of one round
 	Rounds    int     `json:"rounds,omitempty"`    // the figures are the median round
 	Processes string  `json:"processes,omitempty"` // what served it
+	// PerRound is each round's figures, in order, when there were rounds.
+	PerRound []HTTPRound `json:"perRound,omitempty"`
+}
+
+// HTTPRound is one round's wrk figures.
+type HTTPRound struct {
+	RPS   float64 `json:"rps"`
+	P50Ms float64 `json:"p50Ms"`
+	P99Ms float64 `json:"p99Ms"`
+}
+
+// TargetResult is a speed target judged from rounds: yolk's median and spread
+// over the rounds, the peer's, and those of the ratio of each round's yolk
+// figure to the same round's peer figure.
+type TargetResult struct {
+	Target  string `json:"target"`
+	Figure  string `json:"figure"`
+	Peer    string `json:"peer"`
+	Yolk    Spread `json:"yolk"`
+	Against Spread `json:"against"`
+	Ratio   Spread `json:"ratio"`
+	Verdict string `json:"verdict"` // pass, inconclusive, fail or undecided
 }
 
 // ProcRSS is one process's resident memory.
@@ -155,7 +182,8 @@ type record struct {
 	Error               string     `json:"error,omitempty"`
 }
 
-// aggregate turns one system's records into its fan-out and round-trip results.
+// aggregate turns one system's records into its fan-out and round-trip
+// results: each figure the median of its runs, which are the rounds, in order.
 func aggregate(system string, workers int, recs []record) ([]FanoutResult, []RTTResult) {
 	type fanKey struct{ size, n int }
 	fans := map[fanKey][]record{}
@@ -191,11 +219,11 @@ func aggregate(system string, workers int, recs []record) ([]FanoutResult, []RTT
 			lost += r.Lost
 		}
 		fo = append(fo, FanoutResult{System: system, Workers: workers, Size: k.size, N: k.n, Reps: len(rs),
-			TotalMsgsPerSec: median(total), PerWorkerMsgsPerSec: median(per), Lost: lost})
+			TotalMsgsPerSec: median(total), PerWorkerMsgsPerSec: median(per), Lost: lost, PerRound: total})
 	}
 	var rt []RTTResult
 	for _, v := range rttOrder {
-		rt = append(rt, RTTResult{System: system, Variant: v, Workers: workers, Reps: len(rtts[v]), Ms: medianQuantiles(rtts[v])})
+		rt = append(rt, RTTResult{System: system, Variant: v, Workers: workers, Reps: len(rtts[v]), Ms: medianQuantiles(rtts[v]), PerRound: rtts[v]})
 	}
 	return fo, rt
 }
