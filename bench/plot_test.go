@@ -16,8 +16,8 @@ type svgDoc struct {
 	XMLName xml.Name `xml:"svg"`
 	Texts   []string `xml:"text"`
 	Groups  []struct {
-		Class    string   `xml:"class,attr"`
-		Name     string   `xml:"data-name,attr"`
+		Class    string `xml:"class,attr"`
+		Name     string `xml:"data-name,attr"`
 		Polyline *struct {
 			Points string `xml:"points,attr"`
 		} `xml:"polyline"`
