@@ -154,6 +154,9 @@ func (a axis) label(v float64) string {
 	if a.Fmt != nil {
 		return a.Fmt(v)
 	}
+	if v == math.Trunc(v) && math.Abs(v) < 1e7 {
+		return strconv.FormatFloat(v, 'f', -1, 64) // 10000, not 1e+04
+	}
 	return strconv.FormatFloat(v, 'g', 4, 64)
 }
 

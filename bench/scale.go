@@ -21,7 +21,7 @@ import (
 // scaleConfig is what a scale run measures.
 type scaleConfig struct {
 	fanWorkers   []int // fan-out: worker counts
-	fanRounds    int   // rounds of yolk then raw NATS, per worker count
+	fanRounds    int   // rounds of yolk, raw NATS and the egg baseline, per worker count
 	fetchWorkers []int // fetches per change: worker counts
 	fetchChanges int
 	sizes        []dataSize
@@ -49,7 +49,7 @@ const (
 
 func fullScaleConfig() scaleConfig {
 	return scaleConfig{
-		fanWorkers: []int{1, 2, 4, 8, 16}, fanRounds: 3,
+		fanWorkers: []int{1, 2, 4, 8, 16}, fanRounds: 5,
 		fetchWorkers: []int{1, 2, 4, 8}, fetchChanges: 50,
 		sizes: []dataSize{
 			{1_000, 50}, {100_000, 50}, {1_000_000, 30}, {10_000_000, 10}, {30_000_000, 8}, {50_000_000, 5},

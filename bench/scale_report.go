@@ -98,10 +98,6 @@ func scalePlots(res *ScaleResults) []namedPlot {
 		}
 	}
 
-	var sizes []float64
-	for _, d := range res.Data {
-		sizes = append(sizes, float64(d.Target))
-	}
 	workers := 0
 	conv := series{Name: "p50"}
 	conv99 := series{Name: "p99"}
@@ -127,7 +123,7 @@ func scalePlots(res *ScaleResults) []namedPlot {
 		mem["all workers"].Points = append(mem["all workers"].Points, point{x, m.workersSum()})
 		mem["total"].Points = append(mem["total"].Points, point{x, m.total()})
 	}
-	sizeAxis := axis{Label: "data set at the source (bytes of GET /data)", Log: true, Ticks: sizes, Fmt: fmtBytes}
+	sizeAxis := axis{Label: "data set at the source (bytes of GET /data)", Log: true, Fmt: fmtBytes}
 	converge := plot{Title: fmt.Sprintf("Convergence against data size (%d workers)", workers),
 		X: sizeAxis, Y: axis{Label: "change to every worker serving it, ms", Log: true},
 		Series: []series{conv, conv99, put}}
@@ -259,7 +255,7 @@ func renderScaleFanout(b *strings.Builder, res *ScaleResults) {
 		}
 	}
 	b.WriteString("\n")
-	fmt.Fprintf(b, "- 128 B messages, measured as the fan-out section of make bench measures them (the same peers, raw NATS clients and baseline.js): %s of yolk then raw NATS per worker count, each figure the median round; every round starts fresh processes, which warm up with an untimed quarter-size run. Messages per worker: 200,000 / workers, at least 25,000 (200,000, 100,000, 50,000, 25,000, 25,000). The egg baseline: `node baseline.js W n 0 P 1` (one run; P changes for its fetch count, below).\n\n", plural(rounds, "round"))
+	fmt.Fprintf(b, "- 128 B messages, measured as the fan-out section of make bench measures them (the same peers, raw NATS clients and baseline.js): %s of yolk, raw NATS and the egg baseline in turn per worker count, each figure the median round; every round starts fresh processes, and yolk's and raw NATS's warm up with an untimed quarter-size run. Messages per worker: 200,000 / workers, at least 25,000 (200,000, 100,000, 50,000, 25,000, 25,000). The egg baseline: `node baseline.js W n 0 P 1` (P = the fetch table's changes in the first round, else 0).\n\n", plural(rounds, "round"))
 }
 
 func renderScaleConverge(b *strings.Builder, res *ScaleResults) {

@@ -15,14 +15,16 @@ import (
 )
 
 // scaleFanout measures fan-out of 128 B to w workers: sc.fanRounds rounds of
-// yolk then raw NATS (each the median round), then one run of the egg
-// baseline, whose push runs also give its fetches per change when w is one
-// of the fetch section's worker counts.
+// yolk, raw NATS and the egg baseline in turn, each figure the median round.
+// The baseline's first run also makes its pushes, which give its fetches per
+// change, when w is one of the fetch section's worker counts.
 func (h *harness) scaleFanout(ctx context.Context, sc scaleConfig, w int) ([]FanoutResult, *ConvergeResult) {
 	n := fanN(w)
 	plan := peerPlan{Workers: w, Fanout: []fanSpec{{Size: 128, N: n, Reps: 1, Warm: n / 4}}}
 	var yolkRecs, natsRecs []record
-	var yolkErr, natsErr error
+	var eggRates, eggPer []float64
+	var push *ConvergeResult
+	var yolkErr, natsErr, eggErr error
 	for round := 1; round <= sc.fanRounds; round++ {
 		if yolkErr == nil {
 			h.logf("fan-out, %d workers, round %d of %d: yolk", w, round, sc.fanRounds)
@@ -35,6 +37,22 @@ func (h *harness) scaleFanout(ctx context.Context, sc scaleConfig, w int) ([]Fan
 			var recs []record
 			recs, natsErr = h.rawNATS(ctx, plan)
 			natsRecs = append(natsRecs, recs...)
+		}
+		if eggErr == nil {
+			args := baselineArgs{Workers: w, FanN: n, RTTN: 0, Reps: 1}
+			if round == 1 && slices.Contains(sc.fetchWorkers, w) {
+				args.PushN = sc.fetchChanges
+			}
+			h.logf("fan-out, %d workers, round %d of %d: egg baseline (node baseline.js %s)", w, round, sc.fanRounds, strings.Join(args.list(), " "))
+			var b baselineResults
+			if b, eggErr = h.runBaseline(ctx, args); eggErr == nil {
+				for _, f := range b.Fanout {
+					eggRates, eggPer = append(eggRates, f.TotalMsgsPerSec), append(eggPer, f.PerWorkerMsgsPerSec)
+				}
+				if len(b.Converge) > 0 && b.Converge[0].Ms.N > 0 {
+					push = &b.Converge[0]
+				}
+			}
 		}
 	}
 	var out []FanoutResult
@@ -50,22 +68,13 @@ func (h *harness) scaleFanout(ctx context.Context, sc scaleConfig, w int) ([]Fan
 		fo, _ := aggregate(s.system, w, s.recs)
 		out = append(out, fo...)
 	}
-
-	args := baselineArgs{Workers: w, FanN: n, RTTN: 0, Reps: 1}
-	if slices.Contains(sc.fetchWorkers, w) {
-		args.PushN = sc.fetchChanges
+	if eggErr != nil {
+		h.fail("fan-out: egg baseline, %d workers: %v", w, eggErr)
+	} else if len(eggRates) > 0 {
+		out = append(out, FanoutResult{System: sysEgg, Workers: w, Size: 128, N: n, Reps: len(eggRates),
+			TotalMsgsPerSec: median(eggRates), PerWorkerMsgsPerSec: median(eggPer)})
 	}
-	h.logf("fan-out, %d workers: egg baseline (node baseline.js %s)", w, strings.Join(args.list(), " "))
-	b, err := h.runBaseline(ctx, args)
-	if err != nil {
-		h.fail("fan-out: egg baseline, %d workers: %v", w, err)
-		return out, nil
-	}
-	out = append(out, b.Fanout...)
-	if len(b.Converge) > 0 {
-		return out, &b.Converge[0]
-	}
-	return out, nil
+	return out, push
 }
 
 // scaleFetches runs yolk with w workers on the source's default data set
