@@ -271,8 +271,8 @@ func renderScaleConverge(b *strings.Builder, res *ScaleResults) {
 			fmtMs(d.Ms.P50), fmtMs(d.Ms.P99), fmtMs(d.Ms.Max), fmtMs(d.PutMs.P50), fmtPlain(d.FetchesPerChange), d.LoadSeconds)
 	}
 	b.WriteString("\n")
-	fmt.Fprintf(b, "- The data set: bin/source with SOURCE_KEYS=%d (small objects, k0 to k%d) and, PUT before yolk starts, padding values of at most %s each (JSON arrays of small records) up to the size. Each change PUTs one small key; the source re-encodes its whole data set for it, and yolk moves the whole data set again: the agent fetches it, publishes it to the master's bucket (inline up to %s, else to the object store in chunks) and every worker reads it from there. Measured as the convergence section of make bench measures: t0 just before the PUT, the end the latest `updatedAt` among the workers once the master's status shows all at the new version; %d untimed changes first. The last column: the master's start until every worker reported ready with data.\n\n",
-		scaleKeys, scaleKeys-1, fmtBytes(padMax), fmtBytes(768<<10), dataWarm)
+	fmt.Fprintf(b, "- The data set: bin/source with SOURCE_KEYS=%d (small objects, k0 to k%d) and, PUT before yolk starts, padding values of at most %s each (JSON arrays of small records) up to the size. Each change PUTs one small key; the source re-encodes its whole data set for it, and yolk moves the whole data set again: the agent fetches it, publishes it to the master's bucket (inline up to 768 KiB, else to the object store in chunks) and every worker reads it from there. Measured as the convergence section of make bench measures: t0 just before the PUT, the end the latest `updatedAt` among the workers once the master's status shows all at the new version; %d untimed changes first. The last column: the master's start until every worker reported ready with data.\n\n",
+		scaleKeys, scaleKeys-1, fmtBytes(padMax), dataWarm)
 }
 
 func bytesCell(n int) string {
