@@ -1,4 +1,4 @@
-# yolk: make build | run | fleet | test | soak | lint | bench | bench-quick | image | up | down | k8s-check
+# yolk: make build | run | fleet | test | soak | lint | bench | bench-scale | bench-quick | image | up | down | k8s-check
 GO      ?= go
 BIN     := bin
 CMDS    := master agent worker source
@@ -10,7 +10,7 @@ WORKERS ?= 3
 # UP_TIMEOUT: seconds make up waits for every container to be healthy.
 UP_TIMEOUT ?= 120
 
-.PHONY: build nats-server run fleet test soak lint bench bench-quick clean image up down k8s-check
+.PHONY: build nats-server run fleet test soak lint bench bench-scale bench-quick clean image up down k8s-check
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
@@ -73,6 +73,14 @@ bench:
 # bench-quick: the same, reduced (under a minute); writes only a JSON file in $$TMPDIR.
 bench-quick:
 	BENCH_MAKE_TARGET=bench-quick CGO_ENABLED=0 $(GO) run -trimpath ./bench -quick
+
+# bench-scale: how the costs grow (fan-out against 1 to 16 workers, convergence and
+# memory against data sets of 1 KB to 50 MB, fetches per change against workers),
+# beside raw NATS and the egg baseline; rewrites only the scale section of
+# BENCHMARKS.md (between its scale markers) and the bench-scale-*.svg plots beside
+# it. A few minutes; at most 12.
+bench-scale:
+	BENCH_MAKE_TARGET=bench-scale CGO_ENABLED=0 $(GO) run -trimpath ./bench -scale -out BENCHMARKS.md
 
 clean:
 	rm -rf $(BIN) run

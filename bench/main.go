@@ -10,6 +10,7 @@
 //	go run ./bench                      # full run (make bench adds -out BENCHMARKS.md)
 //	go run ./bench -quick               # reduced run, under a minute (make bench-quick)
 //	go run ./bench -only http,lifecycle # some sections only
+//	go run ./bench -scale               # how the costs grow (make bench-scale adds -out BENCHMARKS.md)
 //
 // The same binary is also every helper process of a run: the yolk agent and
 // worker peers (started by the real master, BENCH_PEER=1), the raw NATS
@@ -233,6 +234,7 @@ func runHarness(ctx context.Context, args []string) error {
 	jsonOut := fs.String("json", "", "write the raw results as JSON here (default: bench/results.json, or a temporary file with -quick)")
 	only := fs.String("only", "", "comma-separated sections to run: "+strings.Join(sections, ", "))
 	anchors := fs.String("anchors", "", "the baselines' directory (default: ../shared/anchors beside the repository)")
+	scale := fs.Bool("scale", false, "measure how the costs grow (fan-out against workers, convergence and memory against data size, fetches against workers) instead of the usual sections; with -out, rewrite only the scale section of that file and write its plots beside it (make bench-scale)")
 	profileDir := fs.String("cpuprofile", "", "a directory where every fan-out receiver (yolk worker, raw NATS subscriber) writes a CPU profile of each run, for go tool pprof with the bench binary")
 	var yolkEnv []string
 	fs.Func("yolk-env", "`NAME=value` added to every yolk master's environment, which its agent and workers inherit (repeatable; for experiments such as GOGC=200)", func(v string) error {
@@ -252,6 +254,13 @@ func runHarness(ctx context.Context, args []string) error {
 		cfg = quickConfig()
 	}
 	cfg.yolkEnv = yolkEnv
+	sc := fullScaleConfig()
+	if *quick {
+		sc = quickScaleConfig()
+	}
+	if *scale {
+		cfg.total = sc.total
+	}
 	if *profileDir != "" {
 		dir, err := filepath.Abs(*profileDir)
 		if err == nil {
@@ -297,6 +306,9 @@ func runHarness(ctx context.Context, args []string) error {
 	h.logf("building master, agent, worker, source and nats-server into %s (CGO_ENABLED=0, no -race)", binDir)
 	if h.bins, err = buildBinaries(ctx, root, binDir); err != nil {
 		return err
+	}
+	if *scale {
+		return h.runScale(ctx, interrupted, sc, *out, *jsonOut)
 	}
 
 	steps := []struct {
