@@ -45,7 +45,7 @@ func (h *harness) scaleFanout(ctx context.Context, sc scaleConfig, w int) ([]Fan
 			}
 			h.logf("fan-out, %d workers, round %d of %d: egg baseline (node baseline.js %s)", w, round, sc.fanRounds, strings.Join(args.list(), " "))
 			var b baselineResults
-			if b, eggErr = h.runBaseline(ctx, args); eggErr == nil {
+			if b, eggErr = h.runBaseline(ctx, args, 0); eggErr == nil { // one repetition, none dropped
 				for _, f := range b.Fanout {
 					eggRates, eggPer = append(eggRates, f.TotalMsgsPerSec), append(eggPer, f.PerWorkerMsgsPerSec)
 				}
