@@ -60,10 +60,10 @@ func noteConverge(res *ScaleResults) string {
 			fmtMs(big.Ms.P50), fmtBytes(float64(big.Bytes)), big.Ms.P50/mb, fmtMs(big.PutMs.P50), fmtBytes(float64(big.Bytes)), big.Workers, 2+2*big.Workers, fmtMs(big.Ms.P99), fmtBytes(float64(big.Bytes)))
 	}
 	if refused != nil {
-		fmt.Fprintf(&b, "- **Where it stops.** The %s data set is refused: the agent reads at most 32 MiB from the source (`cache.DefaultMaxBytes`, no setting changes it), logs the error and keeps the last data set it had (here, at start, none). The bus is not the limit: nothing larger than 768 KiB goes in one message (NATS's 1 MiB payload); larger snapshots go through the object store in chunks.\n",
+		fmt.Fprintf(&b, "- **Where it stops.** The %s data set is refused: the agent reads at most YOLK_SOURCE_MAX_BYTES from the source (64 MiB here; 32 MiB by default), logs the error and keeps the last data set it had (here, at start, none). The bus is not the limit: nothing larger than 768 KiB goes in one message (NATS's 1 MiB payload); larger snapshots go through the object store in chunks.\n",
 			fmtBytes(float64(refused.Target)))
 	}
-	b.WriteString("- **What would bend it.** Moving the change, not the data set: the source's change event names the key, so the agent could fetch and publish a delta that the workers apply to their snapshot (cost in the size of the change; a full fetch stays the fallback). Or one parse for all: the agent writes the parsed snapshot once, in a layout that needs no parsing (a sorted index and the values), into a memfd or a file under /dev/shm, and the workers map it read-only; a change then costs one write and W small maps instead of W reads, hashes and parses. A larger limit (a setting for `HTTPSource.MaxBytes`) only moves the wall of the previous point.\n\n")
+	b.WriteString("- **What would bend it.** Moving the change, not the data set: the source's change event names the key, so the agent could fetch and publish a delta that the workers apply to their snapshot (cost in the size of the change; a full fetch stays the fallback). Or one parse for all: the agent writes the parsed snapshot once, in a layout that needs no parsing (a sorted index and the values), into a memfd or a file under /dev/shm, and the workers map it read-only; a change then costs one write and W small maps instead of W reads, hashes and parses. A larger `YOLK_SOURCE_MAX_BYTES` only moves the wall.\n\n")
 	return b.String()
 }
 

@@ -10,14 +10,20 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/yolkgo/yolk/cache"
 )
 
 // scaleFanout measures fan-out of 128 B to w workers: sc.fanRounds rounds of
 // yolk, raw NATS and the egg baseline in turn, each figure the median round.
 // The baseline's first run also makes its pushes, which give its fetches per
 // change, when w is one of the fetch section's worker counts.
+// scaleMaxBytes is the largest data set the scale section lets the agent
+// read (YOLK_SOURCE_MAX_BYTES; the default is cache.DefaultMaxBytes, 32 MiB):
+// room for the 50 MB point.
+const (
+	scaleMaxBytes    = 64 << 20
+	scaleMaxBytesEnv = "YOLK_SOURCE_MAX_BYTES=64MiB"
+)
+
 func (h *harness) scaleFanout(ctx context.Context, sc scaleConfig, w int) ([]FanoutResult, *ConvergeResult) {
 	n := fanN(w)
 	plan := peerPlan{Workers: w, Fanout: []fanSpec{{Size: 128, N: n, Reps: 1, Warm: n / 4}}}
@@ -122,9 +128,9 @@ func (h *harness) scaleData(ctx context.Context, sc scaleConfig, size dataSize) 
 	}
 	h.logf("data set of %s: %d bytes at the source; yolk with %d workers, %d changes", fmtBytes(float64(size.Bytes)), dp.Bytes, sc.dataWorkers, size.Changes)
 
-	if int64(dp.Bytes) > cache.DefaultMaxBytes {
+	if int64(dp.Bytes) > scaleMaxBytes {
 		// The agent refuses a body over its limit: show it doing so.
-		m, err := h.startMaster("master", sc.dataWorkers, "YOLK_SOURCE_URL="+src.url, "YOLK_PUSH_URL="+src.natsURL)
+		m, err := h.startMaster("master", sc.dataWorkers, "YOLK_SOURCE_URL="+src.url, "YOLK_PUSH_URL="+src.natsURL, scaleMaxBytesEnv)
 		if err != nil {
 			return fail(err)
 		}
@@ -143,7 +149,7 @@ func (h *harness) scaleData(ctx context.Context, sc scaleConfig, size dataSize) 
 	}
 
 	t0 := time.Now()
-	m, _, _, err := h.startServing(ctx, sc.dataWorkers, src)
+	m, _, _, err := h.startServingAs(ctx, "master", sc.dataWorkers, src, scaleMaxBytesEnv)
 	if err != nil {
 		return fail(err)
 	}

@@ -14,7 +14,7 @@ var namesVariable = regexp.MustCompile(`\bYOLK_[A-Z_]+\b`)
 // and Validate never panic, and an error names a variable. .ci/fuzz runs it
 // for a bounded time; internal/e2e's TestBadEnvironment runs the binaries.
 func FuzzConfig(f *testing.F) {
-	vars := []string{"YOLK_SOURCE_URL", "YOLK_PUSH_URL", "YOLK_PUSH_SUBJECT", "YOLK_FORCE_INTERVAL", "YOLK_PULL_INTERVAL", "YOLK_FETCH_TIMEOUT"}
+	vars := []string{"YOLK_SOURCE_URL", "YOLK_PUSH_URL", "YOLK_PUSH_SUBJECT", "YOLK_FORCE_INTERVAL", "YOLK_PULL_INTERVAL", "YOLK_FETCH_TIMEOUT", "YOLK_SOURCE_MAX_BYTES"}
 	for i := range vars {
 		for _, v := range []string{"", "-1", "0", "1e999", "abc", "a\tb\x01", "a\nb", "off", "10s", "http://127.0.0.1:7002", "nats://127.0.0.1:4223", "a.b.*"} {
 			f.Add(uint8(i), v)

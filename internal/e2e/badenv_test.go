@@ -144,12 +144,13 @@ var (
 		"YOLK_LOG_FORMAT": {rule: validOnly()},
 	}
 	refreshVars = map[string]envVarCase{
-		"YOLK_SOURCE_URL":     {rule: validOnly()},
-		"YOLK_PUSH_URL":       {rule: validOnly()},
-		"YOLK_PUSH_SUBJECT":   {rule: tokenValues},
-		"YOLK_FORCE_INTERVAL": {rule: validOnly("0")},
-		"YOLK_PULL_INTERVAL":  {rule: validOnly("0")},
-		"YOLK_FETCH_TIMEOUT":  {rule: validOnly()},
+		"YOLK_SOURCE_URL":       {rule: validOnly()},
+		"YOLK_PUSH_URL":         {rule: validOnly()},
+		"YOLK_PUSH_SUBJECT":     {rule: tokenValues},
+		"YOLK_FORCE_INTERVAL":   {rule: validOnly("0")},
+		"YOLK_PULL_INTERVAL":    {rule: validOnly("0")},
+		"YOLK_FETCH_TIMEOUT":    {rule: validOnly()},
+		"YOLK_SOURCE_MAX_BYTES": {rule: validOnly()},
 	}
 	// fleetVars join a fleet; without a cluster URL the others are not checked.
 	fleetVars = map[string]envVarCase{

@@ -1,0 +1,20 @@
+package cacheapp
+
+import "testing"
+
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]ByteSize{
+		"32MiB": 32 << 20, "512KiB": 512 << 10, "1GiB": 1 << 30, "1048576": 1 << 20, " 2 MiB ": 2 << 20, "0": 0,
+	} {
+		var b ByteSize
+		if err := b.UnmarshalText([]byte(in)); err != nil || b != want {
+			t.Errorf("%q: %d, %v; want %d", in, b, err, want)
+		}
+	}
+	for _, in := range []string{"", "abc", "-1", "1.5MiB", "32MB", "1e9", "99999999999999999999", "2000GiB", "MiB"} {
+		var b ByteSize = 7
+		if err := b.UnmarshalText([]byte(in)); err == nil || b != 7 {
+			t.Errorf("%q: %d, %v; want an error and no change", in, b, err)
+		}
+	}
+}
