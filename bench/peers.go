@@ -131,7 +131,11 @@ func agentPeer(ctx context.Context, conn *bus.Conn, plan peerPlan, wg *sync.Wait
 		},
 	}
 	for event, h := range handlers {
-		if err := conn.On(event, h); err != nil {
+		on := conn.On
+		if event == "ping" {
+			on = conn.OnInline // an echo: it answers at once, as raw NATS's responder does
+		}
+		if err := on(event, h); err != nil {
 			return err
 		}
 	}

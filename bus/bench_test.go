@@ -98,62 +98,74 @@ func waitBench(b *testing.B, got chan struct{}) {
 // handler, with a raw NATS request to a plain responder on the same server:
 // one op is one sequential round trip over loopback TCP.
 func BenchmarkRoundTrip(b *testing.B) {
-	b.Run("bus", func(b *testing.B) {
-		br := bustest.NewBroker(b)
-		agent := bustest.Dial(b, br, bus.RoleAgent, "agent-1")
-		w := bustest.Dial(b, br, bus.RoleWorker, "w1")
-		err := agent.On("ping", func(_ context.Context, m bus.Message) (any, error) {
-			return m.Data, nil
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctx := context.Background()
-		var data any = data128
-		b.ReportAllocs()
-		b.ResetTimer()
-		lat := make([]time.Duration, b.N)
-		for i := range b.N {
-			t0 := time.Now()
-			if _, err := w.RequestAgent(ctx, "ping", data); err != nil {
-				b.Fatal(err)
-			}
-			lat[i] = time.Since(t0)
-		}
-		reportQuantiles(b, lat)
+	b.Run("bus", func(b *testing.B) { benchRoundTrip(b, false) })
+	b.Run("bus-inline", func(b *testing.B) { benchRoundTrip(b, true) })
+	b.Run("raw", benchRoundTripRaw)
+}
+
+// benchRoundTrip is BenchmarkRoundTrip on the bus, with the agent's handler
+// registered with On, or with OnInline.
+func benchRoundTrip(b *testing.B, inline bool) {
+	br := bustest.NewBroker(b)
+	agent := bustest.Dial(b, br, bus.RoleAgent, "agent-1")
+	w := bustest.Dial(b, br, bus.RoleWorker, "w1")
+	on := agent.On
+	if inline {
+		on = agent.OnInline
+	}
+	err := on("ping", func(_ context.Context, m bus.Message) (any, error) {
+		return m.Data, nil
 	})
-	b.Run("raw", func(b *testing.B) {
-		br := bustest.NewBroker(b)
-		reqCred, respCred := br.Mint(bus.RoleMaster, "p"), br.Mint(bus.RoleMaster, "s")
-		req, err := nats.Connect(br.ClientURL(), nats.UserInfo(reqCred.User, reqCred.Password),
-			nats.CustomInboxPrefix(bus.InboxPrefix("p")))
-		if err != nil {
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	var data any = data128
+	b.ReportAllocs()
+	b.ResetTimer()
+	lat := make([]time.Duration, b.N)
+	for i := range b.N {
+		t0 := time.Now()
+		if _, err := w.RequestAgent(ctx, "ping", data); err != nil {
 			b.Fatal(err)
 		}
-		defer req.Close()
-		resp, err := nats.Connect(br.ClientURL(), nats.UserInfo(respCred.User, respCred.Password))
-		if err != nil {
+		lat[i] = time.Since(t0)
+	}
+	reportQuantiles(b, lat)
+}
+
+// benchRoundTripRaw is BenchmarkRoundTrip on raw NATS: a plain responder.
+func benchRoundTripRaw(b *testing.B) {
+	br := bustest.NewBroker(b)
+	reqCred, respCred := br.Mint(bus.RoleMaster, "p"), br.Mint(bus.RoleMaster, "s")
+	req, err := nats.Connect(br.ClientURL(), nats.UserInfo(reqCred.User, reqCred.Password),
+		nats.CustomInboxPrefix(bus.InboxPrefix("p")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer req.Close()
+	resp, err := nats.Connect(br.ClientURL(), nats.UserInfo(respCred.User, respCred.Password))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Close()
+	if _, err := resp.Subscribe("yolk.master.*.*", func(m *nats.Msg) { _ = m.Respond(m.Data) }); err != nil {
+		b.Fatal(err)
+	}
+	if err := resp.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	lat := make([]time.Duration, b.N)
+	for i := range b.N {
+		t0 := time.Now()
+		if _, err := req.Request("yolk.master.ping.p", data128, 5*time.Second); err != nil {
 			b.Fatal(err)
 		}
-		defer resp.Close()
-		if _, err := resp.Subscribe("yolk.master.*.*", func(m *nats.Msg) { _ = m.Respond(m.Data) }); err != nil {
-			b.Fatal(err)
-		}
-		if err := resp.Flush(); err != nil {
-			b.Fatal(err)
-		}
-		b.ReportAllocs()
-		b.ResetTimer()
-		lat := make([]time.Duration, b.N)
-		for i := range b.N {
-			t0 := time.Now()
-			if _, err := req.Request("yolk.master.ping.p", data128, 5*time.Second); err != nil {
-				b.Fatal(err)
-			}
-			lat[i] = time.Since(t0)
-		}
-		reportQuantiles(b, lat)
-	})
+		lat[i] = time.Since(t0)
+	}
+	reportQuantiles(b, lat)
 }
 
 // reportQuantiles adds the p50 and p99 of lat, in µs, to b's results.

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -711,5 +712,91 @@ func TestReconnect(t *testing.T) {
 		if err := c.Close(); err != nil {
 			t.Errorf("Close: %v", err)
 		}
+	}
+}
+
+// A handler of OnInline answers requests on the route's delivery goroutine:
+// one at a time, in the order they came; one of On runs each on its own.
+func TestOnInlineAnswersInOrder(t *testing.T) {
+	b := bustest.NewBroker(t)
+	agent := bustest.Dial(t, b, bus.RoleAgent, "agent-1")
+	w := bustest.Dial(t, b, bus.RoleWorker, "w1")
+	var running, most atomic.Int32
+	var order []int
+	var mu sync.Mutex
+	release := make(chan struct{})
+	handle := func(_ context.Context, m bus.Message) (any, error) {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for {
+			old := most.Load()
+			if n <= old || most.CompareAndSwap(old, n) {
+				break
+			}
+		}
+		var i int
+		if err := m.Decode(&i); err != nil {
+			return nil, err
+		}
+		if i == 0 {
+			<-release // the first one holds the route: the others wait behind it
+		}
+		mu.Lock()
+		order = append(order, i)
+		mu.Unlock()
+		return i, nil
+	}
+	if err := agent.OnInline("n", handle); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	errs := make(chan error, 10)
+	if _, err := w.RequestAgent(ctx, "n", -1); err != nil { // the route is up
+		t.Fatal(err)
+	}
+	go func() { _, err := w.RequestAgent(ctx, "n", 0); errs <- err }()
+	for running.Load() == 0 { // the first request is in the handler
+		time.Sleep(time.Millisecond)
+	}
+	for i := 1; i < 10; i++ {
+		go func() { _, err := w.RequestAgent(ctx, "n", i); errs <- err }()
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	for range 10 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if most.Load() != 1 {
+		t.Errorf("%d inline handlers ran at once, want 1", most.Load())
+	}
+	mu.Lock()
+	if order[0] != -1 || order[1] != 0 {
+		t.Errorf("answered in the order %v: the held request first", order)
+	}
+	mu.Unlock()
+
+	// On again: requests run concurrently, the held one holds up nobody.
+	if err := agent.On("n", handle); err != nil {
+		t.Fatal(err)
+	}
+	release2 := make(chan struct{})
+	var once sync.Once
+	defer once.Do(func() { close(release2) }) // also when the test fails: Close waits for the handler
+	hold := func(_ context.Context, m bus.Message) (any, error) { <-release2; return nil, nil }
+	if err := agent.On("hold", hold); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, err := w.RequestAgent(ctx, "hold", nil); errs <- err }()
+	if _, err := w.RequestAgent(ctx, "n", 5); err != nil {
+		t.Fatalf("a request behind a waiting one of On: %v", err)
+	}
+	once.Do(func() { close(release2) })
+	if err := <-errs; err != nil {
+		t.Fatal(err)
 	}
 }

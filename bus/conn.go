@@ -64,8 +64,8 @@ type Conn struct {
 	host     string // in a fleet; "" on a single host
 	domain   string // the fleet cluster's JetStream domain
 	log      *slog.Logger
-	handlers atomic.Pointer[map[string]Handler] // by event, for every route but the master's ([Conn.On])
-	toMaster atomic.Pointer[map[string]Handler] // by event, for the master route ([Conn.OnMaster])
+	handlers atomic.Pointer[map[string]handler] // by event, for every route but the master's ([Conn.On])
+	toMaster atomic.Pointer[map[string]handler] // by event, for the master route ([Conn.OnMaster])
 	onMu     sync.Mutex                         // serialises On and OnMaster
 
 	// hctx is the context passed to handlers (like http.Server's base
@@ -129,8 +129,8 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 	}
 	c := &Conn{id: o.ID, role: o.Role, host: o.Host, domain: o.Domain, log: o.Logger}
 	c.hctx, c.cancel = context.WithCancel(context.Background())
-	c.handlers.Store(&map[string]Handler{})
-	c.toMaster.Store(&map[string]Handler{})
+	c.handlers.Store(&map[string]handler{})
+	c.toMaster.Store(&map[string]handler{})
 
 	if err := c.connect(ctx, o); err != nil {
 		c.cancel()
