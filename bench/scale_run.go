@@ -247,27 +247,6 @@ func (h *harness) timeChanges(ctx context.Context, src *source, m *master, worke
 	return c, nil
 }
 
-// startSourceKeys starts bin/source as startSource does, with keys keys.
-func (h *harness) startSourceKeys(ctx context.Context, keys int) (*source, error) {
-	p, err := startProc("source", h.bins.path("source"), nil, baseEnv(
-		"SOURCE_ADDR=127.0.0.1:0", "SOURCE_NATS_ADDR=127.0.0.1:0", "SOURCE_KEYS="+strconv.Itoa(keys),
-		"YOLK_LOG_FORMAT=json"))
-	if err != nil {
-		return nil, err
-	}
-	line, err := p.waitLine(ctx, 20*time.Second, `"msg":"source ready"`)
-	if err != nil {
-		p.kill()
-		return nil, err
-	}
-	var rec struct{ HTTP, NATS string }
-	if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.HTTP == "" || rec.NATS == "" {
-		p.kill()
-		return nil, fmt.Errorf("source ready line without addresses: %s", line)
-	}
-	return &source{p: p, url: "http://" + rec.HTTP, natsURL: "nats://" + rec.NATS}, nil
-}
-
 // size returns the length of the source's GET /data body.
 func (s *source) size(ctx context.Context) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)

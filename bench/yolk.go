@@ -30,8 +30,13 @@ type source struct {
 
 // startSource starts bin/source on free loopback ports with 100 keys, k0 to k99.
 func (h *harness) startSource(ctx context.Context) (*source, error) {
+	return h.startSourceKeys(ctx, 100)
+}
+
+// startSourceKeys is startSource with keys keys, k0 to k(keys-1).
+func (h *harness) startSourceKeys(ctx context.Context, keys int) (*source, error) {
 	p, err := startProc("source", h.bins.path("source"), nil, baseEnv(
-		"SOURCE_ADDR=127.0.0.1:0", "SOURCE_NATS_ADDR=127.0.0.1:0", "SOURCE_KEYS=100",
+		"SOURCE_ADDR=127.0.0.1:0", "SOURCE_NATS_ADDR=127.0.0.1:0", "SOURCE_KEYS="+strconv.Itoa(keys),
 		"YOLK_LOG_FORMAT=json"))
 	if err != nil {
 		return nil, err
