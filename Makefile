@@ -26,13 +26,13 @@ nats-server:
 run: build
 	@bash examples/run.sh $(BIN)
 
-# fleet: the fleet in the foreground (examples/fleet): a 3-node NATS cluster with
+# fleet: the fleet in the foreground (cmd/fleet): a 3-node NATS cluster with
 # JetStream (client ports 4250-4252, leaf node ports 4260-4262), the source on :7002,
 # then 3 hosts on :7001, :7011 and :7021 (run directories run/fleet/h0..h2) that
 # join it as leaf nodes. Ctrl-C stops the hosts, the source, then the cluster, and
 # make exits 0. bin/fleet --help lists its settings (FLEET_*).
 fleet: build nats-server
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/fleet ./examples/fleet
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/fleet ./cmd/fleet
 	@$(BIN)/fleet
 
 # test: every test: the root module's, then the deploytest module's (its own go.mod,

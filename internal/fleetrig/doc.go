@@ -2,7 +2,7 @@
 // processes: a NATS cluster of nats-server nodes with JetStream (domain fleet) and a
 // leaf node listener each, any other program (the source, the masters) in a process
 // group of its own with its output prefixed by its name, and a TCP proxy that can cut
-// a link and restore it. make fleet (examples/fleet) and the fleet's end-to-end tests
+// a link and restore it. make fleet (cmd/fleet) and the fleet's end-to-end tests
 // use it.
 //
 // It knows nothing of yolk's packages: it writes nats-server config files, starts,

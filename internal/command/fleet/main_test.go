@@ -1,4 +1,4 @@
-package main
+package fleet
 
 import (
 	"bytes"
@@ -37,7 +37,7 @@ func buildAndRun(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	for _, args := range [][]string{
-		{"build", "-o", dir + "/", "../../cmd/master", "../../cmd/agent", "../../cmd/worker", "../../cmd/source", "."},
+		{"build", "-o", dir + "/", "../../../cmd/master", "../../../cmd/agent", "../../../cmd/worker", "../../../cmd/source", "../../../cmd/fleet"},
 		{"build", "-o", filepath.Join(dir, "nats-server"), "github.com/nats-io/nats-server/v2"},
 	} {
 		cmd := exec.Command("go", args...)
