@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -101,10 +102,7 @@ func readLeases(ctx context.Context, conn *bus.Conn) ([]leaseStatus, error) {
 }
 
 // watchLink logs each change of the leaf link until ctx ends.
-func watchLink(ctx context.Context, b *broker.Broker, log interface {
-	Info(string, ...any)
-	Warn(string, ...any)
-}) {
+func watchLink(ctx context.Context, b *broker.Broker, log *slog.Logger) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	up := false
