@@ -3,6 +3,7 @@ package compose
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"net/http"
 	"os"
@@ -104,6 +105,26 @@ func TestComposeFleet(t *testing.T) {
 		times["change to every worker of every host"] = time.Since(t0)
 	})
 
+	// The hosts are one fleet, not three islands: each master's bus is linked
+	// to the cluster, an agent holds the cache's lease, and the source sees one
+	// fetch per change for the three hosts together.
+	t.Run("one fleet", func(t *testing.T) {
+		for _, host := range []string{"h0", "h1", "h2"} {
+			out, err := s.compose(ctx, "exec", "-T", host, "/master", "status")
+			if err != nil || !strings.Contains(out, "link to the cluster up") || !strings.Contains(out, "\ncache ") {
+				t.Errorf("%s: master status (%v) does not show the link up and the cache's lease:\n%s", host, err, out)
+			}
+		}
+		before := s.sourceStats(t)
+		const changes = 5
+		for i := range changes {
+			change(t, fmt.Sprintf("one fleet %d", i))
+		}
+		if got := s.sourceStats(t).Fetches - before.Fetches; got != changes {
+			t.Errorf("%d fetches for %d changes over 3 hosts, want one each", got, changes)
+		}
+	})
+
 	t.Run("host killed", func(t *testing.T) {
 		h1 := s.only(t, "h1")
 		restarts := s.restartCount(t, h1)
@@ -128,4 +149,19 @@ func TestComposeFleet(t *testing.T) {
 	for _, k := range slices.Sorted(maps.Keys(times)) {
 		t.Logf("%-45s %v", k, times[k].Round(time.Millisecond))
 	}
+}
+
+// sourceStats is the source's GET /stats: its full answers and 304s.
+func (s *stack) sourceStats(t *testing.T) struct{ Fetches, Checks int } {
+	t.Helper()
+	var st struct{ Fetches, Checks int }
+	resp, err := s.client.Get(fmt.Sprintf("http://127.0.0.1:%d/stats", s.sourcePort))
+	if err != nil {
+		t.Fatalf("GET /stats at the source: %v", err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatalf("GET /stats at the source: %v", err)
+	}
+	return st
 }
