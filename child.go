@@ -289,7 +289,7 @@ func (c *child) run(ctx context.Context) error {
 // setup registers the runtime's handlers and calls the application's setup.
 func (c *child) setup(ctx context.Context, p *Process) (http.Handler, error) {
 	on := func(event string, h bus.Handler) error { return p.conn.On(event, h) }
-	if err := p.conn.OnInline(masterapi.EventPing, func(context.Context, bus.Message) (any, error) { return "pong", nil }); err != nil {
+	if err := p.conn.OnInline(masterapi.EventPing, func(context.Context, bus.Message) (any, error) { return c.heartbeat(p), nil }); err != nil {
 		return nil, err
 	}
 	if err := on(masterapi.EventServiceReady, func(context.Context, bus.Message) (any, error) {

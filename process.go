@@ -176,6 +176,9 @@ type State struct {
 	By        string    `json:"by"`
 	UpdatedAt time.Time `json:"updatedAt"`
 	Fleet     string    `json:"fleet,omitempty"`
+	// Fetches counts this process's reads of the remote source so far, if it
+	// has one: the master's timeline shows the fetches each change cost.
+	Fetches uint64 `json:"fetches,omitempty"`
 }
 
 // Report tells the master the state this process now serves. It does not

@@ -75,6 +75,7 @@ type Conn struct {
 	done     chan struct{}
 	closing  atomic.Bool
 	requests inflight // request handlers under way
+	sent     sentCounts
 
 	// The subscriptions of the routes, and for each a channel closed when
 	// it has delivered its last message (its callback has returned for good).

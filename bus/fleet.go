@@ -81,6 +81,7 @@ func (c *Conn) SendToFleet(event string, data any) error {
 	if c.host == "" {
 		return opErr("send to fleet", ErrNoFleet)
 	}
+	c.sent.inc(verbSendToFleet)
 	return c.publishAs("send to fleet", prefixFleetApp, event, FleetID(c.host, c.id), data)
 }
 
@@ -91,6 +92,7 @@ func (c *Conn) GatherFleet(ctx context.Context, event string, data any, want int
 	if c.host == "" {
 		return nil, opErr("gather "+event+" from the fleet", ErrNoFleet)
 	}
+	c.sent.inc(verbGatherFleet)
 	return c.gather(ctx, prefixFleetApp, FleetID(c.host, c.id), event, data, want)
 }
 

@@ -17,12 +17,14 @@ import (
 // accept (arrays and objects nested deeper than 1000 levels, say) is an error
 // wrapping [ErrBadData], for every verb, before anything is published.
 func (c *Conn) Broadcast(event string, data any) error {
+	c.sent.inc(verbBroadcast)
 	return c.publish("broadcast", prefixAll, event, data)
 }
 
 // SendToApp sends event to every worker, like egg's sendToApp. Fire-and-
 // forget as [Conn.Broadcast]; use [Conn.Gather] for a confirmed fan-out.
 func (c *Conn) SendToApp(event string, data any) error {
+	c.sent.inc(verbSendToApp)
 	return c.publish("send to app", prefixApp, event, data)
 }
 
@@ -56,12 +58,14 @@ func (c *Conn) publishAs(op, prefix, event, from string, data any) error {
 // agent (it restarts) or it has no handler for event, it retries until ctx is
 // done, then returns an error wrapping [ErrNoReceiver].
 func (c *Conn) SendToAgent(ctx context.Context, event string, data any) error {
+	c.sent.inc(verbSendToAgent)
 	return c.send(ctx, "send", "agent", prefixAgent, event, data)
 }
 
 // SendTo sends event to the process with that id, acknowledged and retried
 // as [Conn.SendToAgent].
 func (c *Conn) SendTo(ctx context.Context, id, event string, data any) error {
+	c.sent.inc(verbSendTo)
 	if err := ValidID(id); err != nil {
 		return opErr("send "+event, err)
 	}
@@ -72,6 +76,7 @@ func (c *Conn) SendTo(ctx context.Context, id, event string, data any) error {
 // acknowledged and retried as [Conn.SendToAgent]. One call is delivered to at
 // most one worker.
 func (c *Conn) SendRandom(ctx context.Context, event string, data any) error {
+	c.sent.inc(verbSendRandom)
 	return c.send(ctx, "send", "a random worker", prefixRandom, event, data)
 }
 
@@ -83,6 +88,7 @@ func (c *Conn) SendRandom(ctx context.Context, event string, data any) error {
 // itself may not (it fails at once): the master route carries what the
 // others tell the master.
 func (c *Conn) SendToMaster(ctx context.Context, event string, data any) error {
+	c.sent.inc(verbSendToMaster)
 	if err := c.fromOthers(); err != nil {
 		return opErr("send "+event+" to master", err)
 	}
@@ -95,6 +101,7 @@ func (c *Conn) SendToMaster(ctx context.Context, event string, data any) error {
 // receiver got the request but did not answer in time, the error wraps ctx's
 // error. A handler's error is returned as a [*RemoteError].
 func (c *Conn) Request(ctx context.Context, id, event string, data any) (Message, error) {
+	c.sent.inc(verbRequest)
 	if err := ValidID(id); err != nil {
 		return Message{}, opErr("request "+event, err)
 	}
@@ -106,6 +113,7 @@ func (c *Conn) Request(ctx context.Context, id, event string, data any) (Message
 // agent and the workers only "ready" and "state"; the master itself may not
 // (as [Conn.SendToMaster]).
 func (c *Conn) RequestMaster(ctx context.Context, event string, data any) (Message, error) {
+	c.sent.inc(verbRequestMaster)
 	if err := c.fromOthers(); err != nil {
 		return Message{}, opErr("request "+event+" from master", err)
 	}
@@ -125,6 +133,7 @@ func (c *Conn) fromOthers() error {
 // RequestAgent is [Conn.Request] to the agent, whatever its id: a worker in fork
 // mode does not know the agent's pid.
 func (c *Conn) RequestAgent(ctx context.Context, event string, data any) (Message, error) {
+	c.sent.inc(verbRequestAgent)
 	return c.request(ctx, "agent", prefixAgent, event, data)
 }
 
@@ -217,6 +226,7 @@ func (c *Conn) roundTrip(ctx context.Context, k kind, prefix, event string, data
 // answer; a handler's error is in that reply's [Message.Err]. It returns the
 // replies it has; with none, an error wrapping [ErrNoReceiver].
 func (c *Conn) Gather(ctx context.Context, event string, data any, want int) ([]Message, error) {
+	c.sent.inc(verbGather)
 	return c.gather(ctx, prefixApp, c.id, event, data, want)
 }
 

@@ -38,9 +38,12 @@ func TestReload(t *testing.T) {
 	if len(after) != 4 || after[0].PID != agent || len(news) != 3 {
 		t.Fatalf("Status() after Reload = %+v, want the same agent and 3 workers", after)
 	}
-	for _, c := range after {
+	for i, c := range after {
 		if c.State != StateReady || c.Restarts != 0 {
 			t.Errorf("Status() entry %+v after Reload, want ready, no restarts", c)
+		}
+		if i > 0 && c.Slot != i-1 { // the slots a metric's series keep across reloads
+			t.Errorf("worker %d after Reload has slot %d, want %d", c.PID, c.Slot, i-1)
 		}
 	}
 	for _, p := range news {

@@ -16,6 +16,7 @@ import (
 // worker slot by a new one.
 type slot struct {
 	spec       *Spec
+	index      int           // a worker's place, 0 to Workers-1: a replacement takes its predecessor's
 	retire     chan struct{} // closed to stop the child for good
 	retireOnce sync.Once
 	done       chan struct{} // closed when the goroutine has ended and its child is reaped
@@ -85,8 +86,10 @@ func (s *Supervisor) spawn(spec *Spec, after *slot, first chan<- error) *slot {
 	case spec == &s.cfg.Agent:
 		s.agent = sl
 	case i >= 0:
+		sl.index = after.index
 		s.workers = slices.Insert(s.workers, i+1, sl)
 	default:
+		sl.index = len(s.workers)
 		s.workers = append(s.workers, sl)
 	}
 	s.wg.Go(func() { s.runSlot(sl, first) })

@@ -87,6 +87,7 @@ const DefaultStableAfter = time.Second
 // ChildStatus is one supervised child as Status sees it.
 type ChildStatus struct {
 	Role     string
+	Slot     int // a worker's place, 0 to Workers-1, kept by its restarts and its replacement in a Reload; 0 for the agent
 	PID      int // 0 while in backoff or before the process started
 	State    string
 	Started  time.Time // when the current process started; zero with PID 0
@@ -343,7 +344,7 @@ func (s *Supervisor) Status() []ChildStatus {
 	}
 	out := make([]ChildStatus, 0, len(slots))
 	for _, sl := range slots {
-		st := ChildStatus{Role: sl.spec.Role, State: sl.state, Restarts: sl.restarts}
+		st := ChildStatus{Role: sl.spec.Role, Slot: sl.index, State: sl.state, Restarts: sl.restarts}
 		if sl.cur != nil {
 			st.PID, st.Started = sl.cur.pid, sl.cur.started
 		}

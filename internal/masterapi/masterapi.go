@@ -16,8 +16,17 @@ const (
 	EventReady        = "ready"      // child to master, a request: I am ready (reply: ReadyReply)
 	EventState        = "state"      // child to master: what I serve now (State)
 	EventServiceReady = "yolk-ready" // master to all: every process is ready
-	EventPing         = "ping"       // master to a child: are you there
+	EventPing         = "ping"       // master to a child, a request: are you there (reply: Heartbeat)
 )
+
+// Heartbeat is a child's answer to EventPing: that it is there, and what it
+// uses. The master shows it on its status page and watches it.
+type Heartbeat struct {
+	RSS        uint64            `json:"rss"`            // resident memory, bytes
+	CPU        float64           `json:"cpu"`            // CPU time used so far, seconds
+	Goroutines int               `json:"goroutines"`     //
+	Sent       map[string]uint64 `json:"sent,omitempty"` // messenger calls so far, by verb (bus.Conn.Sent)
+}
 
 // ReadyReply is the master's answer to EventReady.
 type ReadyReply struct {
@@ -32,6 +41,9 @@ type State struct {
 	By        string    `json:"by"`
 	UpdatedAt time.Time `json:"updatedAt"`
 	Fleet     string    `json:"fleet,omitempty"`
+	// Fetches counts the process's reads of the remote source so far: the
+	// master's timeline shows the fetches each change cost.
+	Fetches uint64 `json:"fetches,omitempty"`
 }
 
 // Check refuses a report that `master status` could not show as it is: a

@@ -18,6 +18,9 @@ type config struct {
 	// stores are the application's, for the bus (not from the environment):
 	// the host's, and the fleet's.
 	stores, fleetStores []broker.Store
+	// adminSet: YOLK_ADMIN_ADDR was set. The default address taken by another
+	// program is a warning (the service runs without its page), a chosen one an error.
+	adminSet bool
 
 	cli.Deploy
 	Workers         int           `env:"YOLK_WORKERS" helpDefault:"usable CPUs" help:"workers in fork mode"`
@@ -30,6 +33,8 @@ type config struct {
 	ReadyTimeout    time.Duration `env:"YOLK_READY_TIMEOUT" envDefault:"30s" help:"how long a child may take to report ready"`
 	AgentBin        string        `env:"YOLK_AGENT_BIN" helpDefault:"agent beside the master, or this program" help:"agent executable"`
 	WorkerBin       string        `env:"YOLK_WORKER_BIN" helpDefault:"worker beside the master, or this program" help:"worker executable"`
+	AdminAddr       string        `env:"YOLK_ADMIN_ADDR" envDefault:"127.0.0.1:7009" help:"the live status page and the service's metrics (GET /metrics), host:port; off: none. It changes nothing, but shows the service to whoever reaches it: keep it on loopback or a private network"`
+	HangTimeout     time.Duration `env:"YOLK_HANG_TIMEOUT" envDefault:"10s" help:"a child that answers no heartbeat this long is replaced (a worker through the rolling path); 0: off"`
 	cli.Fleet
 	ClusterUser     string `env:"YOLK_CLUSTER_USER" help:"user of the leaf node link to the cluster (with YOLK_CLUSTER_PASSWORD)"`
 	ClusterPassword string `env:"YOLK_CLUSTER_PASSWORD" help:"password of the leaf node link (never printed)"`
@@ -64,6 +69,14 @@ func (c *config) validate(self bool) error {
 		if c.External() {
 			c.RunDir = "/tmp/yolk" // a container's root may be read-only; /tmp holds the health socket too
 		}
+	}
+	if c.AdminAddr != "off" {
+		if err := cli.CheckHostPort(c.AdminAddr); err != nil {
+			return cli.BadValue("YOLK_ADMIN_ADDR", c.AdminAddr, "%v (or off)", err)
+		}
+	}
+	if c.HangTimeout < 0 {
+		return cli.BadValue("YOLK_HANG_TIMEOUT", c.HangTimeout.String(), "want 0 (off) or a positive duration")
 	}
 	if err := c.Fleet.Check(); err != nil {
 		return err

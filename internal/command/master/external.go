@@ -55,7 +55,21 @@ func serveExternal(ctx context.Context, cfg config, stderr io.Writer, sig signal
 	defer b.Shutdown()
 	defer conn.Close()
 
-	var caches cacheStates
+	mdl := newModel(members.list)
+	view := func() statusReply {
+		children := members.list()
+		state := supervisor.StateReady
+		if readiness(children) != nil {
+			state = supervisor.StateStarting
+		}
+		return mdl.view(selfStatus(id, begin, state), statusReply{Mode: cli.ModeExternal, Bus: b.ClientURL(),
+			Fleet: fleetState(ctx, cfg, b, conn)})
+	}
+	adm, err := newAdmin(ctx, cfg, view, log)
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
 	var serviceReady atomic.Bool
 	handlers := map[string]bus.Handler{
 		masterapi.EventReady: func(_ context.Context, m bus.Message) (any, error) {
@@ -64,16 +78,8 @@ func serveExternal(ctx context.Context, cfg config, stderr io.Writer, sig signal
 			}
 			return masterapi.ReadyReply{ServiceReady: serviceReady.Load()}, nil
 		},
-		masterapi.EventState: caches.handle,
-		"status": func(context.Context, bus.Message) (any, error) {
-			children := members.list()
-			self := processStatus{Role: "master", ID: id, PID: os.Getpid(), State: supervisor.StateReady, Started: begin}
-			if readiness(children) != nil {
-				self.State = supervisor.StateStarting
-			}
-			return statusReply{Master: self, Mode: cli.ModeExternal, Bus: b.ClientURL(), Children: caches.fill(children),
-				Fleet: fleetState(ctx, cfg, b, conn)}, nil
-		},
+		masterapi.EventState: mdl.handleState,
+		"status":             func(context.Context, bus.Message) (any, error) { return view(), nil },
 		"reload": func(context.Context, bus.Message) (any, error) {
 			return nil, errors.New("no reload in external mode: the platform replaces the workers (a rolling update)")
 		},
@@ -92,12 +98,13 @@ func serveExternal(ctx context.Context, cfg config, stderr io.Writer, sig signal
 
 	ctl := b.Mint(bus.RoleControl, "ctl")
 	if err := state.write(stateFile{
-		PID: os.Getpid(), Bus: b.ClientURL(), User: ctl.User, Secret: ctl.Password, Started: begin,
+		PID: os.Getpid(), Bus: b.ClientURL(), User: ctl.User, Secret: ctl.Password, Admin: adm.Addr(), Started: begin,
 	}); err != nil {
 		return err
 	}
+	go mdl.heartbeats(ctx, conn, heartbeatEvery)
 	log.Info("master started", "version", version, "mode", cli.ModeExternal, "bus", b.ClientURL(),
-		"health", cfg.HealthPath(), "runDir", cfg.RunDir)
+		"health", cfg.HealthPath(), "admin", adm.Addr(), "runDir", cfg.RunDir)
 
 	var wasReady bool
 	for {

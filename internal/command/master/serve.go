@@ -96,7 +96,7 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 	}
 	defer stopHealth()
 
-	var caches cacheStates
+	mdl := newModel(func() []processStatus { return childStatuses(sup.Status()) })
 	var reloading atomic.Bool
 	doReload := func() {
 		if !reloading.CompareAndSwap(false, true) {
@@ -112,6 +112,19 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 		}
 		log.Info("reload done", "workers", cfg.Workers, "took", time.Since(t).Round(time.Millisecond).String())
 	}
+	view := func() statusReply {
+		return mdl.view(selfStatus(id, begin, supervisor.StateReady), statusReply{
+			Mode:      cli.ModeFork,
+			Bus:       b.ClientURL(),
+			Reloading: reloading.Load(),
+			Fleet:     fleetState(ctx, cfg, b, conn),
+		})
+	}
+	adm, err := newAdmin(ctx, cfg, view, log)
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
 	handlers := map[string]bus.Handler{
 		masterapi.EventReady: func(_ context.Context, m bus.Message) (any, error) {
 			pid, err := strconv.Atoi(m.From)
@@ -121,18 +134,8 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 			sup.Ready(pid)
 			return masterapi.ReadyReply{ServiceReady: serviceReady.Load()}, nil
 		},
-		masterapi.EventState: caches.handle,
-		"status": func(context.Context, bus.Message) (any, error) {
-			children := sup.Status()
-			return statusReply{
-				Master:    processStatus{Role: "master", ID: id, PID: os.Getpid(), State: "ready", Started: begin},
-				Mode:      cli.ModeFork,
-				Bus:       b.ClientURL(),
-				Reloading: reloading.Load(),
-				Children:  caches.fill(childStatuses(children)),
-				Fleet:     fleetState(ctx, cfg, b, conn),
-			}, nil
-		},
+		masterapi.EventState: mdl.handleState,
+		"status":             func(context.Context, bus.Message) (any, error) { return view(), nil },
 		"reload": func(context.Context, bus.Message) (any, error) {
 			if reloading.Load() {
 				return nil, errors.New("a reload is already under way")
@@ -149,11 +152,13 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 	ctl := b.Mint(bus.RoleControl, "ctl")
 	if err := state.write(stateFile{
 		PID: os.Getpid(), Bus: b.ClientURL(), User: ctl.User, Secret: ctl.Password,
-		HTTP: ln.Addr().String(), Started: begin,
+		HTTP: ln.Addr().String(), Admin: adm.Addr(), Started: begin,
 	}); err != nil {
 		return err
 	}
-	log.Info("master started", "version", version, "bus", b.ClientURL(), "http", ln.Addr().String(), "workers", cfg.Workers, "runDir", cfg.RunDir)
+	log.Info("master started", "version", version, "bus", b.ClientURL(), "http", ln.Addr().String(),
+		"admin", adm.Addr(), "workers", cfg.Workers, "runDir", cfg.RunDir)
+	go mdl.heartbeats(ctx, conn, heartbeatEvery)
 
 	done := make(chan error, 1)
 	go func() { done <- sup.Run(ctx) }()

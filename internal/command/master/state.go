@@ -23,6 +23,7 @@ type stateFile struct {
 	User    string    `json:"user"`
 	Secret  string    `json:"secret"`
 	HTTP    string    `json:"http"`
+	Admin   string    `json:"admin,omitempty"` // the status page's address; empty when off
 	Started time.Time `json:"started"`
 }
 

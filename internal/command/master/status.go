@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -20,56 +19,23 @@ import (
 
 // processStatus is one row of `master status`.
 type processStatus struct {
-	Role     string           `json:"role"`
-	ID       string           `json:"id"`
-	PID      int              `json:"pid"`
-	State    string           `json:"state"`
-	Started  time.Time        `json:"started"`
-	Restarts int              `json:"restarts"`
-	Cache    *masterapi.State `json:"cache,omitempty"` // what the process reported (yolk.Process.Report)
-}
-
-// cacheStates holds the last report of each worker, by id.
-type cacheStates struct {
-	mu   sync.Mutex
-	byID map[string]masterapi.State
-}
-
-// handle is the handler of masterapi.EventState, a child's report of what it serves.
-func (c *cacheStates) handle(_ context.Context, m bus.Message) (any, error) {
-	var st masterapi.State
-	if err := m.Decode(&st); err != nil {
-		return nil, fmt.Errorf("state from %s: %w", m.From, err)
-	}
-	if err := st.Check(); err != nil {
-		return nil, fmt.Errorf("state from %s: %w", m.From, err)
-	}
-	c.set(m.From, st)
-	return nil, nil
-}
-
-func (c *cacheStates) set(id string, st masterapi.State) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.byID == nil {
-		c.byID = make(map[string]masterapi.State)
-	}
-	c.byID[id] = st
-}
-
-// fill adds each worker's cache state to ps, and forgets processes not in ps.
-func (c *cacheStates) fill(ps []processStatus) []processStatus {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	live := make(map[string]masterapi.State, len(ps))
-	for i := range ps {
-		if st, ok := c.byID[ps[i].ID]; ok {
-			ps[i].Cache = &st
-			live[ps[i].ID] = st
-		}
-	}
-	c.byID = live
-	return ps
+	Role     string    `json:"role"`
+	ID       string    `json:"id"`
+	PID      int       `json:"pid"`
+	Slot     int       `json:"slot"` // a worker's place, 0 to N-1, kept across restarts and reloads
+	State    string    `json:"state"`
+	Started  time.Time `json:"started"`
+	Restarts int       `json:"restarts"`
+	// What the process uses, from its last heartbeat (the master's own for the master).
+	RSS        uint64    `json:"rss,omitempty"`        // bytes
+	CPU        float64   `json:"cpu,omitempty"`        // seconds used so far
+	CPUPercent float64   `json:"cpuPercent,omitempty"` // of one core, since the heartbeat before
+	Goroutines int       `json:"goroutines,omitempty"` //
+	Beat       time.Time `json:"beat,omitzero"`        // when its last heartbeat came
+	// Cache is what the process reported it serves (yolk.Process.Report), with
+	// when the report came.
+	Cache    *masterapi.State `json:"cache,omitempty"`
+	Reported time.Time        `json:"reported,omitzero"`
 }
 
 // statusReply is the master's answer to a status request.
@@ -80,6 +46,14 @@ type statusReply struct {
 	Reloading bool            `json:"reloading"`
 	Children  []processStatus `json:"children"`
 	Fleet     *fleetStatus    `json:"fleet,omitempty"`
+	// Health is "ok", or what is wrong ("degraded: ...", "starting: ...").
+	Health string `json:"health"`
+	// Timeline is the last changes, oldest first: when each reached each worker.
+	Timeline []change `json:"timeline"`
+	// Rates are the children's messenger calls per second, by verb, over the
+	// last few heartbeats.
+	Rates map[string]float64 `json:"rates"`
+	Now   time.Time          `json:"now"`
 }
 
 // readiness says whether the service is ready: the agent and at least one
@@ -112,7 +86,7 @@ func childStatuses(cs []supervisor.ChildStatus) []processStatus {
 	out := make([]processStatus, 0, len(cs))
 	for _, c := range cs {
 		out = append(out, processStatus{
-			Role: c.Role, ID: strconv.Itoa(c.PID), PID: c.PID, State: c.State,
+			Role: c.Role, ID: strconv.Itoa(c.PID), PID: c.PID, Slot: c.Slot, State: c.State,
 			Started: c.Started, Restarts: c.Restarts,
 		})
 	}

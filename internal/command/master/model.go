@@ -1,0 +1,411 @@
+package master
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/yolkgo/yolk/bus"
+	"github.com/yolkgo/yolk/internal/masterapi"
+	"github.com/yolkgo/yolk/internal/procstat"
+	"github.com/yolkgo/yolk/supervisor"
+)
+
+// model is the master's picture of the service, which `master status`, the
+// status page and the watchdog all read: the children's reports of what they
+// serve, their heartbeats, the timeline of the last changes and the
+// messenger's rates. The processes themselves come from live (the supervisor,
+// or external mode's members). Safe for concurrent use.
+type model struct {
+	live func() []processStatus // the children, without what the model adds
+
+	mu       sync.Mutex
+	reports  map[string]report // the last report of each child, by id
+	beats    map[string]beat   // the last heartbeat of each child, by id
+	timeline []change          // the last timelineLen changes, oldest first
+	sent     []sentSample      // the children's messenger totals, oldest first
+	self     beat              // the master's own usage
+	subs     map[chan struct{}]struct{}
+
+	// onComplete, if set, is called (without the lock) with each change once
+	// every worker serves it.
+	onComplete func(change)
+}
+
+type report struct {
+	st masterapi.State
+	at time.Time
+}
+
+type beat struct {
+	hb     masterapi.Heartbeat
+	at     time.Time
+	cpuPct float64
+}
+
+// A change is a version of what the service serves, and its way to the workers.
+type change struct {
+	Version string `json:"version"`
+	By      string `json:"by"`
+	// At is when the change was read from the remote: the earliest UpdatedAt
+	// of its reports (the agent's, which reads it), or when the master first
+	// heard of it if that is earlier.
+	At time.Time `json:"at"`
+	// Arrivals are when each worker reported it, after At.
+	Arrivals []arrival `json:"arrivals"`
+	// Complete: every worker alive serves it or a newer one; Took is then the
+	// time to the last of them.
+	Complete bool    `json:"complete"`
+	TookMs   float64 `json:"tookMs"`
+	// Fetches are the reads of the remote between the previous change and this one.
+	Fetches uint64 `json:"fetches"`
+
+	fetchMark uint64 // the children's fetch total when this change was first reported with one
+}
+
+// took is the time from the change to the last worker that reported it in turn.
+func (c *change) took() float64 {
+	var t float64
+	for _, a := range c.Arrivals {
+		if !a.Stale {
+			t = max(t, a.Ms)
+		}
+	}
+	return t
+}
+
+type arrival struct {
+	ID    string    `json:"id"`
+	Slot  int       `json:"slot"`
+	At    time.Time `json:"-"`
+	Ms    float64   `json:"ms"`              // after the change's At
+	Stale bool      `json:"stale,omitempty"` // a newer version had come already
+}
+
+type sentSample struct {
+	at    time.Time
+	total map[string]uint64
+}
+
+const (
+	heartbeatEvery = time.Second
+	timelineLen    = 30
+	rateWindow     = 10 * time.Second
+)
+
+func newModel(live func() []processStatus) *model {
+	return &model{
+		live:    live,
+		reports: make(map[string]report),
+		beats:   make(map[string]beat),
+		subs:    make(map[chan struct{}]struct{}),
+	}
+}
+
+// handleState is the handler of masterapi.EventState, a child's report of what it serves.
+func (m *model) handleState(_ context.Context, msg bus.Message) (any, error) {
+	var st masterapi.State
+	if err := msg.Decode(&st); err != nil {
+		return nil, fmt.Errorf("state from %s: %w", msg.From, err)
+	}
+	if err := st.Check(); err != nil {
+		return nil, fmt.Errorf("state from %s: %w", msg.From, err)
+	}
+	m.report(msg.From, msg.Role, st, time.Now())
+	return nil, nil
+}
+
+// report records a child's report at now, and its place in the timeline.
+func (m *model) report(id string, role bus.Role, st masterapi.State, now time.Time) {
+	live := m.live()
+	m.mu.Lock()
+	m.reports[id] = report{st: st, at: now}
+	i := m.changeOf(st, now)
+	c := &m.timeline[i]
+	if at := st.UpdatedAt; !at.IsZero() && at.Before(c.At) {
+		c.At = at
+		for j := range c.Arrivals {
+			c.Arrivals[j].Ms = ms(c.Arrivals[j].At.Sub(at))
+		}
+		if c.Complete {
+			c.TookMs = c.took()
+		}
+	}
+	if st.Fetches > 0 && c.fetchMark == 0 {
+		c.fetchMark = m.fetchTotal()
+		if i > 0 && m.timeline[i-1].fetchMark > 0 {
+			c.Fetches = c.fetchMark - m.timeline[i-1].fetchMark
+		}
+	}
+	if role == bus.RoleWorker {
+		slot := -1
+		for _, p := range live {
+			if p.ID == id {
+				slot = p.Slot
+			}
+		}
+		c.Arrivals = append(c.Arrivals, arrival{ID: id, Slot: slot, At: now, Ms: ms(now.Sub(c.At)), Stale: i < len(m.timeline)-1})
+	}
+	done := m.complete(live)
+	m.mu.Unlock()
+	if m.onComplete != nil {
+		for _, c := range done {
+			m.onComplete(c)
+		}
+	}
+	m.changed()
+}
+
+// changeOf returns the index of st's version in the timeline, adding it if new.
+func (m *model) changeOf(st masterapi.State, now time.Time) int {
+	for i := len(m.timeline) - 1; i >= 0; i-- {
+		if m.timeline[i].Version == st.Version {
+			return i
+		}
+	}
+	at := st.UpdatedAt
+	if at.IsZero() || at.After(now) {
+		at = now
+	}
+	m.timeline = append(m.timeline, change{Version: st.Version, By: st.By, At: at})
+	if len(m.timeline) > timelineLen {
+		m.timeline = slices.Delete(m.timeline, 0, len(m.timeline)-timelineLen)
+	}
+	return len(m.timeline) - 1
+}
+
+// complete marks the changes every live worker now serves (or has passed),
+// and returns those newly complete.
+func (m *model) complete(live []processStatus) []change {
+	// where each live worker is in the timeline: the index of its version
+	pos := make(map[string]int)
+	for _, p := range live {
+		if p.Role != string(bus.RoleWorker) {
+			continue
+		}
+		pos[p.ID] = -1
+		if r, ok := m.reports[p.ID]; ok {
+			for i := len(m.timeline) - 1; i >= 0; i-- {
+				if m.timeline[i].Version == r.st.Version {
+					pos[p.ID] = i
+					break
+				}
+			}
+		}
+	}
+	if len(pos) == 0 {
+		return nil
+	}
+	var done []change
+	for i := range m.timeline {
+		c := &m.timeline[i]
+		if c.Complete {
+			continue
+		}
+		all := true
+		for _, at := range pos {
+			all = all && at >= i
+		}
+		if !all {
+			continue
+		}
+		c.Complete, c.TookMs = true, c.took()
+		done = append(done, *c)
+	}
+	return done
+}
+
+// fetchTotal is the children's reads of the remote so far, as last reported.
+func (m *model) fetchTotal() uint64 {
+	var n uint64
+	for _, r := range m.reports {
+		n += r.st.Fetches
+	}
+	return n
+}
+
+// beat records a child's heartbeat at now.
+func (m *model) beat(id string, hb masterapi.Heartbeat, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b := beat{hb: hb, at: now}
+	if prev, ok := m.beats[id]; ok && now.After(prev.at) {
+		b.cpuPct = 100 * (hb.CPU - prev.hb.CPU) / now.Sub(prev.at).Seconds()
+	}
+	m.beats[id] = b
+}
+
+// sample records the master's own usage and the children's messenger totals
+// at now, once per round of heartbeats.
+func (m *model) sample(now time.Time) {
+	self := beat{at: now}
+	if u, err := procstat.Self(); err == nil {
+		self.hb.RSS, self.hb.CPU = u.RSS, u.CPU.Seconds()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.self.at.IsZero() {
+		self.cpuPct = 100 * (self.hb.CPU - m.self.hb.CPU) / now.Sub(m.self.at).Seconds()
+	}
+	m.self = self
+	total := make(map[string]uint64)
+	for _, b := range m.beats {
+		for verb, n := range b.hb.Sent {
+			total[verb] += n
+		}
+	}
+	m.sent = append(m.sent, sentSample{at: now, total: total})
+	for len(m.sent) > 2 && now.Sub(m.sent[1].at) >= rateWindow {
+		m.sent = m.sent[1:]
+	}
+}
+
+// forget drops what the model holds of children no longer alive.
+func (m *model) forget(live []processStatus) {
+	ids := make(map[string]bool, len(live))
+	for _, p := range live {
+		ids[p.ID] = true
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	maps.DeleteFunc(m.reports, func(id string, _ report) bool { return !ids[id] })
+	maps.DeleteFunc(m.beats, func(id string, _ beat) bool { return !ids[id] })
+}
+
+// rates are the messenger calls per second over the samples held. A verb
+// whose total went down (a process left) counts from its new total.
+func (m *model) rates() map[string]float64 {
+	out := make(map[string]float64)
+	if len(m.sent) < 2 {
+		return out
+	}
+	first, last := m.sent[0], m.sent[len(m.sent)-1]
+	secs := last.at.Sub(first.at).Seconds()
+	for verb, n := range last.total {
+		if d := n - first.total[verb]; n >= first.total[verb] && secs > 0 {
+			out[verb] = float64(d) / secs
+		}
+	}
+	return out
+}
+
+// fill returns the children of live with what the model knows of each, and
+// the master's own row filled in.
+func (m *model) fill(master processStatus, live []processStatus) (processStatus, []processStatus) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	master.RSS, master.CPU, master.CPUPercent, master.Beat = m.self.hb.RSS, m.self.hb.CPU, m.self.cpuPct, m.self.at
+	for i := range live {
+		p := &live[i]
+		if r, ok := m.reports[p.ID]; ok {
+			st := r.st
+			p.Cache, p.Reported = &st, r.at
+		}
+		if b, ok := m.beats[p.ID]; ok {
+			p.RSS, p.CPU, p.CPUPercent, p.Goroutines, p.Beat = b.hb.RSS, b.hb.CPU, b.cpuPct, b.hb.Goroutines, b.at
+		}
+	}
+	return master, live
+}
+
+// view is the whole status: what the status request answers and the page shows.
+func (m *model) view(master processStatus, base statusReply) statusReply {
+	live := m.live()
+	base.Master, base.Children = m.fill(master, live)
+	base.Now = time.Now()
+	m.mu.Lock()
+	base.Timeline = slices.Clone(m.timeline)
+	base.Rates = m.rates()
+	m.mu.Unlock()
+	if base.Health == "" {
+		base.Health = health(base.Children)
+	}
+	return base
+}
+
+// health is "ok" when the agent and every worker are ready, else what is wrong.
+func health(children []processStatus) string {
+	if err := readiness(children); err != nil {
+		return "degraded: " + err.Error()
+	}
+	for _, p := range children {
+		if p.State != supervisor.StateReady {
+			return "degraded: a " + p.Role + " is " + p.State
+		}
+	}
+	return "ok"
+}
+
+// subscribe returns a channel that gets a value (without blocking the model)
+// after each change of the model, and a func to call when done with it.
+func (m *model) subscribe() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	m.mu.Lock()
+	m.subs[ch] = struct{}{}
+	m.mu.Unlock()
+	return ch, func() {
+		m.mu.Lock()
+		delete(m.subs, ch)
+		m.mu.Unlock()
+	}
+}
+
+func (m *model) changed() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for ch := range m.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// heartbeats pings every live child each interval until ctx is done, and
+// records the answers; a child that does not answer within the interval keeps
+// its last heartbeat (its Beat time shows how old).
+func (m *model) heartbeats(ctx context.Context, conn *bus.Conn, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		live := m.live()
+		var wg sync.WaitGroup
+		for _, p := range live {
+			if p.ID == "" || p.PID == 0 && p.State != supervisor.StateReady {
+				continue // not started yet
+			}
+			wg.Go(func() {
+				rctx, cancel := context.WithTimeout(ctx, interval)
+				defer cancel()
+				msg, err := conn.Request(rctx, p.ID, masterapi.EventPing, nil)
+				if err != nil {
+					return
+				}
+				var hb masterapi.Heartbeat
+				if msg.Decode(&hb) == nil {
+					m.beat(p.ID, hb, time.Now())
+				}
+			})
+		}
+		wg.Wait()
+		m.sample(time.Now())
+		m.forget(live)
+		m.changed()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// selfStatus is the master's own row.
+func selfStatus(id string, began time.Time, state string) processStatus {
+	return processStatus{Role: "master", ID: id, PID: os.Getpid(), State: state, Started: began}
+}
