@@ -173,6 +173,7 @@ func (f *fleet) start(ctx context.Context, environ []string) error {
 			"YOLK_MODE", "fork",
 			"YOLK_HOST", name,
 			"YOLK_HTTP_ADDR", ":"+strconv.Itoa(port),
+			"YOLK_ADMIN_ADDR", adminAddr(port),
 			"YOLK_RUN_DIR", filepath.Join(cfg.RunDir, name),
 			"YOLK_WORKERS", strconv.Itoa(cfg.Workers),
 			"YOLK_SOURCE_URL", "http://"+cfg.SourceAddr,
@@ -199,6 +200,10 @@ func (f *fleet) start(ctx context.Context, environ []string) error {
 	})
 }
 
+// adminAddr is the status page's address of the host serving HTTP on port:
+// 7009 beside 7001, 7019 beside 7011, and so on.
+func adminAddr(httpPort int) string { return "127.0.0.1:" + strconv.Itoa(httpPort+8) }
+
 // hint prints where to look.
 func (f *fleet) hint() {
 	var b strings.Builder
@@ -207,8 +212,8 @@ func (f *fleet) hint() {
 		fmt.Fprintf(&b, "  curl -s localhost:%d/data        # host %s\n", f.cfg.HTTPPorts[i], h.Name)
 	}
 	fmt.Fprintf(&b, "  curl -s -X PUT localhost:%s/data/greeting -d '\"hello\"'   # a change at the source\n", port(f.cfg.SourceAddr))
-	for _, h := range f.hosts {
-		fmt.Fprintf(&b, "  YOLK_RUN_DIR=%s %s status\n", filepath.Join(f.cfg.RunDir, h.Name), filepath.Join(f.cfg.Bin, "master"))
+	for i, h := range f.hosts {
+		fmt.Fprintf(&b, "  YOLK_RUN_DIR=%s %s status   # or http://%s/\n", filepath.Join(f.cfg.RunDir, h.Name), filepath.Join(f.cfg.Bin, "master"), adminAddr(f.cfg.HTTPPorts[i]))
 	}
 	b.WriteString("Ctrl-C stops the hosts, then the source, then the cluster.")
 	for line := range strings.Lines(b.String()) {
