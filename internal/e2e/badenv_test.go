@@ -182,6 +182,8 @@ var (
 			"YOLK_HEALTH_SOCKET":    {rule: longerThan(107)},
 			"YOLK_WORKERS":          {rule: validOnly("0")},
 			"YOLK_HTTP_ADDR":        {rule: defaultAddress},
+			"YOLK_ADMIN_ADDR":       {rule: defaultAddress, external: true},
+			"YOLK_HANG_TIMEOUT":     {rule: validOnly("0"), external: true},
 			"YOLK_BUS_URL":          {rule: validOnly()},
 			"YOLK_AGENT_SECRET":     {rule: requiredValue, external: true, secret: true},
 			"YOLK_WORKER_SECRET":    {rule: requiredValue, external: true, secret: true},

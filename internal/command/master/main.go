@@ -157,7 +157,7 @@ func run(ctx context.Context, app App, args, environ []string, stdout, stderr io
 		return err
 	}
 	cfg.stores, cfg.fleetStores = app.Stores, app.Fleet
-	cfg.adminSet = slices.ContainsFunc(environ, func(kv string) bool { return strings.HasPrefix(kv, "YOLK_ADMIN_ADDR=") })
+	cfg.adminSet = slices.ContainsFunc(environ, func(kv string) bool { return strings.HasPrefix(kv, "YOLK_ADMIN_ADDR=") && kv != "YOLK_ADMIN_ADDR=" })
 	switch cmd {
 	case "":
 		if len(args) > 0 {
