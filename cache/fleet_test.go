@@ -250,9 +250,11 @@ func TestFleetClusterDownAndBack(t *testing.T) {
 		f.change(v)
 		f.converge(v)
 	}
-	// And the new leader may check once as it takes the lease (a change may
-	// have come while nobody led).
-	if reads := f.remote.since(rejoin); len(reads) < len(f.hosts)+4 || len(reads) > len(f.hosts)+5 {
-		t.Errorf("back in the fleet, %d reads, want one per host as it rejoined, maybe one as the leader took over, and one per change (4): %v", len(reads), reads)
+	// And each new leader may check once as it takes the lease (a change may
+	// have come while nobody led): as the cluster comes back the lease may
+	// move twice, from the first host to win it to the other (seen under
+	// -race on a loaded machine, with the test's short TTL).
+	if reads := f.remote.since(rejoin); len(reads) < len(f.hosts)+4 || len(reads) > len(f.hosts)+4+2 {
+		t.Errorf("back in the fleet, %d reads, want one per host as it rejoined, at most two as leaders took over, and one per change (4): %v", len(reads), reads)
 	}
 }
