@@ -327,17 +327,50 @@ func (m *model) view(master processStatus, base statusReply) statusReply {
 	return base
 }
 
-// health is "ok" when the agent and every worker are ready, else what is wrong.
+// health is "ok" when the agent and every worker are ready, else
+// "degraded: " and what is wrong, the first thing first.
 func health(children []processStatus) string {
+	for _, p := range children {
+		if p.State == stateMissing {
+			return "degraded: the " + p.Role + " is missing"
+		}
+	}
 	if err := readiness(children); err != nil {
 		return "degraded: " + err.Error()
 	}
 	for _, p := range children {
 		if p.State != supervisor.StateReady {
-			return "degraded: a " + p.Role + " is " + p.State
+			return "degraded: " + the(p.Role) + " is " + p.State
 		}
 	}
 	return "ok"
+}
+
+func the(role string) string {
+	if role == string(bus.RoleAgent) {
+		return "the agent"
+	}
+	return "a " + role
+}
+
+// stateMissing is the state of a row the master expects and nobody fills: in
+// external mode, the agent when none is connected (the platform did not
+// restart it: `docker kill` is a manual stop for Docker).
+const stateMissing = "missing"
+
+// stateDegraded is the master's state in external mode when the service was
+// ready and no longer is.
+const stateDegraded = "degraded"
+
+// withMissing returns children with a row for the agent, state missing, if
+// there is none: external mode's members are only those connected.
+func withMissing(children []processStatus) []processStatus {
+	for _, p := range children {
+		if p.Role == string(bus.RoleAgent) {
+			return children
+		}
+	}
+	return append([]processStatus{{Role: string(bus.RoleAgent), State: stateMissing}}, children...)
 }
 
 // subscribe returns a channel that gets a value (without blocking the model)
