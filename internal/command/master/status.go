@@ -53,7 +53,10 @@ type statusReply struct {
 	// Rates are the children's messenger calls per second, by verb, over the
 	// last few heartbeats.
 	Rates map[string]float64 `json:"rates"`
-	Now   time.Time          `json:"now"`
+	// Schedules are the agent's schedules, each with the last run a worker
+	// reported.
+	Schedules []scheduleStatus `json:"schedules"`
+	Now       time.Time        `json:"now"`
 }
 
 // readiness says whether the service is ready: the agent and at least one

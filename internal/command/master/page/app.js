@@ -75,15 +75,18 @@ function renderProcs(v, now) {
   }
 }
 
-function bars(change) {
+// The bars of a change: the time to each worker, on a log scale shared by
+// every change shown (top, in ms), so that 2 ms and 2 s both read.
+const logScale = (ms, top) => (100 * Math.log10(1 + Math.max(0, ms))) / Math.log10(1 + top);
+
+function bars(change, top) {
   const box = el("div", "bars");
   const arr = [...(change.arrivals || [])].sort((a, b) => a.slot - b.slot || a.ms - b.ms);
-  const top = Math.max(1, ...arr.map((a) => a.ms));
   for (const a of arr) {
     box.appendChild(el("span", "who", a.slot >= 0 ? "w" + a.slot : a.id));
     const track = el("div", "track");
     const fill = el("div", "fill" + (a.stale ? " stale" : ""));
-    fill.style.width = Math.max(1, (100 * a.ms) / top) + "%";
+    fill.style.width = Math.max(1, logScale(a.ms, top)) + "%";
     track.appendChild(fill);
     box.appendChild(track);
     box.appendChild(el("span", "ms", dur(a.ms)));
@@ -93,7 +96,8 @@ function bars(change) {
 
 function renderTimeline(v) {
   const body = $("timeline").tBodies[0];
-  const changes = [...(v.timeline || [])].reverse().slice(0, 10);
+  const changes = [...(v.timeline || [])].reverse().slice(0, 8);
+  const top = Math.max(10, ...changes.flatMap((c) => (c.arrivals || []).map((a) => a.ms)));
   body.replaceChildren();
   for (const c of changes) {
     const tr = el("tr", c.complete ? "" : "pending");
@@ -105,7 +109,7 @@ function renderTimeline(v) {
     cell(tr, c.version, "mono version");
     cell(tr, "").appendChild(byTag(c.by));
     cell(tr, clock(c.at), "mono");
-    cell(tr, "").appendChild(bars(c));
+    cell(tr, "").appendChild(bars(c, top));
     cell(tr, c.complete ? dur(c.tookMs) : "…", "num took");
     cell(tr, c.fetches ? String(c.fetches) : "-", "num fetches");
     body.appendChild(tr);
@@ -120,11 +124,11 @@ function renderSchedules(v, now) {
   for (const s of list) {
     const tr = el("tr");
     tr.dataset.schedule = s.name;
-    const name = cell(tr, s.name, "mono");
-    name.title = s.type + ", " + s.every;
+    const name = cell(tr, s.name, "mono name");
+    name.appendChild(el("small", "", "every " + s.every + ", " + (s.type === "worker" ? "one worker" : s.type)));
     cell(tr, isSet(s.last) ? dur(since(now, s.last)) + " ago" : "-", "num");
     const out = cell(tr, s.outcome || "-", "outcome " + (s.outcome || ""));
-    if (s.err) out.title = s.err;
+    out.title = (s.worker ? "run " + s.runSeq + " in worker " + s.worker : "") + (s.err ? ": " + s.err : "");
     cell(tr, s.outcome && s.outcome !== "running" ? dur(s.durationMs) : "-", "num");
     cell(tr, isSet(s.next) ? "in " + dur(-since(now, s.next)) : "-", "num");
     body.appendChild(tr);
