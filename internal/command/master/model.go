@@ -159,8 +159,10 @@ func (m *model) report(id string, role bus.Role, st masterapi.State, now time.Ti
 	}
 	if st.Fetches > 0 && c.fetchMark == 0 {
 		c.fetchMark = m.fetchTotal()
-		if i > 0 && m.timeline[i-1].fetchMark > 0 {
-			c.Fetches = c.fetchMark - m.timeline[i-1].fetchMark
+		if i == 0 {
+			c.Fetches = c.fetchMark // the first change the master saw
+		} else if prev := m.timeline[i-1].fetchMark; prev > 0 && prev <= c.fetchMark {
+			c.Fetches = c.fetchMark - prev // else unknown, or the agent restarted and counts anew
 		}
 	}
 	if role == bus.RoleWorker && !c.Complete { // after that, a worker catches up (a restart): no news of the change
