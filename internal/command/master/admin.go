@@ -68,7 +68,7 @@ func newAdmin(ctx context.Context, cfg config, status func() statusReply, subscr
 	a.mux.HandleFunc("GET /api/status", a.serveStatus)
 	a.mux.HandleFunc("GET /api/events", a.serveEvents)
 	static, _ := fs.Sub(page, "page") // page is a literal directory of this package
-	a.mux.Handle("GET /", noStore(http.FileServerFS(static)))
+	a.mux.Handle("GET /", pageHeaders(http.FileServerFS(static)))
 	go func() {
 		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("admin server", "err", err)
@@ -157,9 +157,9 @@ func (a *admin) serveEvents(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// noStore serves h with the page's headers: a browser fetches only from this
-// server, runs no inline script, and keeps no stale copy.
-func noStore(h http.Handler) http.Handler {
+// pageHeaders serves h with the page's headers: a browser fetches only from this
+// server, runs no inline script, and asks again before it uses a copy.
+func pageHeaders(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Security-Policy", "default-src 'self'")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
