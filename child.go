@@ -143,6 +143,11 @@ type child struct {
 	mu       sync.Mutex     // serialises stopping with starting hooks
 	stopping atomic.Bool    // the process stops: no hook starts any more
 	hooks    sync.WaitGroup // the OnServiceReady hooks under way
+
+	// What the heartbeat tells of the schedules: the agent's timers, or a
+	// worker's runs; nil until set up.
+	sched  atomic.Pointer[schedule.Scheduler]
+	runner atomic.Pointer[schedule.Runner]
 }
 
 // fleet is the host's fleet, zero on a single host.
@@ -225,6 +230,8 @@ func (c *child) run(ctx context.Context) error {
 		c.beforeClose(context.Background(), p)
 		return err
 	}
+	c.sched.Store(sched)
+	c.runner.Store(runner)
 	// Schedule runs have a context of their own: they end before the BeforeClose hooks.
 	runsCtx, cancelRuns := context.WithCancel(runCtx)
 	defer cancelRuns()

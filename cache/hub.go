@@ -34,6 +34,11 @@ type Hub struct {
 	// (see Fleet).
 	Fleet *Fleet
 	fleet atomic.Pointer[fleetState] // set by Run when Fleet is
+	// OnPublish, if set before Run, is called with each snapshot the hub
+	// read from the remote and published, on the hub's goroutine: it must
+	// return quickly.
+	OnPublish func(*Snapshot)
+	fetches   atomic.Uint64 // reads of the remote that returned data
 
 	mu       sync.Mutex
 	want     uint64 // newest generation asked for
@@ -56,6 +61,10 @@ type Hub struct {
 func NewHub(conn Messenger, src Source, log *slog.Logger) *Hub {
 	return &Hub{conn: conn, src: src, log: log, force: make(map[uint64]uint64), kick: make(chan struct{}, 1), stopped: make(chan struct{})}
 }
+
+// Fetches returns how many reads of the remote returned data (a full fetch,
+// or a check that found a change) so far. Safe for concurrent use.
+func (h *Hub) Fetches() uint64 { return h.fetches.Load() }
 
 // Load returns the hub's current snapshot, nil before the first one.
 func (h *Hub) Load() *Snapshot { return h.store.Load() }
@@ -280,6 +289,9 @@ func (h *Hub) fetch(ctx context.Context, by string, full bool) error {
 	if err != nil {
 		return err
 	}
+	if s != cur {
+		h.fetches.Add(1)
+	}
 	if cur != nil && s.Digest == cur.Digest && s.Version == cur.Version {
 		if head.Revision != 0 {
 			h.log.Debug("remote unchanged", "by", by, "version", cur.Version)
@@ -309,6 +321,9 @@ func (h *Hub) fetch(ctx context.Context, by string, full bool) error {
 	h.store.p.Store(p.WithBy(by, h.now())) // the bucket's latest, even if it started over (a lower revision)
 	h.log.Info("new version from remote", "by", by, "version", p.Version, "revision", p.Revision, "items", len(p.Items))
 	h.published(target)
+	if h.OnPublish != nil {
+		h.OnPublish(h.store.Load())
+	}
 	if f := h.fs(); f != nil && target == f.local && h.Fleet.OnPart != nil {
 		f.cfg.OnPart(f.getPart(), h.store.Load()) // what this host serves, read alone
 	}

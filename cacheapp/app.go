@@ -105,9 +105,15 @@ func (a *app) agent(ag *yolk.Agent) error {
 		}
 		hub.Fleet = &cache.Fleet{Shared: fleetShared(ag.Process), Lease: l, OnPart: func(part string, s *cache.Snapshot) {
 			if s != nil { // master status shows the agent's part in the fleet
-				_ = ag.Report(yolk.State{Version: s.Version, By: s.By, UpdatedAt: s.UpdatedAt, Fleet: part})
+				_ = ag.Report(yolk.State{Version: s.Version, By: s.By, UpdatedAt: s.UpdatedAt, Fleet: part, Fetches: hub.Fetches()})
 			}
 		}}
+	} else {
+		// master status and its page show what the agent read, and the
+		// remote fetches each change cost.
+		hub.OnPublish = func(s *cache.Snapshot) {
+			_ = ag.Report(yolk.State{Version: s.Version, By: s.By, UpdatedAt: s.UpdatedAt, Fetches: hub.Fetches()})
+		}
 	}
 	warm := make(chan struct{})
 	ag.Go(func(ctx context.Context) error {

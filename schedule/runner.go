@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -44,12 +46,40 @@ type Runner struct {
 	stopped bool
 }
 
+// Result is how the last run of a schedule in a Runner went, or goes.
+type Result struct {
+	Run     Run
+	Started time.Time
+	// Took is the run's duration, 0 while it runs.
+	Took time.Duration
+	// Outcome is running, ok, error, timeout or canceled (as the run's log).
+	Outcome string
+	// Err is the task's error, if any.
+	Err string
+}
+
+// Results returns the last run that started in r of each schedule, by name.
+// Safe for concurrent use.
+func (r *Runner) Results() []Result {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Result
+	for _, j := range r.jobs {
+		if j.last.Run.Seq != 0 || !j.last.Started.IsZero() {
+			out = append(out, j.last)
+		}
+	}
+	slices.SortFunc(out, func(a, b Result) int { return strings.Compare(a.Run.Name, b.Run.Name) })
+	return out
+}
+
 // job is a registered schedule. running and seq are guarded by Runner.mu.
 type job struct {
 	spec    Spec
 	task    Task
 	running bool
 	seq     uint64 // of the run going on, when running
+	last    Result // the last run started, or its end
 }
 
 // NewRunner returns a Runner that logs each run to log. A nil log discards
@@ -122,6 +152,7 @@ func (r *Runner) start(ctx context.Context, run Run) (running uint64, err error)
 		return j.seq, ErrOverlap
 	}
 	j.running, j.seq = true, run.Seq
+	j.last = Result{Run: run, Started: time.Now(), Outcome: "running"}
 	r.wg.Go(func() { r.run(ctx, j, run) })
 	return 0, nil
 }
@@ -167,6 +198,10 @@ func (r *Runner) run(ctx context.Context, j *job, run Run) {
 
 	r.mu.Lock()
 	j.running = false
+	j.last.Took, j.last.Outcome = took, outcome
+	if err != nil {
+		j.last.Err = err.Error()
+	}
 	r.mu.Unlock()
 }
 

@@ -255,3 +255,72 @@ func TestRunnerHandleErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestRunnerResults(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := NewRunner(nil)
+		release := make(chan struct{})
+		mustHandle(t, r, Spec{Name: "a", Interval: time.Second, Type: Worker}, func(ctx context.Context, _ Run) error { <-release; return nil })
+		mustHandle(t, r, Spec{Name: "b", Interval: time.Second, Type: Worker}, func(context.Context, Run) error {
+			time.Sleep(time.Millisecond)
+			return errors.New("boom")
+		})
+		mustHandle(t, r, Spec{Name: "never", Interval: time.Second, Type: Worker}, func(context.Context, Run) error { return nil })
+		if got := r.Results(); len(got) != 0 {
+			t.Fatalf("Results() before any run = %+v, want none", got)
+		}
+		if err := r.Dispatch(t.Context(), Run{Name: "a", Seq: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Dispatch(t.Context(), Run{Name: "b", Seq: 7}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		got := r.Results()
+		if len(got) != 2 {
+			t.Fatalf("Results() = %+v, want a and b", got)
+		}
+		if got[0].Run.Name != "a" || got[0].Outcome != "running" || got[0].Took != 0 {
+			t.Errorf("Results()[0] = %+v, want a, running", got[0])
+		}
+		if got[1].Run.Seq != 7 || got[1].Outcome != "error" || got[1].Err != "boom" || got[1].Took != time.Millisecond {
+			t.Errorf("Results()[1] = %+v, want b seq 7, error boom, took 1ms", got[1])
+		}
+		close(release)
+		r.Wait()
+		if got := r.Results(); got[0].Outcome != "ok" || got[0].Took != time.Second {
+			t.Errorf("Results()[0] after the run = %+v, want ok, took 1s", got[0])
+		}
+	})
+}
+
+func TestSchedulerPlanned(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fired := make(chan Run, 10)
+		s, err := NewScheduler([]Spec{
+			{Name: "tick", Interval: 10 * time.Second, Type: Worker},
+			{Name: "off", Interval: time.Second, Disable: true, Type: All},
+		}, func(_ context.Context, r Run) { fired <- r }, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { done <- s.Run(ctx) }()
+		synctest.Wait()
+		got := s.Planned()
+		if len(got) != 1 || got[0].Spec.Name != "tick" || got[0].Last.Seq != 0 || !got[0].Next.Equal(start.Add(10*time.Second)) {
+			t.Fatalf("Planned() at start = %+v, want tick, never fired, next in 10s", got)
+		}
+		<-fired
+		synctest.Wait()
+		got = s.Planned()
+		if got[0].Last.Seq != 1 || !got[0].Last.At.Equal(start.Add(10*time.Second)) || !got[0].Next.Equal(start.Add(20*time.Second)) {
+			t.Errorf("Planned() after a firing = %+v, want seq 1 at 10s, next at 20s", got)
+		}
+		cancel()
+		<-done
+	})
+}

@@ -51,6 +51,45 @@ type Scheduler struct {
 	fire    func(ctx context.Context, r Run)
 	log     *slog.Logger
 	started atomic.Bool
+
+	mu  sync.Mutex
+	now map[string]Planned // by name, what Planned reports
+}
+
+// Planned is an enabled schedule as its Scheduler sees it.
+type Planned struct {
+	Spec Spec
+	// Last is the last firing; zero (Seq 0) before the first.
+	Last Run
+	// Next is when it fires next; zero before Run starts it, and after its
+	// last firing.
+	Next time.Time
+}
+
+// Planned returns every enabled schedule, in the order of the specs given
+// to NewScheduler, with its last and next firing. Safe for concurrent use.
+func (s *Scheduler) Planned() []Planned {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Planned, 0, len(s.plans))
+	for _, p := range s.plans {
+		pl := s.now[p.spec.Name]
+		pl.Spec = p.spec
+		out = append(out, pl)
+	}
+	return out
+}
+
+// planned records a schedule's last firing (when r is not nil) and next time.
+func (s *Scheduler) planned(name string, r *Run, next time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pl := s.now[name]
+	if r != nil {
+		pl.Last = *r
+	}
+	pl.Next = next
+	s.now[name] = pl
 }
 
 // plan is one enabled schedule: its Spec and its parsed cron expression
@@ -75,7 +114,7 @@ func NewScheduler(specs []Spec, fire func(ctx context.Context, r Run), log *slog
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Scheduler{fire: fire, log: log}
+	s := &Scheduler{fire: fire, log: log, now: make(map[string]Planned)}
 	var problems []error
 	seen := make(map[string]bool, len(specs))
 	for _, spec := range specs {
@@ -130,10 +169,13 @@ func (s *Scheduler) loop(ctx context.Context, p plan) {
 		start = time.Unix(0, 0) // every host's timers on the same ticks
 	}
 	next := p.next(start, time.Now())
+	s.planned(p.spec.Name, nil, next)
 	var seq uint64
 	fire := func(at time.Time) {
 		seq++
-		s.fire(ctx, Run{Name: p.spec.Name, Type: p.spec.Type, At: at.Round(0), Seq: seq})
+		r := Run{Name: p.spec.Name, Type: p.spec.Type, At: at.Round(0), Seq: seq}
+		s.planned(p.spec.Name, &r, next)
+		s.fire(ctx, r)
 	}
 	if p.spec.Immediate {
 		fire(time.Now())
@@ -163,6 +205,7 @@ func (s *Scheduler) loop(ctx context.Context, p plan) {
 			s.log.Warn("schedule ticks skipped: fire was slow",
 				"schedule", p.spec.Name, "seq", seq, "missed", missed.Round(0), "next", next.Round(0))
 		}
+		s.planned(p.spec.Name, nil, next)
 	}
 }
 

@@ -120,6 +120,12 @@ func HealthcheckCommand(ctx context.Context, args, environ []string, stdout io.W
 // closes the socket, removes its file and waits. With no socket it does
 // nothing and stop is a no-op.
 func (d Deploy) StartHealth(ready func() error, log *slog.Logger) (stop func(), err error) {
+	return d.StartHealthNote(ready, nil, log)
+}
+
+// StartHealthNote is [Deploy.StartHealth] with GET /healthz answering note's
+// text (see [health.Server.Note]); a nil note answers "ok".
+func (d Deploy) StartHealthNote(ready func() error, note func() string, log *slog.Logger) (stop func(), err error) {
 	path := d.HealthPath()
 	if path == "" {
 		return func() {}, nil
@@ -131,6 +137,7 @@ func (d Deploy) StartHealth(ready func() error, log *slog.Logger) (stop func(), 
 	if err != nil {
 		return nil, err
 	}
+	hs.Note = note
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() {

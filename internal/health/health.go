@@ -28,6 +28,12 @@ var (
 type Server struct {
 	ln   net.Listener
 	path string
+
+	// Note, if set before Serve, is the text of GET /healthz instead of "ok":
+	// how the live process finds the service ("degraded: the agent is
+	// missing"). The answer stays 200: the process is alive, and a restart
+	// of it would mend nothing. Safe for concurrent use, as ready.
+	Note func() string
 }
 
 // Listen binds the health socket at path (mode 0600: probes run as the
@@ -71,7 +77,11 @@ func (h *Server) Close() error { return h.ln.Close() } // a unix listener unlink
 func (h *Server) Serve(ctx context.Context, ready func() error, log *slog.Logger) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "ok\n")
+		note := "ok"
+		if h.Note != nil {
+			note = h.Note()
+		}
+		io.WriteString(w, note+"\n")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := ready(); err != nil {

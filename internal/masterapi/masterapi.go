@@ -26,6 +26,30 @@ type Heartbeat struct {
 	CPU        float64           `json:"cpu"`            // CPU time used so far, seconds
 	Goroutines int               `json:"goroutines"`     //
 	Sent       map[string]uint64 `json:"sent,omitempty"` // messenger calls so far, by verb (bus.Conn.Sent)
+	// The agent's schedules: when each fired last and fires next.
+	Schedules []Planned `json:"schedules,omitempty"`
+	// A worker's last run of each schedule it ran.
+	Runs []RunResult `json:"runs,omitempty"`
+}
+
+// Planned is a schedule as the agent's timers see it (schedule.Planned).
+type Planned struct {
+	Name  string    `json:"name"`
+	Type  string    `json:"type"`
+	Every string    `json:"every"` // the interval, or the cron expression
+	Seq   uint64    `json:"seq"`   // of the last firing, 0 before the first
+	Last  time.Time `json:"last,omitzero"`
+	Next  time.Time `json:"next,omitzero"`
+}
+
+// RunResult is how a worker's last run of a schedule went (schedule.Result).
+type RunResult struct {
+	Name    string    `json:"name"`
+	Seq     uint64    `json:"seq"`
+	Started time.Time `json:"started"`
+	TookMs  float64   `json:"tookMs"`
+	Outcome string    `json:"outcome"` // running, ok, error, timeout, canceled
+	Err     string    `json:"err,omitempty"`
 }
 
 // ReadyReply is the master's answer to EventReady.

@@ -55,17 +55,31 @@ func serveExternal(ctx context.Context, cfg config, stderr io.Writer, sig signal
 	defer b.Shutdown()
 	defer conn.Close()
 
-	mdl := newModel(members.list)
-	view := func() statusReply {
-		children := members.list()
-		state := supervisor.StateReady
-		if readiness(children) != nil {
-			state = supervisor.StateStarting
+	// The members with the agent's row when it is missing: external mode
+	// cannot restart it, and the platform may not (a `docker kill` is a
+	// manual stop for Docker).
+	children := func() []processStatus { return withMissing(members.list()) }
+	mdl := newModel(children)
+	var everReady atomic.Bool
+	// now is the master's own state and the service's health: starting until
+	// the service was first ready, degraded when it no longer is.
+	now := func() (self, hlth string) {
+		err := readiness(members.list())
+		switch {
+		case err == nil:
+			return supervisor.StateReady, health(children())
+		case everReady.Load():
+			return stateDegraded, health(children())
+		default:
+			return supervisor.StateStarting, "starting: " + err.Error()
 		}
-		return mdl.view(selfStatus(id, begin, state), statusReply{Mode: cli.ModeExternal, Bus: b.ClientURL(),
-			Fleet: fleetState(ctx, cfg, b, conn)})
 	}
-	adm, err := newAdmin(ctx, cfg, view, log)
+	view := func() statusReply {
+		st, h := now()
+		return mdl.view(selfStatus(id, begin, st), statusReply{Mode: cli.ModeExternal, Bus: b.ClientURL(),
+			Health: h, Fleet: fleetState(ctx, cfg, b, conn)})
+	}
+	adm, err := newAdmin(ctx, cfg, view, mdl.subscribe, log)
 	if err != nil {
 		return err
 	}
@@ -90,7 +104,12 @@ func serveExternal(ctx context.Context, cfg config, stderr io.Writer, sig signal
 		}
 	}
 
-	stopHealth, err := cfg.StartHealth(func() error { return readiness(members.list()) }, log)
+	// Alive says how the service is, and stays 200 when it is degraded: the
+	// agent's container waits for the master's to be healthy before it starts
+	// (compose's depends_on), so a master unhealthy for want of an agent would
+	// keep the agent from coming back.
+	stopHealth, err := cfg.StartHealthNote(func() error { return readiness(members.list()) },
+		func() string { _, h := now(); return h }, log)
 	if err != nil {
 		return err
 	}
@@ -130,6 +149,10 @@ func serveExternal(ctx context.Context, cfg config, stderr io.Writer, sig signal
 			}
 			wasReady = err == nil
 			serviceReady.Store(wasReady)
+			if wasReady {
+				everReady.Store(true)
+			}
+			mdl.changed()
 		}
 	}
 }

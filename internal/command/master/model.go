@@ -24,11 +24,13 @@ type model struct {
 	live func() []processStatus // the children, without what the model adds
 
 	mu       sync.Mutex
-	reports  map[string]report // the last report of each child, by id
-	beats    map[string]beat   // the last heartbeat of each child, by id
-	timeline []change          // the last timelineLen changes, oldest first
-	sent     []sentSample      // the children's messenger totals, oldest first
-	self     beat              // the master's own usage
+	reports  map[string]report    // the last report of each child, by id
+	beats    map[string]beat      // the last heartbeat of each child, by id
+	timeline []change             // the last timelineLen changes, oldest first
+	sent     []sentSample         // the children's messenger totals, oldest first
+	self     beat                 // the master's own usage
+	plans    []masterapi.Planned  // the agent's schedules, from its last heartbeat
+	runs     map[string]workerRun // the latest run of each schedule in any worker, by name
 	subs     map[chan struct{}]struct{}
 
 	// onComplete, if set, is called (without the lock) with each change once
@@ -86,6 +88,24 @@ type arrival struct {
 	Stale bool      `json:"stale,omitempty"` // a newer version had come already
 }
 
+// workerRun is a schedule's run as a worker reported it.
+type workerRun struct {
+	masterapi.RunResult
+	worker string
+}
+
+// scheduleStatus is a schedule on the status page: the agent's timers and the
+// last run a worker reported.
+type scheduleStatus struct {
+	masterapi.Planned
+	// Of the last run a worker reported (maybe an earlier one than Seq):
+	RunSeq     uint64  `json:"runSeq,omitempty"`
+	Outcome    string  `json:"outcome,omitempty"` // running, ok, error, timeout, canceled
+	Err        string  `json:"err,omitempty"`
+	DurationMs float64 `json:"durationMs,omitempty"`
+	Worker     string  `json:"worker,omitempty"`
+}
+
 type sentSample struct {
 	at    time.Time
 	total map[string]uint64
@@ -94,6 +114,7 @@ type sentSample struct {
 const (
 	heartbeatEvery = time.Second
 	timelineLen    = 30
+	maxRuns        = 64 // schedules whose last run the model keeps
 	rateWindow     = 10 * time.Second
 )
 
@@ -102,6 +123,7 @@ func newModel(live func() []processStatus) *model {
 		live:    live,
 		reports: make(map[string]report),
 		beats:   make(map[string]beat),
+		runs:    make(map[string]workerRun),
 		subs:    make(map[chan struct{}]struct{}),
 	}
 }
@@ -137,11 +159,13 @@ func (m *model) report(id string, role bus.Role, st masterapi.State, now time.Ti
 	}
 	if st.Fetches > 0 && c.fetchMark == 0 {
 		c.fetchMark = m.fetchTotal()
-		if i > 0 && m.timeline[i-1].fetchMark > 0 {
-			c.Fetches = c.fetchMark - m.timeline[i-1].fetchMark
+		if i == 0 {
+			c.Fetches = c.fetchMark // the first change the master saw
+		} else if prev := m.timeline[i-1].fetchMark; prev > 0 && prev <= c.fetchMark {
+			c.Fetches = c.fetchMark - prev // else unknown, or the agent restarted and counts anew
 		}
 	}
-	if role == bus.RoleWorker {
+	if role == bus.RoleWorker && !c.Complete { // after that, a worker catches up (a restart): no news of the change
 		slot := -1
 		for _, p := range live {
 			if p.ID == id {
@@ -237,6 +261,32 @@ func (m *model) beat(id string, hb masterapi.Heartbeat, now time.Time) {
 		b.cpuPct = 100 * (hb.CPU - prev.hb.CPU) / now.Sub(prev.at).Seconds()
 	}
 	m.beats[id] = b
+	if len(hb.Schedules) > 0 { // only the agent has timers
+		m.plans = hb.Schedules
+	}
+	for _, r := range hb.Runs {
+		prev, ok := m.runs[r.Name]
+		if ok && r.Started.Before(prev.Started) {
+			continue
+		}
+		if !ok && len(m.runs) >= maxRuns {
+			continue
+		}
+		m.runs[r.Name] = workerRun{RunResult: r, worker: id}
+	}
+}
+
+// schedules joins the agent's timers and the workers' last runs.
+func (m *model) schedules() []scheduleStatus {
+	out := make([]scheduleStatus, 0, len(m.plans))
+	for _, p := range m.plans {
+		s := scheduleStatus{Planned: p}
+		if r, ok := m.runs[p.Name]; ok {
+			s.RunSeq, s.Outcome, s.Err, s.DurationMs, s.Worker = r.Seq, r.Outcome, r.Err, r.TookMs, r.worker
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // sample records the master's own usage and the children's messenger totals
@@ -320,6 +370,7 @@ func (m *model) view(master processStatus, base statusReply) statusReply {
 	m.mu.Lock()
 	base.Timeline = slices.Clone(m.timeline)
 	base.Rates = m.rates()
+	base.Schedules = m.schedules()
 	m.mu.Unlock()
 	if base.Health == "" {
 		base.Health = health(base.Children)
@@ -327,17 +378,50 @@ func (m *model) view(master processStatus, base statusReply) statusReply {
 	return base
 }
 
-// health is "ok" when the agent and every worker are ready, else what is wrong.
+// health is "ok" when the agent and every worker are ready, else
+// "degraded: " and what is wrong, the first thing first.
 func health(children []processStatus) string {
+	for _, p := range children {
+		if p.State == stateMissing {
+			return "degraded: the " + p.Role + " is missing"
+		}
+	}
 	if err := readiness(children); err != nil {
 		return "degraded: " + err.Error()
 	}
 	for _, p := range children {
 		if p.State != supervisor.StateReady {
-			return "degraded: a " + p.Role + " is " + p.State
+			return "degraded: " + the(p.Role) + " is " + p.State
 		}
 	}
 	return "ok"
+}
+
+func the(role string) string {
+	if role == string(bus.RoleAgent) {
+		return "the agent"
+	}
+	return "a " + role
+}
+
+// stateMissing is the state of a row the master expects and nobody fills: in
+// external mode, the agent when none is connected (the platform did not
+// restart it: `docker kill` is a manual stop for Docker).
+const stateMissing = "missing"
+
+// stateDegraded is the master's state in external mode when the service was
+// ready and no longer is.
+const stateDegraded = "degraded"
+
+// withMissing returns children with a row for the agent, state missing, if
+// there is none: external mode's members are only those connected.
+func withMissing(children []processStatus) []processStatus {
+	for _, p := range children {
+		if p.Role == string(bus.RoleAgent) {
+			return children
+		}
+	}
+	return append([]processStatus{{Role: string(bus.RoleAgent), State: stateMissing}}, children...)
 }
 
 // subscribe returns a channel that gets a value (without blocking the model)

@@ -120,7 +120,7 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 			Fleet:     fleetState(ctx, cfg, b, conn),
 		})
 	}
-	adm, err := newAdmin(ctx, cfg, view, log)
+	adm, err := newAdmin(ctx, cfg, view, mdl.subscribe, log)
 	if err != nil {
 		return err
 	}

@@ -53,7 +53,10 @@ type statusReply struct {
 	// Rates are the children's messenger calls per second, by verb, over the
 	// last few heartbeats.
 	Rates map[string]float64 `json:"rates"`
-	Now   time.Time          `json:"now"`
+	// Schedules are the agent's schedules, each with the last run a worker
+	// reported.
+	Schedules []scheduleStatus `json:"schedules"`
+	Now       time.Time        `json:"now"`
 }
 
 // readiness says whether the service is ready: the agent and at least one
@@ -159,11 +162,19 @@ func status(ctx context.Context, cfg config, args []string, stdout io.Writer) er
 	if st.Fleet != nil {
 		fleet = "\tFLEET"
 	}
-	fmt.Fprintln(tw, "ROLE\tID\tSTATE\tUPTIME\tRESTARTS\tVERSION\tBY\tUPDATED"+fleet)
+	fmt.Fprintf(stdout, "health: %s\n\n", st.Health)
+	fmt.Fprintln(tw, "ROLE\tID\tSTATE\tUPTIME\tRESTARTS\tRSS\tCPU\tVERSION\tBY\tUPDATED"+fleet)
 	for _, p := range append([]processStatus{st.Master}, st.Children...) {
-		up := "-"
-		if !p.Started.IsZero() {
+		up, rss, cpu := "-", "-", "-"
+		if !p.Started.IsZero() && p.State != stateMissing {
 			up = now.Sub(p.Started).Round(time.Second).String()
+		}
+		if !p.Beat.IsZero() {
+			rss, cpu = mebibytes(p.RSS), fmt.Sprintf("%.1f%%", p.CPUPercent)
+		}
+		id := p.ID
+		if id == "" {
+			id = "-"
 		}
 		version, by, updated, part := "-", "-", "-", "-"
 		if p.Cache != nil {
@@ -178,7 +189,7 @@ func status(ctx context.Context, cfg config, args []string, stdout io.Writer) er
 		} else {
 			part = "\t" + part
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s%s\n", p.Role, p.ID, p.State, up, p.Restarts, version, by, updated, part)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s%s\n", p.Role, id, p.State, up, p.Restarts, rss, cpu, version, by, updated, part)
 	}
 	if st.Reloading {
 		fmt.Fprintln(tw, "(a rolling reload is under way)")
@@ -210,6 +221,9 @@ func status(ctx context.Context, cfg config, args []string, stdout io.Writer) er
 	}
 	return nil
 }
+
+// mebibytes shows a size in MiB, as ps and top readers expect.
+func mebibytes(n uint64) string { return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20)) }
 
 func reloadCmd(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
 	if len(args) > 0 {

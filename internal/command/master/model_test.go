@@ -1,0 +1,176 @@
+package master
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/yolkgo/yolk/bus"
+	"github.com/yolkgo/yolk/internal/masterapi"
+	"github.com/yolkgo/yolk/supervisor"
+)
+
+// fleetOf is a live function: an agent a1 and workers w0..w(n-1), all ready.
+func fleetOf(n int) func() []processStatus {
+	return func() []processStatus {
+		out := []processStatus{{Role: "agent", ID: "a1", State: supervisor.StateReady}}
+		for i := range n {
+			out = append(out, processStatus{Role: "worker", ID: "w" + string(rune('0'+i)), Slot: i, State: supervisor.StateReady})
+		}
+		return out
+	}
+}
+
+func TestModelTimeline(t *testing.T) {
+	m := newModel(fleetOf(2))
+	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	var done []string
+	m.onComplete = func(c change) { done = append(done, c.Version) }
+
+	// Version 1: the agent reads it at t0 (one fetch), the workers follow.
+	m.report("a1", bus.RoleAgent, masterapi.State{Version: "1", By: "start", UpdatedAt: t0, Fetches: 1}, at(2))
+	m.report("w0", bus.RoleWorker, masterapi.State{Version: "1", By: "start", UpdatedAt: at(5)}, at(6))
+	if len(done) != 0 {
+		t.Fatalf("complete %v after 1 of 2 workers, want none", done)
+	}
+	m.report("w1", bus.RoleWorker, masterapi.State{Version: "1", By: "start", UpdatedAt: at(8)}, at(9))
+	// Version 2 by push, 2 more fetches (a retry); a worker reports before the
+	// agent: the change's time still is the agent's read.
+	m.report("w1", bus.RoleWorker, masterapi.State{Version: "2", By: "push", UpdatedAt: at(1010)}, at(1011))
+	m.report("a1", bus.RoleAgent, masterapi.State{Version: "2", By: "push", UpdatedAt: at(1000), Fetches: 3}, at(1012))
+	// Version 3 reaches w0 before it had 2: 2 is stale for w0, complete with 3.
+	m.report("a1", bus.RoleAgent, masterapi.State{Version: "3", By: "pull", UpdatedAt: at(2000), Fetches: 4}, at(2001))
+	m.report("w0", bus.RoleWorker, masterapi.State{Version: "3", By: "pull", UpdatedAt: at(2004)}, at(2005))
+	m.report("w1", bus.RoleWorker, masterapi.State{Version: "3", By: "pull", UpdatedAt: at(2010)}, at(2030))
+	// A worker's catch-up after a restart is no arrival of a complete change.
+	m.report("w0", bus.RoleWorker, masterapi.State{Version: "3", By: "start", UpdatedAt: at(9000)}, at(9000))
+
+	if got, want := strings.Join(done, ","), "1,2,3"; got != want {
+		t.Errorf("changes completed in order %q, want %q", got, want)
+	}
+	tl := m.view(processStatus{}, statusReply{}).Timeline
+	if len(tl) != 3 {
+		t.Fatalf("timeline has %d changes, want 3: %+v", len(tl), tl)
+	}
+	for i, want := range []struct {
+		version, by string
+		at          time.Time
+		arrivals    int
+		took        float64
+		fetches     uint64
+	}{
+		{"1", "start", t0, 2, 9, 1},
+		{"2", "push", at(1000), 1, 11, 2},
+		{"3", "pull", at(2000), 2, 30, 1},
+	} {
+		c := tl[i]
+		if c.Version != want.version || c.By != want.by || !c.At.Equal(want.at) || !c.Complete {
+			t.Errorf("timeline[%d] = %s by %s at %v complete %v, want %s by %s at %v, complete", i,
+				c.Version, c.By, c.At, c.Complete, want.version, want.by, want.at)
+		}
+		if len(c.Arrivals) != want.arrivals || c.TookMs != want.took || c.Fetches != want.fetches {
+			t.Errorf("timeline[%d] (%s): %d arrivals, took %vms, %d fetches; want %d, %vms, %d", i, c.Version,
+				len(c.Arrivals), c.TookMs, c.Fetches, want.arrivals, want.took, want.fetches)
+		}
+	}
+	if a := tl[1].Arrivals[0]; a.ID != "w1" || a.Slot != 1 || a.Ms != 11 {
+		t.Errorf("version 2's arrival = %+v, want w1 in slot 1 after 11ms (from the agent's read, not the first report)", a)
+	}
+}
+
+func TestModelTimelineBounded(t *testing.T) {
+	m := newModel(fleetOf(1))
+	t0 := time.Now()
+	for i := range timelineLen + 5 {
+		v := string(rune('A'+i%26)) + string(rune('a'+i/26))
+		m.report("w0", bus.RoleWorker, masterapi.State{Version: v, By: "push", UpdatedAt: t0}, t0.Add(time.Duration(i)*time.Millisecond))
+	}
+	tl := m.view(processStatus{}, statusReply{}).Timeline
+	if len(tl) != timelineLen || tl[0].Version != "Fa" {
+		t.Errorf("timeline after %d changes: %d, oldest %s; want %d, oldest Fa", timelineLen+5, len(tl), tl[0].Version, timelineLen)
+	}
+}
+
+func TestModelRates(t *testing.T) {
+	m := newModel(fleetOf(1))
+	t0 := time.Now()
+	m.beat("a1", masterapi.Heartbeat{Sent: map[string]uint64{"sendToApp": 10}}, t0)
+	m.beat("w0", masterapi.Heartbeat{Sent: map[string]uint64{"sendToMaster": 5}}, t0)
+	m.sample(t0)
+	if r := m.view(processStatus{}, statusReply{}).Rates; len(r) != 0 {
+		t.Errorf("rates after one sample = %v, want none", r)
+	}
+	m.beat("a1", masterapi.Heartbeat{Sent: map[string]uint64{"sendToApp": 30, "broadcast": 4}}, t0.Add(2*time.Second))
+	m.beat("w0", masterapi.Heartbeat{Sent: map[string]uint64{"sendToMaster": 7}}, t0.Add(2*time.Second))
+	m.sample(t0.Add(2 * time.Second))
+	r := m.view(processStatus{}, statusReply{}).Rates
+	want := map[string]float64{"sendToApp": 10, "sendToMaster": 1, "broadcast": 2}
+	for verb, n := range want {
+		if r[verb] != n {
+			t.Errorf("rate of %s = %v, want %v (all: %v)", verb, r[verb], n, r)
+		}
+	}
+	// A process that restarts counts from 0 again: no negative rate, the
+	// window restarts for that verb.
+	m.beat("a1", masterapi.Heartbeat{Sent: map[string]uint64{"sendToApp": 1}}, t0.Add(3*time.Second))
+	m.sample(t0.Add(3 * time.Second))
+	if r := m.view(processStatus{}, statusReply{}).Rates; r["sendToApp"] != 0 {
+		t.Errorf("rate of sendToApp after the agent restarted = %v, want 0", r["sendToApp"])
+	}
+	// The window slides: samples older than rateWindow go.
+	for i := range 20 {
+		m.sample(t0.Add(time.Duration(4+i) * time.Second))
+	}
+	if n := len(m.sent); n > int(rateWindow/time.Second)+2 {
+		t.Errorf("%d samples held, want at most %d", n, int(rateWindow/time.Second)+2)
+	}
+}
+
+func TestModelSchedules(t *testing.T) {
+	m := newModel(fleetOf(2))
+	now := time.Now()
+	m.beat("a1", masterapi.Heartbeat{Schedules: []masterapi.Planned{
+		{Name: "pull_refresh", Type: "worker", Every: "10s", Seq: 3, Last: now.Add(-time.Second), Next: now.Add(9 * time.Second)},
+		{Name: "force_refresh", Type: "all", Every: "10m0s", Next: now.Add(10 * time.Minute)},
+	}}, now)
+	m.beat("w0", masterapi.Heartbeat{Runs: []masterapi.RunResult{{Name: "pull_refresh", Seq: 2, Started: now.Add(-11 * time.Second), TookMs: 4, Outcome: "ok"}}}, now)
+	m.beat("w1", masterapi.Heartbeat{Runs: []masterapi.RunResult{{Name: "pull_refresh", Seq: 3, Started: now.Add(-time.Second), TookMs: 7, Outcome: "error", Err: "remote: 500"}}}, now)
+	// an older report of w0 does not hide w1's newer run
+	m.beat("w0", masterapi.Heartbeat{Runs: []masterapi.RunResult{{Name: "pull_refresh", Seq: 2, Started: now.Add(-11 * time.Second), TookMs: 4, Outcome: "ok"}}}, now.Add(time.Second))
+
+	got := m.view(processStatus{}, statusReply{}).Schedules
+	if len(got) != 2 {
+		t.Fatalf("schedules = %+v, want 2", got)
+	}
+	if s := got[0]; s.Name != "pull_refresh" || s.Outcome != "error" || s.Err != "remote: 500" || s.DurationMs != 7 || s.Worker != "w1" || s.RunSeq != 3 {
+		t.Errorf("pull_refresh = %+v, want w1's run 3, error after 7ms", s)
+	}
+	if s := got[1]; s.Name != "force_refresh" || s.Outcome != "" || !s.Next.Equal(now.Add(10*time.Minute)) {
+		t.Errorf("force_refresh = %+v, want no run yet, next in 10m", s)
+	}
+}
+
+func TestHealth(t *testing.T) {
+	ready := func(role, id string) processStatus {
+		return processStatus{Role: role, ID: id, State: supervisor.StateReady}
+	}
+	for _, tt := range []struct {
+		name     string
+		children []processStatus
+		want     string
+	}{
+		{"all ready", []processStatus{ready("agent", "a"), ready("worker", "w")}, "ok"},
+		{"agent missing", withMissing([]processStatus{ready("worker", "w")}), "degraded: the agent is missing"},
+		{"agent in backoff", []processStatus{{Role: "agent", State: supervisor.StateBackoff}, ready("worker", "w")}, "degraded: the agent is not ready"},
+		{"a worker restarting", []processStatus{ready("agent", "a"), ready("worker", "w"), {Role: "worker", State: supervisor.StateStarting}}, "degraded: a worker is starting"},
+		{"no worker", []processStatus{ready("agent", "a")}, "degraded: no worker is ready"},
+	} {
+		if got := health(tt.children); got != tt.want {
+			t.Errorf("%s: health(%+v) = %q, want %q", tt.name, tt.children, got, tt.want)
+		}
+	}
+	if got := withMissing([]processStatus{ready("agent", "a")}); len(got) != 1 {
+		t.Errorf("withMissing with an agent = %+v, want it alone", got)
+	}
+}
