@@ -56,6 +56,8 @@ func serveExternal(ctx context.Context, cfg config, stderr io.Writer, sig signal
 	defer conn.Close()
 
 	mdl := newModel(members.list)
+	sm := newServiceMetrics(conn, members.list, false, log)
+	mdl.onComplete, mdl.onFetches = sm.changeComplete, sm.changeCounted
 	view := func() statusReply {
 		children := members.list()
 		state := supervisor.StateReady
@@ -70,6 +72,7 @@ func serveExternal(ctx context.Context, cfg config, stderr io.Writer, sig signal
 		return err
 	}
 	defer adm.Close()
+	adm.Handle("GET /metrics", sm)
 	var serviceReady atomic.Bool
 	handlers := map[string]bus.Handler{
 		masterapi.EventReady: func(_ context.Context, m bus.Message) (any, error) {

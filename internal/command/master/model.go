@@ -34,6 +34,9 @@ type model struct {
 	// onComplete, if set, is called (without the lock) with each change once
 	// every worker serves it.
 	onComplete func(change)
+	// onFetches, if set, is called (without the lock) with a change once its
+	// Fetches are known.
+	onFetches func(change)
 }
 
 type report struct {
@@ -135,10 +138,13 @@ func (m *model) report(id string, role bus.Role, st masterapi.State, now time.Ti
 			c.TookMs = c.took()
 		}
 	}
+	var counted *change
 	if st.Fetches > 0 && c.fetchMark == 0 {
 		c.fetchMark = m.fetchTotal()
-		if i > 0 && m.timeline[i-1].fetchMark > 0 {
-			c.Fetches = c.fetchMark - m.timeline[i-1].fetchMark
+		// the total falls when a process that had fetched leaves: then it is unknown
+		if prev := i - 1; prev >= 0 && m.timeline[prev].fetchMark > 0 && c.fetchMark >= m.timeline[prev].fetchMark {
+			c.Fetches = c.fetchMark - m.timeline[prev].fetchMark
+			counted = new(*c)
 		}
 	}
 	if role == bus.RoleWorker {
@@ -152,6 +158,9 @@ func (m *model) report(id string, role bus.Role, st masterapi.State, now time.Ti
 	}
 	done := m.complete(live)
 	m.mu.Unlock()
+	if m.onFetches != nil && counted != nil {
+		m.onFetches(*counted)
+	}
 	if m.onComplete != nil {
 		for _, c := range done {
 			m.onComplete(c)
