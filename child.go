@@ -22,6 +22,7 @@ import (
 	"github.com/yolkgo/yolk/internal/cli"
 	"github.com/yolkgo/yolk/internal/lifeline"
 	"github.com/yolkgo/yolk/internal/masterapi"
+	"github.com/yolkgo/yolk/internal/metrics"
 	"github.com/yolkgo/yolk/internal/serve"
 	"github.com/yolkgo/yolk/schedule"
 )
@@ -169,7 +170,7 @@ func (c *child) markStopping() {
 // run is the process's life: see Process.
 func (c *child) run(ctx context.Context) error {
 	p := &Process{Log: c.log, role: c.role, reported: make(chan struct{}), states: make(chan State, 1),
-		fleet: c.cfg.Fleet, stores: c.app.Stores}
+		fleet: c.cfg.Fleet, stores: c.app.Stores, metrics: newMetrics()}
 	stopHealth, err := c.cfg.StartHealth(func() error {
 		switch {
 		case c.stopping.Load():
@@ -299,6 +300,9 @@ func (c *child) setup(ctx context.Context, p *Process) (http.Handler, error) {
 	if err := p.conn.OnInline(masterapi.EventPing, func(context.Context, bus.Message) (any, error) { return c.heartbeat(p), nil }); err != nil {
 		return nil, err
 	}
+	if err := on(masterapi.EventMetrics, p.exposition); err != nil {
+		return nil, err
+	}
 	if err := on(masterapi.EventServiceReady, func(context.Context, bus.Message) (any, error) {
 		c.serviceReady(ctx, p)
 		return nil, nil
@@ -320,6 +324,7 @@ func (c *child) setup(ctx context.Context, p *Process) (http.Handler, error) {
 		if w.handler != nil {
 			handler = w.handler
 		}
+		handler = metrics.Instrument(p.metrics, handler)
 	}
 	p.seal()
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/yolkgo/yolk/bus"
 	"github.com/yolkgo/yolk/internal/cli"
 	"github.com/yolkgo/yolk/internal/masterapi"
@@ -43,6 +45,7 @@ type Process struct {
 	fleet    cli.Fleet     // the host's fleet (fleet.On() false on a single host)
 	stores   []Store       // App.Stores
 	reported chan struct{} // closed once the master knows this process is ready
+	metrics  *prometheus.Registry
 
 	mu           sync.Mutex
 	sealed       bool
@@ -91,7 +94,7 @@ const (
 )
 
 // On registers h as the handler of event, replacing any; a nil h removes it.
-// The events ping, yolk-ready and schedule are the runtime's own. See
+// The events ping, metrics, yolk-ready and schedule are the runtime's own. See
 // [bus.Conn.On] for when handlers run.
 func (p *Process) On(event string, h bus.Handler) error {
 	if err := p.own(event); err != nil {
@@ -113,7 +116,7 @@ func (p *Process) OnInline(event string, h bus.Handler) error {
 
 // own refuses the events of the runtime.
 func (p *Process) own(event string) error {
-	if slices.Contains([]string{masterapi.EventPing, masterapi.EventServiceReady, eventSchedule}, event) {
+	if slices.Contains([]string{masterapi.EventPing, masterapi.EventMetrics, masterapi.EventServiceReady, eventSchedule}, event) {
 		return fmt.Errorf("yolk: the event %q is the runtime's own", event)
 	}
 	return nil

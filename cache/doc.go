@@ -14,8 +14,9 @@
 // serving its last good one.
 //
 // [NewHandler] is the worker's HTTP API over a Store (GET /data and
-// GET /data/{key}); [Metrics] are its metrics in the Prometheus text
-// format, written by hand and global to nothing.
+// GET /data/{key}); [Metrics] are its metrics, in a registry of
+// github.com/prometheus/client_golang that the caller passes (a process's own,
+// never the library's global one).
 //
 // The refresh protocol (force, pull and push refreshes, fetching a change once
 // per service, publishing it to the shared copy) is described in refresh.go.

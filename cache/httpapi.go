@@ -46,6 +46,7 @@ var (
 // its responses in m. Serving GET /data/{key} allocates nothing in the
 // handler. The handler is safe for concurrent use.
 func NewHandler(store *Store, workerID string, m *Metrics) http.Handler {
+	m.serving()
 	return &handler{store: store, worker: []string{workerID}, m: m}
 }
 

@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 func TestHandler(t *testing.T) {
@@ -128,7 +131,7 @@ func TestHandlerOverHTTP(t *testing.T) {
 func TestHandlerKeyAllocs(t *testing.T) {
 	var st Store
 	st.Swap(benchSnapshot(t, 100))
-	h := NewHandler(&st, "w1", NewMetrics("w1"))
+	h := NewHandler(&st, "w1", NewMetrics(prometheus.NewRegistry()))
 	w := newDiscardWriter()
 	for _, target := range []string{"/data/k42", "/data/missing", "/data"} {
 		r := httptest.NewRequest("GET", target, nil)
@@ -150,7 +153,8 @@ func TestWithHeaders(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
-	m := NewMetrics("w1")
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
 	var st Store
 	h := NewHandler(&st, "w1", m)
 	doRequest(h, "GET", "/data/a") // 503
@@ -169,26 +173,25 @@ func TestMetrics(t *testing.T) {
 	doRequest(h, "GET", "/data/zz")
 	doRequest(h, "DELETE", "/data/a")
 
-	rec := doRequest(m.Handler(), "GET", "/metrics")
+	serve := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	rec := doRequest(serve, "GET", "/metrics")
 	if rec.Code != 200 {
 		t.Fatalf("GET /metrics: code %d", rec.Code)
 	}
 	text := rec.Body.String()
 	for _, want := range []string{
-		`yolk_cache_refreshes_total{by="push",worker="w1"} 2`,
-		`yolk_cache_refreshes_total{by="force",worker="w1"} 1`,
-		`yolk_remote_fetches_total{worker="w1"} 3`,
-		`yolk_remote_fetch_errors_total{worker="w1"} 1`,
-		`yolk_bus_messages_total{event="refresh",worker="w1"} 1`,
-		`yolk_cache_version{worker="w1"} 42`,
-		`yolk_cache_items{worker="w1"} 2`,
-		`yolk_cache_updated_timestamp_seconds{worker="w1"} 1.7000000005e+09`,
-		`yolk_http_requests_total{code="200",worker="w1"} 2`,
-		`yolk_http_requests_total{code="404",worker="w1"} 1`,
-		`yolk_http_requests_total{code="405",worker="w1"} 1`,
-		`yolk_http_requests_total{code="503",worker="w1"} 1`,
-		`go_goroutines`,
-		`process_resident_memory_bytes`,
+		`yolk_cache_refreshes_total{by="push"} 2`,
+		`yolk_cache_refreshes_total{by="force"} 1`,
+		`yolk_remote_fetches_total 3`,
+		`yolk_remote_fetch_errors_total 1`,
+		`yolk_bus_messages_total{event="refresh"} 1`,
+		`yolk_cache_version 42`,
+		`yolk_cache_items 2`,
+		`yolk_cache_updated_timestamp_seconds 1.7000000005e+09`,
+		`yolk_http_requests_total{code="200"} 2`,
+		`yolk_http_requests_total{code="404"} 1`,
+		`yolk_http_requests_total{code="405"} 1`,
+		`yolk_http_requests_total{code="503"} 1`,
 	} {
 		if !strings.Contains(text, want+"\n") && !strings.Contains(text, want+" ") && !strings.Contains(text, want+"{") {
 			t.Errorf("GET /metrics lacks %s", want)
@@ -216,7 +219,7 @@ func TestMetrics(t *testing.T) {
 	}
 
 	m.SetSnapshot(mustSnapshot(t, "abc", t0, `{}`))
-	if text := doRequest(m.Handler(), "GET", "/metrics").Body.String(); !strings.Contains(text, `yolk_cache_version{worker="w1"} 0`+"\n") {
+	if text := doRequest(serve, "GET", "/metrics").Body.String(); !strings.Contains(text, `yolk_cache_version 0`+"\n") {
 		t.Errorf("GET /metrics after a non-numeric version lacks yolk_cache_version 0")
 	}
 }
@@ -232,10 +235,11 @@ func TestNilMetrics(t *testing.T) {
 
 func TestMetricsAreNotGlobal(t *testing.T) {
 	// two workers' metrics in one process must not collide
-	a, b := NewMetrics("a"), NewMetrics("b")
+	ra, rb := prometheus.NewRegistry(), prometheus.NewRegistry()
+	a, _ := NewMetrics(ra), NewMetrics(rb)
 	a.Refresh("push")
-	if text := doRequest(b.Handler(), "GET", "/metrics").Body.String(); strings.Contains(text, `worker="a"`) {
-		t.Errorf("metrics of worker b show worker a")
+	if text := doRequest(promhttp.HandlerFor(rb, promhttp.HandlerOpts{}), "GET", "/metrics").Body.String(); strings.Contains(text, `by="push"`) {
+		t.Errorf("metrics of worker b show worker a's refresh")
 	}
 }
 
@@ -259,7 +263,7 @@ func (w *discardWriter) reset() { clear(w.h); w.code = 0 }
 func BenchmarkHandlerKey(b *testing.B) {
 	var st Store
 	st.Swap(benchSnapshot(b, 1000))
-	h := NewHandler(&st, "w1", NewMetrics("w1"))
+	h := NewHandler(&st, "w1", NewMetrics(prometheus.NewRegistry()))
 	r := httptest.NewRequest("GET", "/data/k42", nil)
 	b.Run("writer", func(b *testing.B) {
 		w := newDiscardWriter()
@@ -283,7 +287,7 @@ func BenchmarkHandlerKey(b *testing.B) {
 func BenchmarkHandlerAll(b *testing.B) {
 	var st Store
 	st.Swap(benchSnapshot(b, 1000))
-	h := NewHandler(&st, "w1", NewMetrics("w1"))
+	h := NewHandler(&st, "w1", NewMetrics(prometheus.NewRegistry()))
 	r := httptest.NewRequest("GET", "/data", nil)
 	w := newDiscardWriter()
 	b.ReportAllocs()

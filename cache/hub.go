@@ -34,11 +34,13 @@ type Hub struct {
 	// (see Fleet).
 	Fleet *Fleet
 	fleet atomic.Pointer[fleetState] // set by Run when Fleet is
-	// OnPublish, if set before Run, is called with each snapshot the hub
-	// read from the remote and published, on the hub's goroutine: it must
-	// return quickly.
-	OnPublish func(*Snapshot)
-	fetches   atomic.Uint64 // reads of the remote that returned data
+	// Metrics, if set before Run, count the hub's requests to the remote and
+	// the snapshots it publishes, in the agent's registry.
+	Metrics *Metrics
+	// OnUpdate, if set before Run, is called after each snapshot the hub
+	// read from the remote and published.
+	OnUpdate func(*Snapshot)
+	reads    atomic.Uint64 // reads of the remote that returned its data set
 
 	mu       sync.Mutex
 	want     uint64 // newest generation asked for
@@ -62,9 +64,10 @@ func NewHub(conn Messenger, src Source, log *slog.Logger) *Hub {
 	return &Hub{conn: conn, src: src, log: log, force: make(map[uint64]uint64), kick: make(chan struct{}, 1), stopped: make(chan struct{})}
 }
 
-// Fetches returns how many reads of the remote returned data (a full fetch,
-// or a check that found a change) so far. Safe for concurrent use.
-func (h *Hub) Fetches() uint64 { return h.fetches.Load() }
+// Fetches returns how many times the hub read the remote's data set: a
+// request answered "not modified" or not at all is not one.
+// yolk.State.Fetches reports it.
+func (h *Hub) Fetches() uint64 { return h.reads.Load() }
 
 // Load returns the hub's current snapshot, nil before the first one.
 func (h *Hub) Load() *Snapshot { return h.store.Load() }
@@ -286,11 +289,12 @@ func (h *Hub) fetch(ctx context.Context, by string, full bool) error {
 	if errors.Is(err, ErrNotModified) {
 		s, err = cur, nil
 	}
+	h.Metrics.Fetch(err)
 	if err != nil {
 		return err
 	}
 	if s != cur {
-		h.fetches.Add(1)
+		h.reads.Add(1)
 	}
 	if cur != nil && s.Digest == cur.Digest && s.Version == cur.Version {
 		if head.Revision != 0 {
@@ -320,10 +324,12 @@ func (h *Hub) fetch(ctx context.Context, by string, full bool) error {
 	}
 	h.store.p.Store(p.WithBy(by, h.now())) // the bucket's latest, even if it started over (a lower revision)
 	h.log.Info("new version from remote", "by", by, "version", p.Version, "revision", p.Revision, "items", len(p.Items))
-	h.published(target)
-	if h.OnPublish != nil {
-		h.OnPublish(h.store.Load())
+	h.Metrics.Refresh(by)
+	h.Metrics.SetSnapshot(h.store.Load())
+	if h.OnUpdate != nil {
+		h.OnUpdate(h.store.Load())
 	}
+	h.published(target)
 	if f := h.fs(); f != nil && target == f.local && h.Fleet.OnPart != nil {
 		f.cfg.OnPart(f.getPart(), h.store.Load()) // what this host serves, read alone
 	}

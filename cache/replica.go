@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/yolkgo/yolk/bus"
@@ -34,7 +35,13 @@ type Replica struct {
 
 	updated signal        // notified after each install
 	restart chan struct{} // Reconnected: watch again from the latest entry
+	reads   atomic.Uint64 // reads of the remote that returned its data set
 }
+
+// Fetches returns how many times this replica read the remote's data set
+// itself (while the agent was away): a request answered "not modified" or
+// not at all is not one. yolk.State.Fetches reports it.
+func (r *Replica) Fetches() uint64 { return r.reads.Load() }
 
 // NewReplica returns a replica that keeps store fresh. Run starts it.
 func NewReplica(conn Messenger, src Source, store *Store, m *Metrics, log *slog.Logger) *Replica {
@@ -201,8 +208,7 @@ func (r *Replica) fetch(ctx context.Context, req fetchRequest) error {
 	if err := m.Decode(&rep); err != nil {
 		return fmt.Errorf("cache: fetch reply: %w", err)
 	}
-	if rep.Err != "" {
-		r.metrics.Fetch(errors.New(rep.Err))
+	if rep.Err != "" { // the agent counts its failure in its own metrics
 		return fmt.Errorf("cache: the agent could not read the remote: %s", rep.Err)
 	}
 	return r.await(ctx, rep.Revision)
@@ -276,8 +282,9 @@ func (r *Replica) fetchRemote(ctx context.Context, by string) error {
 	if errors.Is(err, ErrNotModified) {
 		s, err = cur, nil
 	}
-	if !errors.Is(err, context.Canceled) {
-		r.metrics.Fetch(err)
+	r.metrics.Fetch(err)
+	if err == nil && s != cur {
+		r.reads.Add(1)
 	}
 	if err != nil {
 		return err

@@ -97,23 +97,25 @@ func (a *app) schedules() []yolk.Schedule {
 // source's change feed. It is ready once the hub has tried the remote.
 func (a *app) agent(ag *yolk.Agent) error {
 	hub := cache.NewHub(ag, a.cfg.source(), ag.Log)
+	hub.Metrics = cache.NewMetrics(ag.Metrics())
+	// master status and its timeline show what the agent read, and what each
+	// change cost the remote
+	report := func(part string, s *cache.Snapshot) {
+		if s == nil {
+			return
+		}
+		if err := ag.Report(yolk.State{Version: s.Version, By: s.By, UpdatedAt: s.UpdatedAt, Fleet: part, Fetches: hub.Fetches()}); err != nil {
+			ag.Log.Warn("status", "err", err)
+		}
+	}
+	hub.OnUpdate = func(s *cache.Snapshot) { report(hub.Part(), s) }
 	if ag.Host() != "" {
 		// A fleet: one agent reads the remote for every host (see cache.Fleet).
 		l, err := ag.Lease(cache.FleetLease)
 		if err != nil {
 			return err
 		}
-		hub.Fleet = &cache.Fleet{Shared: fleetShared(ag.Process), Lease: l, OnPart: func(part string, s *cache.Snapshot) {
-			if s != nil { // master status shows the agent's part in the fleet
-				_ = ag.Report(yolk.State{Version: s.Version, By: s.By, UpdatedAt: s.UpdatedAt, Fleet: part, Fetches: hub.Fetches()})
-			}
-		}}
-	} else {
-		// master status and its page show what the agent read, and the
-		// remote fetches each change cost.
-		hub.OnPublish = func(s *cache.Snapshot) {
-			_ = ag.Report(yolk.State{Version: s.Version, By: s.By, UpdatedAt: s.UpdatedAt, Fetches: hub.Fetches()})
-		}
+		hub.Fleet = &cache.Fleet{Shared: fleetShared(ag.Process), Lease: l, OnPart: report}
 	}
 	warm := make(chan struct{})
 	ag.Go(func(ctx context.Context) error {
@@ -158,11 +160,11 @@ func (a *app) agent(ag *yolk.Agent) error {
 // once the replica holds data: no request is served from an empty cache.
 func (a *app) worker(w *yolk.Worker) error {
 	var store cache.Store
-	metrics := cache.NewMetrics(w.ID())
+	metrics := cache.NewMetrics(w.Metrics())
 	a.rep = cache.NewReplica(w, a.cfg.source(), &store, metrics, w.Log)
 	a.rep.PullEvery = a.cfg.PullInterval // while the agent is away, its timers with it
 	a.rep.OnUpdate = func(s *cache.Snapshot) {
-		if err := w.Report(yolk.State{Version: s.Version, By: s.By, UpdatedAt: s.UpdatedAt}); err != nil {
+		if err := w.Report(yolk.State{Version: s.Version, By: s.By, UpdatedAt: s.UpdatedAt, Fetches: a.rep.Fetches()}); err != nil {
 			w.Log.Warn("status", "err", err)
 		}
 	}
@@ -197,7 +199,7 @@ func routes(w *yolk.Worker, store *cache.Store, metrics *cache.Metrics) http.Han
 	data := cache.NewHandler(store, id, metrics)
 	mux.Handle("/data", data)
 	mux.Handle("/data/", data)
-	mux.Handle("GET /metrics", cache.WithHeaders(store, id, metrics.Handler()))
+	mux.Handle("GET /metrics", cache.WithHeaders(store, id, w.MetricsHandler()))
 	mux.Handle("GET /healthz", headers(func(rw http.ResponseWriter, r *http.Request) {
 		io.WriteString(rw, "ok\n")
 	}))

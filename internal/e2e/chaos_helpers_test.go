@@ -558,11 +558,12 @@ func workerMetrics(t *testing.T, base, id string) string {
 
 // metricValue returns the value of the first sample in a Prometheus text
 // exposition whose line starts with series (a name, or a name and its first
-// labels: `yolk_bus_messages_total{event="refresh"`), and whether there is one.
+// labels: `yolk_bus_messages_total{event="refresh"`, which matches with or
+// without more labels after them), and whether there is one.
 func metricValue(t *testing.T, exposition, series string) (float64, bool) {
 	t.Helper()
 	for line := range strings.SplitSeq(exposition, "\n") {
-		if rest, ok := strings.CutPrefix(line, series); ok && rest != "" && strings.ContainsRune(" {,", rune(rest[0])) {
+		if rest, ok := strings.CutPrefix(line, series); ok && rest != "" && strings.ContainsRune(" {,}", rune(rest[0])) {
 			f := strings.Fields(line)
 			v, err := strconv.ParseFloat(f[len(f)-1], 64)
 			if err != nil {

@@ -17,6 +17,7 @@ const (
 	EventState        = "state"      // child to master: what I serve now (State)
 	EventServiceReady = "yolk-ready" // master to all: every process is ready
 	EventPing         = "ping"       // master to a child, a request: are you there (reply: Heartbeat)
+	EventMetrics      = "metrics"    // master to a child, a request: your metrics (reply: a string, the Prometheus text exposition)
 )
 
 // Heartbeat is a child's answer to EventPing: that it is there, and what it

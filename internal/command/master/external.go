@@ -60,6 +60,8 @@ func serveExternal(ctx context.Context, cfg config, stderr io.Writer, sig signal
 	// manual stop for Docker).
 	children := func() []processStatus { return withMissing(members.list()) }
 	mdl := newModel(children)
+	sm := newServiceMetrics(conn, members.list, false, log)
+	mdl.onComplete, mdl.onFetches = sm.changeComplete, sm.changeCounted
 	var everReady atomic.Bool
 	// now is the master's own state and the service's health: starting until
 	// the service was first ready, degraded when it no longer is.
@@ -84,6 +86,7 @@ func serveExternal(ctx context.Context, cfg config, stderr io.Writer, sig signal
 		return err
 	}
 	defer adm.Close()
+	adm.Handle("GET /metrics", sm)
 	var serviceReady atomic.Bool
 	handlers := map[string]bus.Handler{
 		masterapi.EventReady: func(_ context.Context, m bus.Message) (any, error) {

@@ -74,6 +74,9 @@ type App struct {
 // version is stamped by make build.
 var version = "dev"
 
+// Version is the version stamped into the build (make build), "dev" without.
+func Version() string { return version }
+
 // signals are what main turns OS signals into after the first stop request.
 type signals struct {
 	reload <-chan struct{} // SIGHUP

@@ -36,6 +36,9 @@ type model struct {
 	// onComplete, if set, is called (without the lock) with each change once
 	// every worker serves it.
 	onComplete func(change)
+	// onFetches, if set, is called (without the lock) with a change once its
+	// Fetches are known.
+	onFetches func(change)
 }
 
 type report struct {
@@ -157,12 +160,17 @@ func (m *model) report(id string, role bus.Role, st masterapi.State, now time.Ti
 			c.TookMs = c.took()
 		}
 	}
+	var counted *change
 	if st.Fetches > 0 && c.fetchMark == 0 {
 		c.fetchMark = m.fetchTotal()
 		if i == 0 {
 			c.Fetches = c.fetchMark // the first change the master saw
+			counted = new(*c)
 		} else if prev := m.timeline[i-1].fetchMark; prev > 0 && prev <= c.fetchMark {
-			c.Fetches = c.fetchMark - prev // else unknown, or the agent restarted and counts anew
+			// else unknown: the total falls when a process that had fetched
+			// leaves, or the agent restarted and counts anew
+			c.Fetches = c.fetchMark - prev
+			counted = new(*c)
 		}
 	}
 	if role == bus.RoleWorker && !c.Complete { // after that, a worker catches up (a restart): no news of the change
@@ -176,6 +184,9 @@ func (m *model) report(id string, role bus.Role, st masterapi.State, now time.Ti
 	}
 	done := m.complete(live)
 	m.mu.Unlock()
+	if m.onFetches != nil && counted != nil {
+		m.onFetches(*counted)
+	}
 	if m.onComplete != nil {
 		for _, c := range done {
 			m.onComplete(c)

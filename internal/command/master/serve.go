@@ -96,7 +96,10 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 	}
 	defer stopHealth()
 
-	mdl := newModel(func() []processStatus { return childStatuses(sup.Status()) })
+	live := func() []processStatus { return childStatuses(sup.Status()) }
+	mdl := newModel(live)
+	sm := newServiceMetrics(conn, live, true, log)
+	mdl.onComplete, mdl.onFetches = sm.changeComplete, sm.changeCounted
 	var reloading atomic.Bool
 	doReload := func() {
 		if !reloading.CompareAndSwap(false, true) {
@@ -106,7 +109,10 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 		defer reloading.Store(false)
 		log.Info("rolling reload of the workers")
 		t := time.Now()
-		if err := sup.Reload(ctx); err != nil {
+		sm.observeRestarts(live()) // the old slots' restarts, before they go
+		err := sup.Reload(ctx)
+		sm.reloaded(err)
+		if err != nil {
 			log.Error("reload", "err", err)
 			return
 		}
@@ -125,6 +131,7 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 		return err
 	}
 	defer adm.Close()
+	adm.Handle("GET /metrics", sm)
 	handlers := map[string]bus.Handler{
 		masterapi.EventReady: func(_ context.Context, m bus.Message) (any, error) {
 			pid, err := strconv.Atoi(m.From)

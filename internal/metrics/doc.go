@@ -1,0 +1,7 @@
+// Package metrics is the service's metrics on github.com/prometheus/client_golang:
+// the registry every process starts with (the Go and process collectors and
+// yolk_build_info), the request-latency histogram around a worker's handler,
+// and [Merge], which joins the expositions of several processes into one,
+// each sample labelled with the process it came from. It knows nothing of the
+// bus: the master asks the processes for their text and hands it to Merge.
+package metrics

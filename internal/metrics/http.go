@@ -1,0 +1,97 @@
+package metrics
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// RequestBuckets are the bounds of yolk_http_request_duration_seconds, in
+// seconds: from 100µs (an answer from memory) to 10s.
+var RequestBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// Instrument returns next timed by the histogram
+// yolk_http_request_duration_seconds{code}, registered in reg, where code is
+// the class of the response's status (1xx to 5xx). It keeps the response's
+// http.Flusher and http.Hijacker (through http.ResponseController).
+func Instrument(reg prometheus.Registerer, next http.Handler) http.Handler {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "yolk_http_request_duration_seconds",
+		Help:    "Time to answer an HTTP request of the application, by class of status code.",
+		Buckets: RequestBuckets,
+	}, []string{"code"})
+	reg.MustRegister(h)
+	var byClass [6]prometheus.Observer // 0: a status outside 100 to 599
+	for i := range byClass {
+		byClass[i] = h.WithLabelValues(codeClass(i))
+	}
+	pool := sync.Pool{New: func() any { return new(statusWriter) }}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := pool.Get().(*statusWriter)
+		*sw = statusWriter{ResponseWriter: w}
+		defer func() {
+			code := sw.code
+			if code == 0 {
+				code = http.StatusOK // nothing written: net/http sends 200
+			}
+			class := code / 100
+			if class < 1 || class > 5 {
+				class = 0
+			}
+			byClass[class].Observe(time.Since(start).Seconds())
+			*sw = statusWriter{}
+			pool.Put(sw)
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+func codeClass(i int) string {
+	if i == 0 {
+		return "other"
+	}
+	return strconv.Itoa(i) + "xx"
+}
+
+// statusWriter remembers the status code of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 && code >= 200 { // 1xx are informational: the final status follows
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush keeps streaming responses working for handlers that assert http.Flusher.
+func (w *statusWriter) Flush() {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Hijack is http.Hijacker's, for handlers that assert it (websockets).
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.code = http.StatusSwitchingProtocols
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}

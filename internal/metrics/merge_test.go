@@ -1,0 +1,189 @@
+package metrics
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+type source struct {
+	text   string
+	labels map[string]string
+}
+
+func TestMerge(t *testing.T) {
+	worker := func(slot string) map[string]string { return map[string]string{"role": "worker", "slot": slot} }
+	for _, tc := range []struct {
+		name    string
+		sources []source
+		want    string // the whole exposition
+		wantErr string // in AddText's error for the last source
+	}{{
+		name: "families from several processes appear once, samples sorted",
+		sources: []source{
+			{"# HELP up_total Ups.\n# TYPE up_total counter\nup_total 3\n# HELP g A gauge.\n# TYPE g gauge\ng 1.5\n", worker("1")},
+			{"# HELP up_total Ups, said otherwise.\n# TYPE up_total counter\nup_total 4\n", worker("0")},
+			{"# HELP g A gauge.\n# TYPE g gauge\ng -2\n", map[string]string{"role": "agent"}},
+		},
+		want: "# HELP g A gauge.\n# TYPE g gauge\n" +
+			"g{role=\"agent\"} -2\n" +
+			"g{role=\"worker\",slot=\"1\"} 1.5\n" +
+			"# HELP up_total Ups.\n# TYPE up_total counter\n" +
+			"up_total{role=\"worker\",slot=\"0\"} 4\n" +
+			"up_total{role=\"worker\",slot=\"1\"} 3\n",
+	}, {
+		name: "histogram buckets keep le, and get the process labels",
+		sources: []source{{
+			"# HELP d_seconds Durations.\n# TYPE d_seconds histogram\n" +
+				"d_seconds_bucket{code=\"2xx\",le=\"0.1\"} 1\nd_seconds_bucket{code=\"2xx\",le=\"+Inf\"} 2\n" +
+				"d_seconds_sum{code=\"2xx\"} 0.35\nd_seconds_count{code=\"2xx\"} 2\n",
+			worker("0"),
+		}},
+		want: "# HELP d_seconds Durations.\n# TYPE d_seconds histogram\n" +
+			"d_seconds_bucket{code=\"2xx\",role=\"worker\",slot=\"0\",le=\"0.1\"} 1\n" +
+			"d_seconds_bucket{code=\"2xx\",role=\"worker\",slot=\"0\",le=\"+Inf\"} 2\n" +
+			"d_seconds_sum{code=\"2xx\",role=\"worker\",slot=\"0\"} 0.35\n" +
+			"d_seconds_count{code=\"2xx\",role=\"worker\",slot=\"0\"} 2\n",
+	}, {
+		name: "escapes in label values and HELP survive",
+		sources: []source{{
+			"# HELP e_total Back\\\\slash and\\nnewline.\n# TYPE e_total counter\n" +
+				"e_total{path=\"a\\\"b\\\\c\\nd\"} 1\n",
+			worker("0"),
+		}},
+		want: "# HELP e_total Back\\\\slash and\\nnewline.\n# TYPE e_total counter\n" +
+			"e_total{path=\"a\\\"b\\\\c\\nd\",role=\"worker\",slot=\"0\"} 1\n",
+	}, {
+		name: "a label of the process's own is renamed exported_",
+		sources: []source{{
+			"# HELP x X.\n# TYPE x gauge\nx{role=\"cache\"} 1\n",
+			map[string]string{"role": "agent"},
+		}},
+		want: "# HELP x X.\n# TYPE x gauge\nx{exported_role=\"cache\",role=\"agent\"} 1\n",
+	}, {
+		name: "a family of another type is left out, the rest added",
+		sources: []source{
+			{"# HELP x X.\n# TYPE x gauge\nx 1\n", worker("0")},
+			{"# HELP x X.\n# TYPE x counter\nx 2\n# HELP y Y.\n# TYPE y gauge\ny 3\n", worker("1")},
+		},
+		want:    "# HELP x X.\n# TYPE x gauge\nx{role=\"worker\",slot=\"0\"} 1\n# HELP y Y.\n# TYPE y gauge\ny{role=\"worker\",slot=\"1\"} 3\n",
+		wantErr: "types differ: x (COUNTER, merged as GAUGE)",
+	}, {
+		name: "text that does not parse adds nothing",
+		sources: []source{
+			{"# HELP x X.\n# TYPE x gauge\nx 1\n", worker("0")},
+			{"# TYPE y gauge\ny 1\ny{ 2\n", worker("1")},
+		},
+		want:    "# HELP x X.\n# TYPE x gauge\nx{role=\"worker\",slot=\"0\"} 1\n",
+		wantErr: "parse",
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var m Merge
+			var err error
+			for _, s := range tc.sources {
+				err = m.AddText([]byte(s.text), s.labels)
+			}
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("AddText: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("AddText: error %v, want one with %q", err, tc.wantErr)
+			}
+			var b bytes.Buffer
+			if _, err := m.WriteTo(&b); err != nil {
+				t.Fatalf("WriteTo: %v", err)
+			}
+			if got := b.String(); got != tc.want {
+				t.Errorf("WriteTo wrote\n%s\nwant\n%s", got, tc.want)
+			}
+			// What it writes parses again.
+			p := expfmt.NewTextParser(model.UTF8Validation)
+			if _, err := p.TextToMetricFamilies(&b); err != nil {
+				t.Errorf("the merged text does not parse: %v", err)
+			}
+		})
+	}
+}
+
+// A registry's own families (Gather) and a child's text merge alike, and the
+// sources are not changed.
+func TestMergeRegistryAndText(t *testing.T) {
+	reg := NewRegistry("v1.2.3")
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	for _, f := range fams {
+		expfmt.MetricFamilyToText(&text, f)
+	}
+	var m Merge
+	if err := m.Add(fams, map[string]string{"role": "master"}); err != nil {
+		t.Fatalf("Add: %v", err)
+	}
+	if err := m.AddText(text.Bytes(), map[string]string{"role": "worker", "slot": "0"}); err != nil {
+		t.Fatalf("AddText: %v", err)
+	}
+	var out bytes.Buffer
+	m.WriteTo(&out)
+	for _, want := range []string{
+		`yolk_build_info{goversion="go`,
+		`",role="master",version="v1.2.3"} 1`,
+		`",role="worker",slot="0",version="v1.2.3"} 1`,
+		`go_goroutines{role="master"} `,
+		`process_resident_memory_bytes{role="worker",slot="0"} `,
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("merged exposition lacks %s", want)
+		}
+	}
+	if strings.Count(out.String(), "# TYPE go_goroutines ") != 1 {
+		t.Errorf("go_goroutines announced %d times, want once", strings.Count(out.String(), "# TYPE go_goroutines "))
+	}
+	for _, f := range fams {
+		for _, s := range f.Metric {
+			for _, l := range s.Label {
+				if l.GetName() == "role" {
+					t.Fatalf("Add changed the registry's family %s", f.GetName())
+				}
+			}
+		}
+	}
+}
+
+func TestInstrument(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := Instrument(reg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/missing":
+			http.NotFound(w, r)
+		case "/flush":
+			w.(http.Flusher).Flush()
+		case "/quiet":
+		default:
+			w.Write([]byte("ok"))
+		}
+	}))
+	for _, path := range []string{"/", "/", "/missing", "/flush", "/quiet"} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", path, nil))
+	}
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]uint64{}
+	for _, f := range fams {
+		for _, s := range f.Metric {
+			got[s.Label[0].GetValue()] = s.GetHistogram().GetSampleCount()
+		}
+	}
+	if got["2xx"] != 4 || got["4xx"] != 1 || got["5xx"] != 0 {
+		t.Errorf("yolk_http_request_duration_seconds counts by class = %v, want 2xx:4 4xx:1 5xx:0", got)
+	}
+}
