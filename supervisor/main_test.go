@@ -65,6 +65,21 @@ func runChild(scenario string) int {
 		case <-life:
 		}
 		return 0
+	case "ignore-quit": // ready; says quit on SIGQUIT and keeps running
+		quit := make(chan os.Signal, 1)
+		signal.Notify(quit, syscall.SIGQUIT)
+		say("ready")
+		for {
+			select {
+			case <-quit:
+				say("quit")
+			case <-term:
+				say("term")
+				return 0
+			case <-life:
+				return 0
+			}
+		}
 	case "ignore-term":
 		signal.Ignore(syscall.SIGTERM)
 		say("ready")
