@@ -120,6 +120,12 @@ func HealthcheckCommand(ctx context.Context, args, environ []string, stdout io.W
 // closes the socket, removes its file and waits. With no socket it does
 // nothing and stop is a no-op.
 func (d Deploy) StartHealth(ready func() error, log *slog.Logger) (stop func(), err error) {
+	return d.StartHealthChecks(nil, ready, log)
+}
+
+// StartHealthChecks is StartHealth with a liveness check (see
+// [health.Server.ServeChecks]).
+func (d Deploy) StartHealthChecks(live, ready func() error, log *slog.Logger) (stop func(), err error) {
 	path := d.HealthPath()
 	if path == "" {
 		return func() {}, nil
@@ -134,7 +140,7 @@ func (d Deploy) StartHealth(ready func() error, log *slog.Logger) (stop func(), 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		if err := hs.Serve(ctx, ready, log); err != nil {
+		if err := hs.ServeChecks(ctx, live, ready, log); err != nil {
 			log.Error("health socket stopped", "path", path, "err", err)
 		}
 	})
