@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -19,6 +20,9 @@ import (
 //	                           later one: a deadlocked handler (the response's
 //	                           headers, with X-Yolk-Fault-Pid, are sent first)
 //	GET /_yolk/fault/grow?mib=N the worker maps and touches N MiB more, and holds them
+//
+// With ?pid=P, a worker other than P answers 421 (the port is shared: the
+// test asks again until P gets it).
 func withFaults(h http.Handler, log *slog.Logger) http.Handler {
 	var (
 		hung  atomic.Bool
@@ -31,6 +35,10 @@ func withFaults(h http.Handler, log *slog.Logger) http.Handler {
 		switch {
 		case hung.Load():
 			<-never
+		case strings.HasPrefix(r.URL.Path, "/_yolk/fault/") && r.URL.Query().Has("pid") && r.URL.Query().Get("pid") != pid:
+			// meant for another worker of the shared port: the test tries again
+			w.Header().Set("X-Yolk-Fault-Pid", pid)
+			http.Error(w, "not this worker", http.StatusMisdirectedRequest)
 		case r.URL.Path == "/_yolk/fault/hang":
 			hung.Store(true)
 			log.Warn("fault: the HTTP handler blocks for ever from now on")
