@@ -34,9 +34,10 @@ type agentConfig struct {
 
 type workerConfig struct {
 	cli.Child
-	WorkerSecret string `env:"YOLK_WORKER_SECRET" help:"external mode: the workers' bus secret; the bus user is worker (required; never printed)"`
-	HTTPAddr     string `env:"YOLK_HTTP_ADDR" envDefault:":7001" help:"HTTP address (fork mode: the socket comes from the master; external mode: bound with SO_REUSEPORT once ready)"`
-	ListenFD     int    `env:"YOLK_LISTEN_FD" help:"inherited listening socket (set by the master)"`
+	WorkerSecret string        `env:"YOLK_WORKER_SECRET" help:"external mode: the workers' bus secret; the bus user is worker (required; never printed)"`
+	HTTPAddr     string        `env:"YOLK_HTTP_ADDR" envDefault:":7001" help:"HTTP address (fork mode: the socket comes from the master; external mode: bound with SO_REUSEPORT once ready)"`
+	ListenFD     int           `env:"YOLK_LISTEN_FD" help:"inherited listening socket (set by the master)"`
+	HangTimeout  time.Duration `env:"YOLK_HANG_TIMEOUT" envDefault:"10s" help:"HTTP requests in flight of which none completed this long make the worker stalled: its heartbeat says so and its /healthz answers 503, and the master replaces it; 0: off"`
 }
 
 // parseChild reads and checks a child's config: the agent's or a worker's.
@@ -56,6 +57,9 @@ func parseChild(role Role, environ []string) (workerConfig, error) {
 	// checked now, not when the worker listens (once ready, maybe never)
 	if err := cli.CheckHostPort(c.HTTPAddr); err != nil {
 		return c, cli.BadValue("YOLK_HTTP_ADDR", c.HTTPAddr, "%v", err)
+	}
+	if c.HangTimeout < 0 {
+		return c, cli.BadValue("YOLK_HANG_TIMEOUT", c.HangTimeout.String(), "want 0 (off) or a positive duration")
 	}
 	if c.ListenFD < 0 || (c.ListenFD > 0 && !serve.IsListener(c.ListenFD)) {
 		return c, cli.BadValue("YOLK_LISTEN_FD", strconv.Itoa(c.ListenFD), "not an inherited listening socket (the master sets it)")
@@ -137,6 +141,7 @@ type child struct {
 	cfg      workerConfig
 	log      *slog.Logger
 	lifeline <-chan struct{}
+	stall    *stallWatch // a worker's; nil for the agent, or with YOLK_HANG_TIMEOUT=0
 
 	warm     atomic.Bool // the BeforeReady hooks are done
 	svcSeen  atomic.Bool // the master said the whole service is ready
@@ -171,7 +176,10 @@ func (c *child) markStopping() {
 func (c *child) run(ctx context.Context) error {
 	p := &Process{Log: c.log, role: c.role, reported: make(chan struct{}), states: make(chan State, 1),
 		fleet: c.cfg.Fleet, stores: c.app.Stores, metrics: newMetrics()}
-	stopHealth, err := c.cfg.StartHealth(func() error {
+	if c.role == RoleWorker {
+		c.stall = newStallWatch(c.cfg.HangTimeout)
+	}
+	stopHealth, err := c.cfg.StartHealthChecks(cli.HealthChecks{Live: c.stall.err, Ready: func() error {
 		switch {
 		case c.stopping.Load():
 			return errors.New("stopping")
@@ -181,7 +189,7 @@ func (c *child) run(ctx context.Context) error {
 			return errors.New("not reported ready to the master yet")
 		}
 		return nil
-	}, c.log)
+	}}, c.log)
 	if err != nil {
 		return err
 	}
@@ -226,6 +234,7 @@ func (c *child) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	handler = c.stall.wrap(withFaults(handler, c.log))
 	sched, runner, err := c.schedules(p)
 	if err != nil {
 		c.beforeClose(context.Background(), p)

@@ -3,7 +3,9 @@
 // restarts a child that exits (at once when it had been ready for
 // [Config.StableAfter], else after an exponential backoff with jitter, a crash
 // loop logged loudly with the child's last stderr lines), stops the workers
-// before the agent, and replaces the workers one at a time on Reload.
+// before the agent, replaces the workers one at a time on Reload, and
+// replaces one child on Replace (a worker through the same rolling path; a
+// stuck one with SIGQUIT, so that its goroutine dump lands in the log).
 //
 // It knows nothing of the bus: the master tells it that a child is ready with
 // [Supervisor.Ready] (from the child's ready event), mints and revokes the

@@ -65,6 +65,21 @@ func runChild(scenario string) int {
 		case <-life:
 		}
 		return 0
+	case "ignore-quit": // ready; says quit on SIGQUIT and keeps running
+		quit := make(chan os.Signal, 1)
+		signal.Notify(quit, syscall.SIGQUIT)
+		say("ready")
+		for {
+			select {
+			case <-quit:
+				say("quit")
+			case <-term:
+				say("term")
+				return 0
+			case <-life:
+				return 0
+			}
+		}
 	case "ignore-term":
 		signal.Ignore(syscall.SIGTERM)
 		say("ready")
@@ -171,7 +186,8 @@ type harness struct {
 	events  []string // "start <role> <pid>", "line <pid> <text>", "exit <role> <pid>"
 	exits   []string // "<role> <pid>"
 	started []int
-	ready   chan struct{} // closed by OnAllReady
+	plays   map[int]string // each started child's scenario, by pid
+	ready   chan struct{}  // closed by OnAllReady
 
 	cancel context.CancelFunc
 	done   chan error
@@ -205,11 +221,26 @@ func newHarness(t *testing.T, workers int, scenario func(role string, n int) str
 	return h
 }
 
+// playing returns the pid of the started child that plays scenario: the n
+// of a harness's scenario func counts starts, which may come in any order.
+func (h *harness) playing(scenario string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for pid, play := range h.plays {
+		if play == scenario {
+			return pid
+		}
+	}
+	h.t.Fatalf("no child plays %q", scenario)
+	return 0
+}
+
 func (h *harness) prepare(role string) ([]string, func(int), func(), error) {
 	h.mu.Lock()
 	n := h.starts[role]
 	h.starts[role]++
-	env := []string{envChild + "=" + h.scenario(role, n)}
+	play := h.scenario(role, n)
+	env := []string{envChild + "=" + play}
 	h.mu.Unlock()
 	var pid int // set by started, read by exited, which is called after it
 	started := func(p int) {
@@ -217,6 +248,10 @@ func (h *harness) prepare(role string) ([]string, func(int), func(), error) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.started = append(h.started, p)
+		if h.plays == nil {
+			h.plays = make(map[int]string)
+		}
+		h.plays[p] = play
 		h.events = append(h.events, fmt.Sprintf("start %s %d", role, p))
 	}
 	exited := func() {

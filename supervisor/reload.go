@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"syscall"
+	"time"
 )
 
 // Reload replaces the workers one at a time: it starts a new worker, waits
@@ -15,24 +17,22 @@ import (
 // replaced keep running. Cancelling ctx abandons the reload the same way (a
 // new worker still starting is stopped).
 //
-// Reloads do not queue: while one runs, Reload returns ErrReloading at once.
-// Before Run has every child ready, while it stops and after it returned,
-// Reload returns ErrNotRunning. Safe for concurrent use.
+// Reloads do not queue: while one runs, Reload returns ErrReloading at once,
+// and while a Replace runs, ErrReplacing. Before Run has every child ready,
+// while it stops and after it returned, Reload returns ErrNotRunning. Safe
+// for concurrent use.
 func (s *Supervisor) Reload(ctx context.Context) error {
-	if !s.reloadMu.TryLock() {
-		return ErrReloading
-	}
-	defer s.reloadMu.Unlock()
 	s.mu.Lock()
-	if s.phase != phaseRunning || !s.allReady || s.stopping {
+	if err := s.claim(ErrReloading); err != nil {
 		s.mu.Unlock()
-		return ErrNotRunning
+		return err
 	}
 	olds := slices.Clone(s.workers)
 	s.mu.Unlock()
+	defer s.release()
 	s.log.Info("reloading workers", "count", len(olds))
 	for i, old := range olds {
-		if err := s.replace(ctx, old); err != nil {
+		if err := s.replace(ctx, old, StopGraceful, false); err != nil {
 			return fmt.Errorf("reload worker %d of %d: %w", i+1, len(olds), err)
 		}
 	}
@@ -40,13 +40,118 @@ func (s *Supervisor) Reload(ctx context.Context) error {
 	return nil
 }
 
+// claim marks the supervisor busy with a rolling change (ErrReloading or
+// ErrReplacing), or returns why it cannot start one. s.mu is held.
+func (s *Supervisor) claim(what error) error {
+	switch {
+	case s.phase != phaseRunning || !s.allReady || s.stopping:
+		return ErrNotRunning
+	case s.busy != nil:
+		return s.busy
+	}
+	s.busy = what
+	return nil
+}
+
+func (s *Supervisor) release() {
+	s.mu.Lock()
+	s.busy = nil
+	s.mu.Unlock()
+}
+
+// Stop says how Replace stops the child it replaces.
+type Stop int
+
+const (
+	// StopGraceful: SIGTERM, and SIGKILL after ShutdownTimeout. A worker
+	// finishes its requests: nothing fails.
+	StopGraceful Stop = iota
+	// StopQuit: SIGQUIT, then SIGCONT so that a stopped process runs too (a Go
+	// program writes every goroutine's stack on stderr and exits), and SIGKILL
+	// to the process group after QuitTimeout. For a child that is stuck: its
+	// requests under way are lost, and its dump says where it was stuck.
+	StopQuit
+)
+
+func (h Stop) String() string {
+	if h == StopQuit {
+		return "quit"
+	}
+	return "graceful"
+}
+
+// Replace replaces the child with that pid. A worker is replaced through the
+// rolling path: a new worker starts in the same slot (Status shows it next to
+// the old one, with the old one's Slot and its Restarts plus one), and only
+// once it is ready is the old one stopped as how says; Replace returns when
+// the old one is reaped. The agent, of which there is only ever one, is
+// stopped as how says and its slot restarts it at once (no backoff when it had
+// been ready for StableAfter); Replace returns when the old one is reaped,
+// before the new one is ready.
+//
+// If the new worker fails to become ready, Replace returns the error with its
+// last stderr lines and the old worker keeps running. Cancelling ctx abandons
+// the replacement the same way. Replace returns ErrNoChild for a pid that is
+// not a child, ErrReloading or ErrReplacing while a Reload or another Replace
+// runs, and ErrNotRunning as Reload does. Safe for concurrent use.
+func (s *Supervisor) Replace(ctx context.Context, pid int, how Stop) error {
+	s.mu.Lock()
+	if err := s.claim(ErrReplacing); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	var sl *slot
+	for _, w := range append([]*slot{s.agent}, s.workers...) {
+		if w != nil && w.cur != nil && w.cur.pid == pid {
+			sl = w
+		}
+	}
+	s.mu.Unlock()
+	defer s.release()
+	switch {
+	case sl == nil:
+		return ErrNoChild
+	case sl.spec == &s.cfg.Agent:
+		return s.restartNow(ctx, sl, how)
+	}
+	return s.replace(ctx, sl, how, true)
+}
+
+// restartNow stops the current child of sl as how says and returns once it is
+// reaped (or ctx is done); the slot's goroutine restarts it.
+func (s *Supervisor) restartNow(ctx context.Context, sl *slot, how Stop) error {
+	s.mu.Lock()
+	c := sl.cur
+	s.mu.Unlock()
+	if c == nil {
+		return ErrNoChild
+	}
+	done := make(chan struct{})
+	s.wg.Go(func() { // ends once c is reaped, which the slot's goroutine waits for too
+		defer close(done)
+		s.kill(sl, c, how)
+	})
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // replace starts a worker slot next to old, waits until its child is ready,
-// then retires old and waits until it is stopped.
-func (s *Supervisor) replace(ctx context.Context, old *slot) error {
+// then retires old (stopped as how says) and waits until it is stopped. The
+// new slot counts one restart more than old when restart is set.
+func (s *Supervisor) replace(ctx context.Context, old *slot, how Stop, restart bool) error {
 	first := make(chan error, 1)
 	nw := s.spawn(&s.cfg.Worker, old, first)
 	if nw == nil {
 		return ErrNotRunning
+	}
+	if restart {
+		s.mu.Lock()
+		nw.restarts = old.restarts + 1
+		s.mu.Unlock()
 	}
 	select {
 	case err := <-first:
@@ -60,6 +165,9 @@ func (s *Supervisor) replace(ctx context.Context, old *slot) error {
 		nw.retireNow() // Run's wait group owns its goroutine
 		return ctx.Err()
 	}
+	s.mu.Lock()
+	old.how = how
+	s.mu.Unlock()
 	old.retireNow()
 	select {
 	case <-old.done:
@@ -67,4 +175,29 @@ func (s *Supervisor) replace(ctx context.Context, old *slot) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// kill stops c as how says and returns once it is reaped. For StopGraceful
+// that is stop; for StopQuit, SIGQUIT and SIGCONT, then SIGKILL after
+// QuitTimeout.
+func (s *Supervisor) kill(sl *slot, c *child, how Stop) {
+	if how != StopQuit {
+		s.stop(sl, c)
+		return
+	}
+	s.setState(sl, StateStopping)
+	s.signal(c, syscall.SIGQUIT)
+	s.signal(c, syscall.SIGCONT)
+	t := time.NewTimer(s.cfg.QuitTimeout)
+	defer t.Stop()
+	select {
+	case <-c.exited:
+	case <-t.C:
+		s.log.Warn("child did not exit after SIGQUIT; killing it", "role", sl.spec.Role, "pid", c.pid, "timeout", s.cfg.QuitTimeout)
+		s.signal(c, syscall.SIGKILL)
+		<-c.exited
+	case <-s.killCh:
+		<-c.exited
+	}
+	s.log.Info("child stopped", "role", sl.spec.Role, "pid", c.pid, "err", c.exitErr)
 }

@@ -25,6 +25,7 @@ type slot struct {
 	cur      *child // the current process, nil while in backoff
 	state    string
 	restarts int
+	how      Stop // how the child is stopped once the slot is retired
 }
 
 func (sl *slot) retireNow() { sl.retireOnce.Do(func() { close(sl.retire) }) }
@@ -186,7 +187,10 @@ func (s *Supervisor) watch(sl *slot, c *child) error {
 	case <-c.exited:
 		return &childError{pid: c.pid, what: "exited", err: c.exitErr}
 	case <-sl.retire:
-		s.stop(sl, c)
+		s.mu.Lock()
+		how := sl.how
+		s.mu.Unlock()
+		s.kill(sl, c, how)
 		return errStopped
 	}
 }

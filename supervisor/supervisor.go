@@ -77,6 +77,10 @@ type Config struct {
 	// than StableAfter after it) make a crash loop (default 3). A crash loop is logged at Error with the child's last
 	// stderr lines; the child is still restarted.
 	CrashLoopExits int
+	// QuitTimeout is how long a child stopped with StopQuit (see Replace) has
+	// to write its goroutine dump and exit after SIGQUIT before its process
+	// group gets SIGKILL (default 2s).
+	QuitTimeout time.Duration
 }
 
 // DefaultStableAfter is Config.StableAfter's default. A child killed after a
@@ -106,11 +110,15 @@ const (
 var (
 	// ErrKilled is returned by Run after Kill.
 	ErrKilled = errors.New("supervisor: children killed")
-	// ErrReloading is returned by Reload while another Reload runs.
+	// ErrReloading is returned by Reload and Replace while a Reload runs.
 	ErrReloading = errors.New("supervisor: a reload is already running")
-	// ErrNotRunning is returned by Reload before every child first became
-	// ready, while stopping and after Run returned.
+	// ErrReplacing is returned by Reload and Replace while a Replace runs.
+	ErrReplacing = errors.New("supervisor: a child is being replaced")
+	// ErrNotRunning is returned by Reload and Replace before every child
+	// first became ready, while stopping and after Run returned.
 	ErrNotRunning = errors.New("supervisor: not running")
+	// ErrNoChild is returned by Replace for a pid that is not a live child.
+	ErrNoChild = errors.New("supervisor: no such child")
 )
 
 // errStopped means a start or a wait was cut short by a stop; it never leaves the package.
@@ -130,12 +138,12 @@ type Supervisor struct {
 	log       *slog.Logger
 	pdeathsig syscall.Signal // SIGKILL; tests of the lifeline turn it off
 
-	reloadMu sync.Mutex // held by the running Reload
 	killCh   chan struct{}
 	killOnce sync.Once
 	wg       sync.WaitGroup // slot goroutines and reapers
 
 	mu       sync.Mutex // guards everything below and every slot's mutable fields
+	busy     error      // ErrReloading or ErrReplacing while Reload or Replace runs, else nil
 	phase    int
 	allReady bool
 	stopping bool
@@ -158,6 +166,7 @@ func New(cfg Config) *Supervisor {
 	setDefault(&cfg.BackoffMax, 30*time.Second)
 	setDefault(&cfg.BackoffReset, time.Minute)
 	setDefault(&cfg.StableAfter, DefaultStableAfter)
+	setDefault(&cfg.QuitTimeout, 2*time.Second)
 	if cfg.CrashLoopExits <= 0 {
 		cfg.CrashLoopExits = 3
 	}

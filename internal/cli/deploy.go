@@ -120,12 +120,23 @@ func HealthcheckCommand(ctx context.Context, args, environ []string, stdout io.W
 // closes the socket, removes its file and waits. With no socket it does
 // nothing and stop is a no-op.
 func (d Deploy) StartHealth(ready func() error, log *slog.Logger) (stop func(), err error) {
-	return d.StartHealthNote(ready, nil, log)
+	return d.StartHealthChecks(HealthChecks{Ready: ready}, log)
 }
 
-// StartHealthNote is [Deploy.StartHealth] with GET /healthz answering note's
-// text (see [health.Server.Note]); a nil note answers "ok".
-func (d Deploy) StartHealthNote(ready func() error, note func() string, log *slog.Logger) (stop func(), err error) {
+// HealthChecks are what a health socket answers: see [health.Server.ServeChecks].
+type HealthChecks struct {
+	// Live fails GET /healthz (503, and /readyz with it) when the process
+	// runs but is stuck; nil: alive while it runs.
+	Live func() error
+	// Ready fails GET /readyz.
+	Ready func() error
+	// Note is the text of a 200 GET /healthz instead of "ok": how a live
+	// process finds the service (see [health.Server.Note]).
+	Note func() string
+}
+
+// StartHealthChecks is [Deploy.StartHealth] with every check of hc.
+func (d Deploy) StartHealthChecks(hc HealthChecks, log *slog.Logger) (stop func(), err error) {
 	path := d.HealthPath()
 	if path == "" {
 		return func() {}, nil
@@ -137,11 +148,11 @@ func (d Deploy) StartHealthNote(ready func() error, note func() string, log *slo
 	if err != nil {
 		return nil, err
 	}
-	hs.Note = note
+	hs.Note = hc.Note
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		if err := hs.Serve(ctx, ready, log); err != nil {
+		if err := hs.ServeChecks(ctx, hc.Live, hc.Ready, log); err != nil {
 			log.Error("health socket stopped", "path", path, "err", err)
 		}
 	})

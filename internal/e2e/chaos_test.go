@@ -92,7 +92,9 @@ func TestChaosKillMaster(t *testing.T) {
 // that is what pausing a server process means, and no test of ours can change it.)
 func TestChaosPause(t *testing.T) {
 	pause := pick(3*time.Second, 10*time.Second)
-	r := startRig(t, rigOptions{workers: 3, fresh: true})
+	// the watchdog would replace a worker paused for YOLK_HANG_TIMEOUT (10s, the
+	// soak's pause): this test is about the bus and the others while it is away
+	r := startRig(t, rigOptions{workers: 3, fresh: true, env: []string{"YOLK_HANG_TIMEOUT=0"}})
 	var victim int
 	for _, pid := range r.status(t).pids("worker") {
 		if pid != r.survivor {

@@ -36,7 +36,8 @@ func buildAndRun(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	args := []string{"build", "-o", dir + "/"}
+	// yolkfault: the test-only faults of the worker runtime (fault.go at the root)
+	args := []string{"build", "-tags", "yolkfault", "-o", dir + "/"}
 	if raceEnabled {
 		args = append(args, "-race")
 	}

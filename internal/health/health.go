@@ -75,8 +75,22 @@ func (h *Server) Close() error { return h.ln.Close() } // a unix listener unlink
 // called on each probe and must be safe for concurrent use. Serve returns when
 // ctx is done, after closing the socket and removing its file.
 func (h *Server) Serve(ctx context.Context, ready func() error, log *slog.Logger) error {
+	return h.ServeChecks(ctx, nil, ready, log)
+}
+
+// ServeChecks is Serve with a liveness check: GET /healthz answers 503 and
+// live's error when live returns one (a process that runs but is stuck), and
+// /readyz then fails too. A nil live is Serve's: alive while it runs.
+func (h *Server) ServeChecks(ctx context.Context, live, ready func() error, log *slog.Logger) error {
+	if live == nil {
+		live = func() error { return nil }
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := live(); err != nil {
+			http.Error(w, "not alive: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
 		note := "ok"
 		if h.Note != nil {
 			note = h.Note()
@@ -84,7 +98,11 @@ func (h *Server) Serve(ctx context.Context, ready func() error, log *slog.Logger
 		io.WriteString(w, note+"\n")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := ready(); err != nil {
+		err := live()
+		if err == nil {
+			err = ready()
+		}
+		if err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}

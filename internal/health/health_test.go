@@ -20,6 +20,12 @@ func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, ni
 // serveHealth binds a health socket in a fresh directory and serves it until the test ends.
 func serveHealth(t *testing.T, ready func() error) string {
 	t.Helper()
+	return serveChecks(t, nil, ready)
+}
+
+// serveChecks is serveHealth with a liveness check.
+func serveChecks(t *testing.T, live, ready func() error) string {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "h.sock")
 	hs, err := Listen(path)
 	if err != nil {
@@ -27,7 +33,7 @@ func serveHealth(t *testing.T, ready func() error) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- hs.Serve(ctx, ready, discard()) }()
+	go func() { done <- hs.ServeChecks(ctx, live, ready, discard()) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -63,6 +69,27 @@ func TestCheck(t *testing.T) {
 	}
 	if got := out.String(); got != "ok\nready\n" {
 		t.Errorf("Healthcheck output %q, want ok then ready", got)
+	}
+}
+
+// A process that runs but is stuck fails both checks, with the reason.
+func TestCheckLive(t *testing.T) {
+	var stuck atomic.Bool
+	path := serveChecks(t, func() error {
+		if stuck.Load() {
+			return errors.New("3 requests in flight, none done for 10s")
+		}
+		return nil
+	}, func() error { return nil })
+	if err := Check(t.Context(), path, false, io.Discard); err != nil {
+		t.Errorf("Check(alive) = %v, want nil", err)
+	}
+	stuck.Store(true)
+	for _, ready := range []bool{false, true} {
+		err := Check(t.Context(), path, ready, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "none done for 10s") {
+			t.Errorf("Check(ready=%v) while stuck = %v, want a 503 with the reason", ready, err)
+		}
 	}
 }
 

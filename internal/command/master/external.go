@@ -111,8 +111,10 @@ func serveExternal(ctx context.Context, cfg config, stderr io.Writer, sig signal
 	// agent's container waits for the master's to be healthy before it starts
 	// (compose's depends_on), so a master unhealthy for want of an agent would
 	// keep the agent from coming back.
-	stopHealth, err := cfg.StartHealthNote(func() error { return readiness(members.list()) },
-		func() string { _, h := now(); return h }, log)
+	stopHealth, err := cfg.StartHealthChecks(cli.HealthChecks{
+		Ready: func() error { return readiness(members.list()) },
+		Note:  func() string { _, h := now(); return h },
+	}, log)
 	if err != nil {
 		return err
 	}

@@ -300,6 +300,15 @@ func (m *model) schedules() []scheduleStatus {
 	return out
 }
 
+// heartbeat returns the last heartbeat of the child with that id and when it
+// came, if one came since the child started: what the watchdog reads.
+func (m *model) heartbeat(id string) (masterapi.Heartbeat, time.Time, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.beats[id]
+	return b.hb, b.at, ok
+}
+
 // sample records the master's own usage and the children's messenger totals
 // at now, once per round of heartbeats.
 func (m *model) sample(now time.Time) {

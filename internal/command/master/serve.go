@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -65,19 +66,25 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 	if cfg.Fleet.On() {
 		childEnv = append(childEnv, "YOLK_HOST="+cfg.Host) // as the master named it
 	}
+	workerEnv := append(slices.Clone(childEnv), "YOLK_LISTEN_FD=4")
+	if limit := workerMemLimit(environ, cfg.Workers, containerMemory); limit > 0 {
+		workerEnv = append(workerEnv, "GOMEMLIMIT="+strconv.FormatUint(limit, 10))
+		log.Info("each worker's GOMEMLIMIT is its share of the container's memory limit", "gomemlimit", mib(limit))
+	}
+	sockets := newHealthSockets(cfg.RunDir, log)
 	var sup *supervisor.Supervisor
 	var serviceReady atomic.Bool
 	sup = supervisor.New(supervisor.Config{
 		Agent: supervisor.Spec{Role: "agent", Path: cfg.AgentBin, Env: childEnv},
 		Worker: supervisor.Spec{
 			Role: "worker", Path: cfg.WorkerBin,
-			Env:        append(slices.Clone(childEnv), "YOLK_LISTEN_FD=4"),
+			Env:        workerEnv,
 			ExtraFiles: []*os.File{lnFile},
 		},
 		Workers:         cfg.Workers,
 		ReadyTimeout:    cfg.ReadyTimeout,
 		ShutdownTimeout: cfg.ShutdownTimeout + childStopGrace,
-		Prepare:         credentials(b, log),
+		Prepare:         sockets.prepare(credentials(b, log)),
 		OnAllReady: func() {
 			log.Info("yolk ready", "workers", cfg.Workers, "addr", ln.Addr().String(),
 				"startup", time.Since(begin).Round(time.Millisecond).String())
@@ -166,6 +173,13 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 	log.Info("master started", "version", version, "bus", b.ClientURL(), "http", ln.Addr().String(),
 		"admin", adm.Addr(), "workers", cfg.Workers, "runDir", cfg.RunDir)
 	go mdl.heartbeats(ctx, conn, heartbeatEvery)
+	if wd := newWatchdog(cfg, sup, mdl, sockets, log); wd.on() {
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel() // before the wait: Run may return while ctx lives on
+		wg.Go(func() { wd.run(wctx) })
+	}
 
 	done := make(chan error, 1)
 	go func() { done <- sup.Run(ctx) }()
