@@ -200,32 +200,36 @@ func (w *watchdog) tooBig(c supervisor.ChildStatus, now time.Time) string {
 
 func mib(n uint64) string { return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20)) }
 
-// replace replaces c and logs what happened and why.
+// replace replaces c and logs what happened and why. The messages are fixed
+// (a log search finds them); the pid, the slot and why are attributes.
 func (w *watchdog) replace(ctx context.Context, c supervisor.ChildStatus, how supervisor.Stop, why, cause string) {
-	what, verb := fmt.Sprintf("%s %d (slot %d)", c.Role, c.PID, c.Slot), "replacing it"
+	state, verb := "hung", "replacing it"
+	if cause == "memory" {
+		state = "over its memory budget"
+	}
 	if c.Role == "agent" {
-		what, verb = fmt.Sprintf("agent %d", c.PID), "restarting it"
+		verb = "restarting it"
 	}
 	attrs := []any{"role", c.Role, "pid", c.PID, "slot", c.Slot, "cause", cause, "stop", how.String()}
-	w.log.Warn(fmt.Sprintf("%s %s; %s", what, why, verb), attrs...)
+	w.log.Warn(c.Role+" "+state+"; "+verb, append(attrs, "why", c.Role+" "+why)...)
 	start := time.Now()
 	err := w.sup.Replace(ctx, c.PID, how)
 	switch {
 	case err == nil:
 	case errors.Is(err, supervisor.ErrReloading), errors.Is(err, supervisor.ErrReplacing):
-		w.log.Info("replacement put off: "+err.Error(), attrs...)
+		w.log.Info("replacement put off", append(attrs, "err", err)...)
 		return
 	case errors.Is(err, supervisor.ErrNoChild), errors.Is(err, supervisor.ErrNotRunning), ctx.Err() != nil:
 		return // gone, or stopping
 	default:
 		w.tried[c.PID] = time.Now()
-		w.log.Error(fmt.Sprintf("replace %s", what), append(attrs, "err", err)...)
+		w.log.Error("replace "+c.Role, append(attrs, "err", err)...)
 		return
 	}
 	delete(w.over, c.PID)
 	took := time.Since(start).Round(time.Millisecond).String()
 	if c.Role == "agent" {
-		w.log.Info(fmt.Sprintf("agent %d stopped; its slot restarts it", c.PID), append(attrs, "took", took)...)
+		w.log.Info("agent stopped; its slot restarts it", append(attrs, "took", took)...)
 		return
 	}
 	by := 0
@@ -234,7 +238,7 @@ func (w *watchdog) replace(ctx context.Context, c supervisor.ChildStatus, how su
 			by = s.PID
 		}
 	}
-	w.log.Info(fmt.Sprintf("%s replaced by %d", what, by), append(attrs, "by", by, "took", took)...)
+	w.log.Info(c.Role+" replaced", append(attrs, "by", by, "took", took)...)
 }
 
 // healthSockets gives each child of a fork-mode master a health socket of its
