@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -79,13 +80,28 @@ type Server struct {
 	draining atomic.Bool // every response says Connection: close
 
 	mu      sync.Mutex
-	conns   map[net.Conn]connState
-	changed chan struct{} // closed and replaced at every connection state change
+	conns   map[*trackedConn]struct{} // open and not hijacked
+	changed chan struct{}             // while draining, closed and replaced at every state change
 }
 
-type connState struct {
-	state http.ConnState
-	since time.Time
+// trackedConn is an accepted connection with its state. A request's two state
+// changes (active, then idle) are an atomic store each: the map, its lock and
+// the clock are for a connection's first and last.
+type trackedConn struct {
+	net.Conn
+	state atomic.Int32 // an http.ConnState
+	since time.Time    // when it was accepted
+}
+
+// ReadFrom and CloseWrite keep what net/http looks for on a *net.TCPConn:
+// sendfile for bodies from files, and a half-close before a connection closes.
+func (c *trackedConn) ReadFrom(r io.Reader) (int64, error) { return io.Copy(c.Conn, r) }
+
+func (c *trackedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
 
 // newConnGrace is how long Drain waits for a connection that was accepted but
@@ -94,7 +110,7 @@ const newConnGrace = 2 * time.Second
 
 // NewServer returns a Server of h that logs its errors to log.
 func NewServer(h http.Handler, log *slog.Logger) *Server {
-	s := &Server{conns: make(map[net.Conn]connState), changed: make(chan struct{})}
+	s := &Server{conns: make(map[*trackedConn]struct{}), changed: make(chan struct{})}
 	s.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.draining.Load() {
 			w.Header().Set("Connection", "close")
@@ -107,14 +123,43 @@ func NewServer(h http.Handler, log *slog.Logger) *Server {
 	return s
 }
 
+// Serve serves the connections of ln, tracking each (see Drain).
+func (s *Server) Serve(ln net.Listener) error {
+	return s.Server.Serve(trackingListener{Listener: ln, s: s})
+}
+
+// trackingListener hands each accepted connection to the Server as a trackedConn.
+type trackingListener struct {
+	net.Listener
+	s *Server
+}
+
+func (l trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, since: time.Now()}
+	l.s.mu.Lock()
+	l.s.conns[tc] = struct{}{}
+	l.s.mu.Unlock()
+	return tc, nil
+}
+
 func (s *Server) track(c net.Conn, st http.ConnState) {
+	tc, ok := c.(*trackedConn)
+	if !ok {
+		return
+	}
+	tc.state.Store(int32(st))
+	gone := st == http.StateClosed || st == http.StateHijacked
+	if !gone && !s.draining.Load() {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch st {
-	case http.StateClosed, http.StateHijacked:
-		delete(s.conns, c)
-	default:
-		s.conns[c] = connState{state: st, since: time.Now()}
+	if gone {
+		delete(s.conns, tc)
 	}
 	close(s.changed)
 	s.changed = make(chan struct{})
@@ -125,8 +170,9 @@ func (s *Server) track(c net.Conn, st http.ConnState) {
 func (s *Server) busy() (bool, <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, c := range s.conns {
-		if c.state == http.StateActive || (c.state == http.StateNew && time.Since(c.since) < newConnGrace) {
+	for c := range s.conns {
+		st := http.ConnState(c.state.Load())
+		if st == http.StateActive || (st == http.StateNew && time.Since(c.since) < newConnGrace) {
 			return true, s.changed
 		}
 	}
