@@ -469,35 +469,46 @@ func (m *model) changed() {
 	}
 }
 
+// A pinger asks the child with that id for its heartbeat, within ctx.
+type pinger func(ctx context.Context, id string) (masterapi.Heartbeat, error)
+
+// pingOver returns the pinger that asks on the bus.
+func pingOver(conn *bus.Conn) pinger {
+	return func(ctx context.Context, id string) (masterapi.Heartbeat, error) {
+		var hb masterapi.Heartbeat
+		msg, err := conn.Request(ctx, id, masterapi.EventPing, nil)
+		if err == nil {
+			err = msg.Decode(&hb)
+		}
+		return hb, err
+	}
+}
+
 // heartbeats pings every live child each interval until ctx is done, and
 // records the answers; a child that does not answer within the interval keeps
 // its last heartbeat (its Beat time shows how old).
-func (m *model) heartbeats(ctx context.Context, conn *bus.Conn, interval time.Duration) {
+func (m *model) heartbeats(ctx context.Context, ping pinger, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		live := m.live()
 		var wg sync.WaitGroup
-		for _, p := range live {
+		for _, p := range m.live() {
 			if p.ID == "" || p.PID == 0 && p.State != supervisor.StateReady {
 				continue // not started yet
 			}
 			wg.Go(func() {
 				rctx, cancel := context.WithTimeout(ctx, interval)
 				defer cancel()
-				msg, err := conn.Request(rctx, p.ID, masterapi.EventPing, nil)
-				if err != nil {
-					return
-				}
-				var hb masterapi.Heartbeat
-				if msg.Decode(&hb) == nil {
+				if hb, err := ping(rctx, p.ID); err == nil {
 					m.beat(p.ID, hb, time.Now())
 				}
 			})
 		}
 		wg.Wait()
 		m.sample(time.Now())
-		m.forget(live)
+		// the children alive now, not at the start of the round: one that
+		// started and reported during the round keeps its report
+		m.forget(m.live())
 		m.changed()
 		select {
 		case <-ctx.Done():

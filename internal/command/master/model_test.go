@@ -1,7 +1,10 @@
 package master
 
 import (
+	"context"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -172,5 +175,48 @@ func TestHealth(t *testing.T) {
 	}
 	if got := withMissing([]processStatus{ready("agent", "a")}); len(got) != 1 {
 		t.Errorf("withMissing with an agent = %+v, want it alone", got)
+	}
+}
+
+// A child that starts and reports while a round of heartbeats waits for a
+// slow child keeps its report at the end of the round.
+func TestModelHeartbeatsKeepNewChild(t *testing.T) {
+	var mu sync.Mutex
+	children := fleetOf(0)()
+	live := func() []processStatus {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(children)
+	}
+	m := newModel(live)
+	pinged, release := make(chan struct{}), make(chan struct{})
+	ping := func(ctx context.Context, id string) (masterapi.Heartbeat, error) {
+		close(pinged) // only a1 is live in the first round
+		<-release
+		return masterapi.Heartbeat{}, nil
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	wg.Go(func() { m.heartbeats(ctx, ping, time.Hour) })
+	defer wg.Wait()
+	defer cancel()
+
+	<-pinged
+	mu.Lock()
+	children = append(children, processStatus{Role: "worker", ID: "w0", PID: 2, State: supervisor.StateReady})
+	mu.Unlock()
+	m.report("w0", bus.RoleWorker, masterapi.State{Version: "1", By: "start"}, time.Now())
+	changes, done := m.subscribe()
+	defer done()
+	close(release)
+	select {
+	case <-changes: // the end of the round
+	case <-time.After(5 * time.Second):
+		t.Fatal("the round of heartbeats did not end within 5s")
+	}
+	for _, p := range m.view(processStatus{}, statusReply{}).Children {
+		if p.ID == "w0" && p.Cache == nil {
+			t.Errorf("w0's report, made during the round, was forgotten at its end")
+		}
 	}
 }
