@@ -3,6 +3,7 @@ package master
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"slices"
@@ -263,8 +264,13 @@ func (m *model) fetchTotal() uint64 {
 	return n
 }
 
-// beat records a child's heartbeat at now.
-func (m *model) beat(id string, hb masterapi.Heartbeat, now time.Time) {
+// beat records a child's heartbeat at now, unless hb fails its Check: then
+// the child keeps its last good heartbeat, and beat returns why. Only the
+// agent's heartbeat sets the schedules, and only a worker's their last runs.
+func (m *model) beat(id string, role bus.Role, hb masterapi.Heartbeat, now time.Time) error {
+	if err := hb.Check(); err != nil {
+		return err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	b := beat{hb: hb, at: now}
@@ -272,8 +278,11 @@ func (m *model) beat(id string, hb masterapi.Heartbeat, now time.Time) {
 		b.cpuPct = 100 * (hb.CPU - prev.hb.CPU) / now.Sub(prev.at).Seconds()
 	}
 	m.beats[id] = b
-	if len(hb.Schedules) > 0 { // only the agent has timers
+	if role == bus.RoleAgent { // only the agent has timers
 		m.plans = hb.Schedules
+	}
+	if role != bus.RoleWorker {
+		return nil
 	}
 	for _, r := range hb.Runs {
 		prev, ok := m.runs[r.Name]
@@ -285,6 +294,7 @@ func (m *model) beat(id string, hb masterapi.Heartbeat, now time.Time) {
 		}
 		m.runs[r.Name] = workerRun{RunResult: r, worker: id}
 	}
+	return nil
 }
 
 // schedules joins the agent's timers and the workers' last runs.
@@ -334,8 +344,9 @@ func (m *model) sample(now time.Time) {
 	}
 }
 
-// forget drops what the model holds of children no longer alive.
-func (m *model) forget(live []processStatus) {
+// forget drops what the model holds of children no longer alive, and
+// returns the ids of those alive.
+func (m *model) forget(live []processStatus) map[string]bool {
 	ids := make(map[string]bool, len(live))
 	for _, p := range live {
 		ids[p.ID] = true
@@ -344,6 +355,7 @@ func (m *model) forget(live []processStatus) {
 	defer m.mu.Unlock()
 	maps.DeleteFunc(m.reports, func(id string, _ report) bool { return !ids[id] })
 	maps.DeleteFunc(m.beats, func(id string, _ beat) bool { return !ids[id] })
+	return ids
 }
 
 // rates are the messenger calls per second over the samples held. A verb
@@ -487,12 +499,15 @@ func pingOver(conn *bus.Conn) pinger {
 // heartbeats pings every live child each interval until ctx is done, and
 // records the answers; a child that does not answer within the interval keeps
 // its last heartbeat (its Beat time shows how old).
-func (m *model) heartbeats(ctx context.Context, ping pinger, interval time.Duration) {
+func (m *model) heartbeats(ctx context.Context, ping pinger, interval time.Duration, log *slog.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	refused := make(map[string]bool) // children whose heartbeat was refused, logged once each
 	for {
+		live := m.live()
+		errs := make([]error, len(live))
 		var wg sync.WaitGroup
-		for _, p := range m.live() {
+		for i, p := range live {
 			if p.ID == "" || p.PID == 0 && p.State != supervisor.StateReady {
 				continue // not started yet
 			}
@@ -500,15 +515,22 @@ func (m *model) heartbeats(ctx context.Context, ping pinger, interval time.Durat
 				rctx, cancel := context.WithTimeout(ctx, interval)
 				defer cancel()
 				if hb, err := ping(rctx, p.ID); err == nil {
-					m.beat(p.ID, hb, time.Now())
+					errs[i] = m.beat(p.ID, bus.Role(p.Role), hb, time.Now())
 				}
 			})
 		}
 		wg.Wait()
+		for i, err := range errs {
+			if p := live[i]; err != nil && !refused[p.ID] {
+				refused[p.ID] = true
+				log.Warn("heartbeat refused; the last good one stays", "role", p.Role, "child", p.ID, "pid", p.PID, "err", err)
+			}
+		}
 		m.sample(time.Now())
 		// the children alive now, not at the start of the round: one that
 		// started and reported during the round keeps its report
-		m.forget(m.live())
+		now := m.forget(m.live())
+		maps.DeleteFunc(refused, func(id string, _ bool) bool { return !now[id] })
 		m.changed()
 		select {
 		case <-ctx.Done():

@@ -2,6 +2,7 @@ package master
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -98,14 +99,14 @@ func TestModelTimelineBounded(t *testing.T) {
 func TestModelRates(t *testing.T) {
 	m := newModel(fleetOf(1))
 	t0 := time.Now()
-	m.beat("a1", masterapi.Heartbeat{Sent: map[string]uint64{"sendToApp": 10}}, t0)
-	m.beat("w0", masterapi.Heartbeat{Sent: map[string]uint64{"sendToMaster": 5}}, t0)
+	m.beat("a1", bus.RoleAgent, masterapi.Heartbeat{Sent: map[string]uint64{"sendToApp": 10}}, t0)
+	m.beat("w0", bus.RoleWorker, masterapi.Heartbeat{Sent: map[string]uint64{"sendToMaster": 5}}, t0)
 	m.sample(t0)
 	if r := m.view(processStatus{}, statusReply{}).Rates; len(r) != 0 {
 		t.Errorf("rates after one sample = %v, want none", r)
 	}
-	m.beat("a1", masterapi.Heartbeat{Sent: map[string]uint64{"sendToApp": 30, "broadcast": 4}}, t0.Add(2*time.Second))
-	m.beat("w0", masterapi.Heartbeat{Sent: map[string]uint64{"sendToMaster": 7}}, t0.Add(2*time.Second))
+	m.beat("a1", bus.RoleAgent, masterapi.Heartbeat{Sent: map[string]uint64{"sendToApp": 30, "broadcast": 4}}, t0.Add(2*time.Second))
+	m.beat("w0", bus.RoleWorker, masterapi.Heartbeat{Sent: map[string]uint64{"sendToMaster": 7}}, t0.Add(2*time.Second))
 	m.sample(t0.Add(2 * time.Second))
 	r := m.view(processStatus{}, statusReply{}).Rates
 	want := map[string]float64{"sendToApp": 10, "sendToMaster": 1, "broadcast": 2}
@@ -116,7 +117,7 @@ func TestModelRates(t *testing.T) {
 	}
 	// A process that restarts counts from 0 again: no negative rate, the
 	// window restarts for that verb.
-	m.beat("a1", masterapi.Heartbeat{Sent: map[string]uint64{"sendToApp": 1}}, t0.Add(3*time.Second))
+	m.beat("a1", bus.RoleAgent, masterapi.Heartbeat{Sent: map[string]uint64{"sendToApp": 1}}, t0.Add(3*time.Second))
 	m.sample(t0.Add(3 * time.Second))
 	if r := m.view(processStatus{}, statusReply{}).Rates; r["sendToApp"] != 0 {
 		t.Errorf("rate of sendToApp after the agent restarted = %v, want 0", r["sendToApp"])
@@ -133,14 +134,32 @@ func TestModelRates(t *testing.T) {
 func TestModelSchedules(t *testing.T) {
 	m := newModel(fleetOf(2))
 	now := time.Now()
-	m.beat("a1", masterapi.Heartbeat{Schedules: []masterapi.Planned{
+	m.beat("a1", bus.RoleAgent, masterapi.Heartbeat{Schedules: []masterapi.Planned{
 		{Name: "pull_refresh", Type: "worker", Every: "10s", Seq: 3, Last: now.Add(-time.Second), Next: now.Add(9 * time.Second)},
 		{Name: "force_refresh", Type: "all", Every: "10m0s", Next: now.Add(10 * time.Minute)},
 	}}, now)
-	m.beat("w0", masterapi.Heartbeat{Runs: []masterapi.RunResult{{Name: "pull_refresh", Seq: 2, Started: now.Add(-11 * time.Second), TookMs: 4, Outcome: "ok"}}}, now)
-	m.beat("w1", masterapi.Heartbeat{Runs: []masterapi.RunResult{{Name: "pull_refresh", Seq: 3, Started: now.Add(-time.Second), TookMs: 7, Outcome: "error", Err: "remote: 500"}}}, now)
+	m.beat("w0", bus.RoleWorker, masterapi.Heartbeat{Runs: []masterapi.RunResult{{Name: "pull_refresh", Seq: 2, Started: now.Add(-11 * time.Second), TookMs: 4, Outcome: "ok"}}}, now)
+	m.beat("w1", bus.RoleWorker, masterapi.Heartbeat{Runs: []masterapi.RunResult{{Name: "pull_refresh", Seq: 3, Started: now.Add(-time.Second), TookMs: 7, Outcome: "error", Err: "remote: 500"}}}, now)
 	// an older report of w0 does not hide w1's newer run
-	m.beat("w0", masterapi.Heartbeat{Runs: []masterapi.RunResult{{Name: "pull_refresh", Seq: 2, Started: now.Add(-11 * time.Second), TookMs: 4, Outcome: "ok"}}}, now.Add(time.Second))
+	m.beat("w0", bus.RoleWorker, masterapi.Heartbeat{Runs: []masterapi.RunResult{{Name: "pull_refresh", Seq: 2, Started: now.Add(-11 * time.Second), TookMs: 4, Outcome: "ok"}}}, now.Add(time.Second))
+
+	// A worker sets no schedule, the agent no run.
+	m.beat("w1", bus.RoleWorker, masterapi.Heartbeat{Schedules: []masterapi.Planned{{Name: "fake", Type: "all"}}}, now)
+	m.beat("a1", bus.RoleAgent, masterapi.Heartbeat{
+		Schedules: []masterapi.Planned{
+			{Name: "pull_refresh", Type: "worker", Every: "10s", Seq: 3, Last: now.Add(-time.Second), Next: now.Add(9 * time.Second)},
+			{Name: "force_refresh", Type: "all", Every: "10m0s", Next: now.Add(10 * time.Minute)},
+		},
+		Runs: []masterapi.RunResult{{Name: "pull_refresh", Seq: 9, Started: now, Outcome: "ok"}},
+	}, now)
+	// A heartbeat that fails its Check is refused, and changes nothing.
+	bad := masterapi.Heartbeat{RSS: 1, Runs: []masterapi.RunResult{{Name: "pull_refresh", Seq: 4, Started: now, Outcome: "<img>"}}}
+	if err := m.beat("w1", bus.RoleWorker, bad, now.Add(time.Second)); err == nil {
+		t.Errorf("beat(w1, outcome <img>) = nil, want it refused")
+	}
+	if hb, _, _ := m.heartbeat("w1"); hb.RSS != 0 {
+		t.Errorf("w1's heartbeat after a refused one has RSS %d, want the last good one's 0", hb.RSS)
+	}
 
 	got := m.view(processStatus{}, statusReply{}).Schedules
 	if len(got) != 2 {
@@ -197,7 +216,7 @@ func TestModelHeartbeatsKeepNewChild(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
-	wg.Go(func() { m.heartbeats(ctx, ping, time.Hour) })
+	wg.Go(func() { m.heartbeats(ctx, ping, time.Hour, slog.New(slog.DiscardHandler)) })
 	defer wg.Wait()
 	defer cancel()
 

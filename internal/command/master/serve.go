@@ -172,7 +172,7 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 	}
 	log.Info("master started", "version", version, "bus", b.ClientURL(), "http", ln.Addr().String(),
 		"admin", adm.Addr(), "workers", cfg.Workers, "runDir", cfg.RunDir)
-	go mdl.heartbeats(ctx, pingOver(conn), heartbeatEvery)
+	go mdl.heartbeats(ctx, pingOver(conn), heartbeatEvery, log)
 	if wd := newWatchdog(cfg, sup, mdl, sockets, log); wd.on() {
 		var wg sync.WaitGroup
 		defer wg.Wait()
