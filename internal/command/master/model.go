@@ -28,7 +28,8 @@ type model struct {
 	reports  map[string]report    // the last report of each child, by id
 	beats    map[string]beat      // the last heartbeat of each child, by id
 	timeline []change             // the last timelineLen changes, oldest first
-	sent     []sentSample         // the children's messenger totals, oldest first
+	sent     []sentSample         // the children's messenger calls per round of heartbeats, oldest first
+	calls    map[string]uint64    // the children's messenger calls since the last sample, by verb
 	self     beat                 // the master's own usage
 	plans    []masterapi.Planned  // the agent's schedules, from its last heartbeat
 	runs     map[string]workerRun // the latest run of each schedule in any worker, by name
@@ -110,9 +111,11 @@ type scheduleStatus struct {
 	Worker     string  `json:"worker,omitempty"`
 }
 
+// A sentSample is the messenger calls the children made, by verb, between
+// the sample before and at.
 type sentSample struct {
 	at    time.Time
-	total map[string]uint64
+	calls map[string]uint64
 }
 
 const (
@@ -128,6 +131,7 @@ func newModel(live func() []processStatus) *model {
 		reports: make(map[string]report),
 		beats:   make(map[string]beat),
 		runs:    make(map[string]workerRun),
+		calls:   make(map[string]uint64),
 		subs:    make(map[chan struct{}]struct{}),
 	}
 }
@@ -274,10 +278,22 @@ func (m *model) beat(id string, role bus.Role, hb masterapi.Heartbeat, now time.
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	b := beat{hb: hb, at: now}
-	if prev, ok := m.beats[id]; ok && now.After(prev.at) {
+	prev, ok := m.beats[id]
+	// CPU time that fell: another process under the same id (a container
+	// restarted with its YOLK_ID); its usage starts over
+	if ok && now.After(prev.at) && hb.CPU >= prev.hb.CPU {
 		b.cpuPct = 100 * (hb.CPU - prev.hb.CPU) / now.Sub(prev.at).Seconds()
 	}
 	m.beats[id] = b
+	if ok { // a child's first heartbeat is where its counts start
+		for verb, n := range hb.Sent {
+			if was := prev.hb.Sent[verb]; n >= was {
+				m.calls[verb] += n - was
+			} else {
+				m.calls[verb] += n // it restarted: counts from 0
+			}
+		}
+	}
 	if role == bus.RoleAgent { // only the agent has timers
 		m.plans = hb.Schedules
 	}
@@ -328,17 +344,12 @@ func (m *model) sample(now time.Time) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.self.at.IsZero() {
+	if !m.self.at.IsZero() && self.hb.CPU >= m.self.hb.CPU {
 		self.cpuPct = 100 * (self.hb.CPU - m.self.hb.CPU) / now.Sub(m.self.at).Seconds()
 	}
 	m.self = self
-	total := make(map[string]uint64)
-	for _, b := range m.beats {
-		for verb, n := range b.hb.Sent {
-			total[verb] += n
-		}
-	}
-	m.sent = append(m.sent, sentSample{at: now, total: total})
+	m.sent = append(m.sent, sentSample{at: now, calls: m.calls})
+	m.calls = make(map[string]uint64)
 	for len(m.sent) > 2 && now.Sub(m.sent[1].at) >= rateWindow {
 		m.sent = m.sent[1:]
 	}
@@ -358,18 +369,21 @@ func (m *model) forget(live []processStatus) map[string]bool {
 	return ids
 }
 
-// rates are the messenger calls per second over the samples held. A verb
-// whose total went down (a process left) counts from its new total.
+// rates are the children's messenger calls per second over the samples
+// held, by verb: the sum of each child's calls between its heartbeats, so
+// that a child that leaves or restarts takes nothing away from the others.
 func (m *model) rates() map[string]float64 {
 	out := make(map[string]float64)
 	if len(m.sent) < 2 {
 		return out
 	}
-	first, last := m.sent[0], m.sent[len(m.sent)-1]
-	secs := last.at.Sub(first.at).Seconds()
-	for verb, n := range last.total {
-		if d := n - first.total[verb]; n >= first.total[verb] && secs > 0 {
-			out[verb] = float64(d) / secs
+	secs := m.sent[len(m.sent)-1].at.Sub(m.sent[0].at).Seconds()
+	if secs <= 0 {
+		return out
+	}
+	for _, s := range m.sent[1:] { // the first sample's calls came before the window
+		for verb, n := range s.calls {
+			out[verb] += float64(n) / secs
 		}
 	}
 	return out

@@ -99,35 +99,71 @@ func TestModelTimelineBounded(t *testing.T) {
 func TestModelRates(t *testing.T) {
 	m := newModel(fleetOf(1))
 	t0 := time.Now()
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	rates := func() map[string]float64 { return m.view(processStatus{}, statusReply{}).Rates }
 	m.beat("a1", bus.RoleAgent, masterapi.Heartbeat{Sent: map[string]uint64{"sendToApp": 10}}, t0)
 	m.beat("w0", bus.RoleWorker, masterapi.Heartbeat{Sent: map[string]uint64{"sendToMaster": 5}}, t0)
 	m.sample(t0)
-	if r := m.view(processStatus{}, statusReply{}).Rates; len(r) != 0 {
+	if r := rates(); len(r) != 0 {
 		t.Errorf("rates after one sample = %v, want none", r)
 	}
-	m.beat("a1", bus.RoleAgent, masterapi.Heartbeat{Sent: map[string]uint64{"sendToApp": 30, "broadcast": 4}}, t0.Add(2*time.Second))
-	m.beat("w0", bus.RoleWorker, masterapi.Heartbeat{Sent: map[string]uint64{"sendToMaster": 7}}, t0.Add(2*time.Second))
-	m.sample(t0.Add(2 * time.Second))
-	r := m.view(processStatus{}, statusReply{}).Rates
+	m.beat("a1", bus.RoleAgent, masterapi.Heartbeat{Sent: map[string]uint64{"sendToApp": 30, "broadcast": 4}}, at(2))
+	m.beat("w0", bus.RoleWorker, masterapi.Heartbeat{Sent: map[string]uint64{"sendToMaster": 7}}, at(2))
+	m.sample(at(2))
 	want := map[string]float64{"sendToApp": 10, "sendToMaster": 1, "broadcast": 2}
 	for verb, n := range want {
-		if r[verb] != n {
+		if r := rates(); r[verb] != n {
 			t.Errorf("rate of %s = %v, want %v (all: %v)", verb, r[verb], n, r)
 		}
 	}
-	// A process that restarts counts from 0 again: no negative rate, the
-	// window restarts for that verb.
-	m.beat("a1", bus.RoleAgent, masterapi.Heartbeat{Sent: map[string]uint64{"sendToApp": 1}}, t0.Add(3*time.Second))
-	m.sample(t0.Add(3 * time.Second))
-	if r := m.view(processStatus{}, statusReply{}).Rates; r["sendToApp"] != 0 {
-		t.Errorf("rate of sendToApp after the agent restarted = %v, want 0", r["sendToApp"])
+	// The agent restarts (its counts start from 0 again: 2 calls since), and
+	// the worker leaves: what they sent before stays in the window.
+	m.beat("a1", bus.RoleAgent, masterapi.Heartbeat{Sent: map[string]uint64{"sendToApp": 2}}, at(4))
+	m.forget(fleetOf(0)())
+	m.sample(at(4))
+	want = map[string]float64{"sendToApp": 22.0 / 4, "sendToMaster": 2.0 / 4, "broadcast": 4.0 / 4}
+	for verb, n := range want {
+		if r := rates(); r[verb] != n {
+			t.Errorf("after a restart and a leave, rate of %s = %v, want %v (all: %v)", verb, r[verb], n, r)
+		}
 	}
-	// The window slides: samples older than rateWindow go.
+	// The window slides: samples older than rateWindow go, and their calls.
 	for i := range 20 {
-		m.sample(t0.Add(time.Duration(4+i) * time.Second))
+		m.sample(at(5 + i))
 	}
 	if n := len(m.sent); n > int(rateWindow/time.Second)+2 {
 		t.Errorf("%d samples held, want at most %d", n, int(rateWindow/time.Second)+2)
+	}
+	if r := rates(); len(r) != 0 {
+		t.Errorf("rates after %v without a call = %v, want none", rateWindow, r)
+	}
+}
+
+// CPU time that falls (a container restarted with the same YOLK_ID) starts
+// the child's usage over, rather than showing a negative percentage.
+func TestModelCPUFalls(t *testing.T) {
+	m := newModel(fleetOf(1))
+	t0 := time.Now()
+	cpu := func() float64 {
+		for _, p := range m.view(processStatus{}, statusReply{}).Children {
+			if p.ID == "w0" {
+				return p.CPUPercent
+			}
+		}
+		return -1
+	}
+	m.beat("w0", bus.RoleWorker, masterapi.Heartbeat{CPU: 10}, t0)
+	m.beat("w0", bus.RoleWorker, masterapi.Heartbeat{CPU: 10.5}, t0.Add(time.Second))
+	if got := cpu(); got != 50 {
+		t.Errorf("CPU %% after 0.5s in 1s = %v, want 50", got)
+	}
+	m.beat("w0", bus.RoleWorker, masterapi.Heartbeat{CPU: 0.1}, t0.Add(2*time.Second))
+	if got := cpu(); got != 0 {
+		t.Errorf("CPU %% after the CPU time fell = %v, want 0", got)
+	}
+	m.beat("w0", bus.RoleWorker, masterapi.Heartbeat{CPU: 0.3}, t0.Add(3*time.Second))
+	if got := cpu(); got < 19.99 || got > 20.01 {
+		t.Errorf("CPU %% a second later = %v, want 20", got)
 	}
 }
 
