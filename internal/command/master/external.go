@@ -126,7 +126,12 @@ func serveExternal(ctx context.Context, cfg config, stderr io.Writer, sig signal
 	}); err != nil {
 		return err
 	}
-	go mdl.heartbeats(ctx, pingOver(conn), heartbeatEvery, log)
+	// the heartbeats end before the bus connection closes (defers run last first)
+	var beats sync.WaitGroup
+	defer beats.Wait()
+	bctx, stopBeats := context.WithCancel(ctx)
+	defer stopBeats()
+	beats.Go(func() { mdl.heartbeats(bctx, pingOver(conn), heartbeatEvery, log) })
 	log.Info("master started", "version", version, "mode", cli.ModeExternal, "bus", b.ClientURL(),
 		"health", cfg.HealthPath(), "admin", adm.Addr(), "runDir", cfg.RunDir)
 

@@ -172,7 +172,12 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 	}
 	log.Info("master started", "version", version, "bus", b.ClientURL(), "http", ln.Addr().String(),
 		"admin", adm.Addr(), "workers", cfg.Workers, "runDir", cfg.RunDir)
-	go mdl.heartbeats(ctx, pingOver(conn), heartbeatEvery, log)
+	// the heartbeats end before the bus connection closes (defers run last first)
+	var beats sync.WaitGroup
+	defer beats.Wait()
+	bctx, stopBeats := context.WithCancel(ctx)
+	defer stopBeats()
+	beats.Go(func() { mdl.heartbeats(bctx, pingOver(conn), heartbeatEvery, log) })
 	if wd := newWatchdog(cfg, sup, mdl, sockets, log); wd.on() {
 		var wg sync.WaitGroup
 		defer wg.Wait()
