@@ -56,7 +56,13 @@ type target struct {
 }
 
 // restartCount turns the supervisor's restarts of a slot, which start over
-// at 0 when a reload replaces the slot, into a count that only grows.
+// at 0 when a reload (or the watchdog) replaces the slot, into a count that
+// only grows. A new slot is seen by its count falling, so the master
+// observes the counts every round of heartbeats (model.onRound) and before a
+// reload. The limit: restarts of the old slot between its last observation
+// and its replacement, or more restarts of the new slot within one round
+// than the old slot had, are not counted: ChildStatus gives a slot's place,
+// not which slot holds it.
 type restartCount struct{ base, last int }
 
 func newServiceMetrics(conn *bus.Conn, live func() []processStatus, supervised bool, log *slog.Logger) *serviceMetrics {

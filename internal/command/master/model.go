@@ -41,6 +41,9 @@ type model struct {
 	// onFetches, if set, is called (without the lock) with a change once its
 	// Fetches are known.
 	onFetches func(change)
+	// onRound, if set, is called (without the lock) with the live children at
+	// the end of each round of heartbeats.
+	onRound func([]processStatus)
 }
 
 type report struct {
@@ -543,7 +546,11 @@ func (m *model) heartbeats(ctx context.Context, ping pinger, interval time.Durat
 		m.sample(time.Now())
 		// the children alive now, not at the start of the round: one that
 		// started and reported during the round keeps its report
-		now := m.forget(m.live())
+		live = m.live()
+		now := m.forget(live)
+		if m.onRound != nil {
+			m.onRound(live)
+		}
 		maps.DeleteFunc(refused, func(id string, _ bool) bool { return !now[id] })
 		m.changed()
 		select {

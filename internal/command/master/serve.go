@@ -107,6 +107,7 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 	mdl := newModel(live)
 	sm := newServiceMetrics(conn, live, true, log)
 	mdl.onComplete, mdl.onFetches = sm.changeComplete, sm.changeCounted
+	mdl.onRound = func(live []processStatus) { sm.observeRestarts(live) }
 	var reloading atomic.Bool
 	doReload := func() {
 		if !reloading.CompareAndSwap(false, true) {
