@@ -25,7 +25,7 @@ import (
 //
 // The runtime registers the Go runtime's series (go_*), the process's
 // (process_*), yolk_build_info{version,goversion} and, in a worker,
-// yolk_http_request_duration_seconds{code} around the handler of
+// yolk_http_request_duration_seconds{class} around the handler of
 // [Worker.Handle], code being the status class (2xx, 4xx, ...). Metrics
 // names should follow Prometheus's conventions (a unit suffix, _total for a
 // counter) and labels keep few values. The registry is the process's own, not

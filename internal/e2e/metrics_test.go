@@ -94,8 +94,8 @@ func TestMetricsPromtool(t *testing.T) {
 	for _, want := range []string{
 		`yolk_build_info{goversion="`,
 		`yolk_remote_fetches_total{role="agent"}`,
-		`yolk_http_request_duration_seconds_count{code="2xx",role="worker",slot="0"}`,
-		`yolk_http_request_duration_seconds_count{code="2xx",role="worker",slot="1"}`,
+		`yolk_http_request_duration_seconds_count{class="2xx",role="worker",slot="0"}`,
+		`yolk_http_request_duration_seconds_count{class="2xx",role="worker",slot="1"}`,
 		`yolk_cache_version{role="worker",slot="0"}`,
 		`yolk_cache_version{role="worker",slot="1"}`,
 		`go_goroutines{role="master"}`,

@@ -7,8 +7,10 @@ package masterapi
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // The events between a child and its master.
@@ -25,7 +27,7 @@ const (
 type Heartbeat struct {
 	RSS        uint64            `json:"rss"`            // resident memory, bytes
 	CPU        float64           `json:"cpu"`            // CPU time used so far, seconds
-	Goroutines int               `json:"goroutines"`     //
+	Goroutines int               `json:"goroutines"`     // runtime.NumGoroutine
 	Sent       map[string]uint64 `json:"sent,omitempty"` // messenger calls so far, by verb (bus.Conn.Sent)
 	// Stalled, when not empty, says why the process calls itself stuck: a
 	// worker whose HTTP requests in flight saw none complete for
@@ -91,4 +93,80 @@ func (s State) Check() error {
 		return fmt.Errorf("fleet %.40q: want at most 32 lowercase letters", s.Fleet)
 	}
 	return nil
+}
+
+// Limits of a heartbeat, which [Heartbeat.Check] applies.
+const (
+	MaxSchedules = 64  // schedules in Schedules, and runs in Runs
+	MaxVerbs     = 16  // verbs in Sent
+	MaxErr       = 256 // bytes of a run's Err, and of Stalled, kept
+)
+
+// Outcomes are the values of RunResult.Outcome (schedule.Result's).
+var Outcomes = []string{"running", "ok", "error", "timeout", "canceled"}
+
+// Check refuses a heartbeat that the master could not store and stream as it
+// is: at most MaxSchedules schedules and runs, each named by 1 to 64
+// printable ASCII characters, an interval or cron expression of at most 64,
+// a type of at most 32 lowercase letters, an outcome from Outcomes, and at
+// most MaxVerbs verbs in Sent, each of 1 to 32 letters. It cuts a run's Err
+// and Stalled to MaxErr bytes of valid UTF-8. A heartbeat is input from
+// another process, like a State.
+func (h *Heartbeat) Check() error {
+	if len(h.Schedules) > MaxSchedules || len(h.Runs) > MaxSchedules {
+		return fmt.Errorf("%d schedules, %d runs: want at most %d of each", len(h.Schedules), len(h.Runs), MaxSchedules)
+	}
+	if len(h.Sent) > MaxVerbs {
+		return fmt.Errorf("%d verbs in sent: want at most %d", len(h.Sent), MaxVerbs)
+	}
+	for verb := range h.Sent {
+		if len(verb) == 0 || len(verb) > 32 || strings.ContainsFunc(verb, func(r rune) bool { return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') }) {
+			return fmt.Errorf("verb %.40q: want 1 to 32 letters", verb)
+		}
+	}
+	for _, p := range h.Schedules {
+		if err := checkName(p.Name); err != nil {
+			return err
+		}
+		if len(p.Every) > 64 || strings.ContainsFunc(p.Every, notPrintable) {
+			return fmt.Errorf("schedule %s: every %.40q: want at most 64 printable ASCII characters", p.Name, p.Every)
+		}
+		if len(p.Type) > 32 || strings.ContainsFunc(p.Type, func(r rune) bool { return r < 'a' || r > 'z' }) {
+			return fmt.Errorf("schedule %s: type %.40q: want at most 32 lowercase letters", p.Name, p.Type)
+		}
+	}
+	for i := range h.Runs {
+		r := &h.Runs[i]
+		if err := checkName(r.Name); err != nil {
+			return err
+		}
+		if !slices.Contains(Outcomes, r.Outcome) {
+			return fmt.Errorf("run of %s: outcome %.40q: want one of %s", r.Name, r.Outcome, strings.Join(Outcomes, ", "))
+		}
+		r.Err = cut(r.Err)
+	}
+	h.Stalled = cut(h.Stalled)
+	return nil
+}
+
+func checkName(name string) error {
+	if len(name) == 0 || len(name) > 64 || strings.ContainsFunc(name, notPrintable) {
+		return fmt.Errorf("schedule name %.40q: want 1 to 64 printable ASCII characters", name)
+	}
+	return nil
+}
+
+func notPrintable(r rune) bool { return r < ' ' || r >= 0x7f }
+
+// cut returns s as valid UTF-8 of at most MaxErr bytes.
+func cut(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= MaxErr {
+		return s
+	}
+	s = s[:MaxErr]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
 }

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"bytes"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -41,15 +42,15 @@ func TestMerge(t *testing.T) {
 		name: "histogram buckets keep le, and get the process labels",
 		sources: []source{{
 			"# HELP d_seconds Durations.\n# TYPE d_seconds histogram\n" +
-				"d_seconds_bucket{code=\"2xx\",le=\"0.1\"} 1\nd_seconds_bucket{code=\"2xx\",le=\"+Inf\"} 2\n" +
-				"d_seconds_sum{code=\"2xx\"} 0.35\nd_seconds_count{code=\"2xx\"} 2\n",
+				"d_seconds_bucket{class=\"2xx\",le=\"0.1\"} 1\nd_seconds_bucket{class=\"2xx\",le=\"+Inf\"} 2\n" +
+				"d_seconds_sum{class=\"2xx\"} 0.35\nd_seconds_count{class=\"2xx\"} 2\n",
 			worker("0"),
 		}},
 		want: "# HELP d_seconds Durations.\n# TYPE d_seconds histogram\n" +
-			"d_seconds_bucket{code=\"2xx\",role=\"worker\",slot=\"0\",le=\"0.1\"} 1\n" +
-			"d_seconds_bucket{code=\"2xx\",role=\"worker\",slot=\"0\",le=\"+Inf\"} 2\n" +
-			"d_seconds_sum{code=\"2xx\",role=\"worker\",slot=\"0\"} 0.35\n" +
-			"d_seconds_count{code=\"2xx\",role=\"worker\",slot=\"0\"} 2\n",
+			"d_seconds_bucket{class=\"2xx\",role=\"worker\",slot=\"0\",le=\"0.1\"} 1\n" +
+			"d_seconds_bucket{class=\"2xx\",role=\"worker\",slot=\"0\",le=\"+Inf\"} 2\n" +
+			"d_seconds_sum{class=\"2xx\",role=\"worker\",slot=\"0\"} 0.35\n" +
+			"d_seconds_count{class=\"2xx\",role=\"worker\",slot=\"0\"} 2\n",
 	}, {
 		name: "escapes in label values and HELP survive",
 		sources: []source{{
@@ -180,10 +181,26 @@ func TestInstrument(t *testing.T) {
 	got := map[string]uint64{}
 	for _, f := range fams {
 		for _, s := range f.Metric {
+			if l := s.Label[0]; l.GetName() != "class" {
+				t.Errorf("yolk_http_request_duration_seconds has a label %s, want class", l.GetName())
+			}
 			got[s.Label[0].GetValue()] = s.GetHistogram().GetSampleCount()
 		}
 	}
-	if got["2xx"] != 4 || got["4xx"] != 1 || got["5xx"] != 0 {
-		t.Errorf("yolk_http_request_duration_seconds counts by class = %v, want 2xx:4 4xx:1 5xx:0", got)
+	want := map[string]uint64{"2xx": 4, "3xx": 0, "4xx": 1, "5xx": 0} // and no 1xx series, which nothing could fill
+	if !maps.Equal(got, want) {
+		t.Errorf("yolk_http_request_duration_seconds counts by class = %v, want %v", got, want)
+	}
+}
+
+// An unstamped build is "dev", never "(devel)"; a stamped one is its stamp.
+func TestBuildVersion(t *testing.T) {
+	if got := buildVersion("v1.2.3"); got != "v1.2.3" {
+		t.Errorf(`buildVersion("v1.2.3") = %q, want v1.2.3`, got)
+	}
+	for _, stamped := range []string{"", "dev"} {
+		if got := buildVersion(stamped); got == "(devel)" || got == "" {
+			t.Errorf("buildVersion(%q) = %q, want dev or the module's version", stamped, got)
+		}
 	}
 }

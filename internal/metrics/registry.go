@@ -10,8 +10,10 @@ import (
 
 // NewRegistry returns a process's registry: the Go runtime's series (go_*),
 // the process's (process_*) and yolk_build_info{version,goversion}. version
-// is the build's stamped version; "" or "dev" takes the main module's
-// version from the binary's build information.
+// is the build's stamped version (make build sets it with -ldflags -X); ""
+// or "dev" takes the main module's version from the binary's build
+// information, and a build with none ("(devel)": go build in the module, or
+// go run) is "dev".
 func NewRegistry(version string) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -28,8 +30,8 @@ func buildVersion(stamped string) string {
 	if stamped != "" && stamped != "dev" {
 		return stamped
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		return bi.Main.Version
 	}
-	return "unknown"
+	return "dev"
 }

@@ -126,7 +126,12 @@ func serveExternal(ctx context.Context, cfg config, stderr io.Writer, sig signal
 	}); err != nil {
 		return err
 	}
-	go mdl.heartbeats(ctx, conn, heartbeatEvery)
+	// the heartbeats end before the bus connection closes (defers run last first)
+	var beats sync.WaitGroup
+	defer beats.Wait()
+	bctx, stopBeats := context.WithCancel(ctx)
+	defer stopBeats()
+	beats.Go(func() { mdl.heartbeats(bctx, pingOver(conn), heartbeatEvery, log) })
 	log.Info("master started", "version", version, "mode", cli.ModeExternal, "bus", b.ClientURL(),
 		"health", cfg.HealthPath(), "admin", adm.Addr(), "runDir", cfg.RunDir)
 
@@ -175,6 +180,7 @@ type members struct {
 type member struct {
 	role  bus.Role
 	since time.Time // when it (last) said it was ready
+	slot  int       // a worker's: the lowest free when it joined, kept while it stays
 }
 
 func newMembers(log *slog.Logger) *members {
@@ -200,6 +206,9 @@ func (ms *members) joined(id string, connected func(string) (bus.Role, bool)) er
 	m, again := ms.byID[id]
 	if !again || m.role != role {
 		m = member{role: role, since: time.Now()}
+		if role == bus.RoleWorker {
+			m.slot = ms.freeSlot(id)
+		}
 		ms.byID[id] = m
 	}
 	ms.mu.Unlock()
@@ -225,6 +234,22 @@ func (ms *members) left(role bus.Role, id string) {
 	}
 }
 
+// freeSlot is the lowest worker slot no member but id holds. The caller
+// holds ms.mu.
+func (ms *members) freeSlot(id string) int {
+	taken := make(map[int]bool, len(ms.byID))
+	for other, m := range ms.byID {
+		if other != id && m.role == bus.RoleWorker {
+			taken[m.slot] = true
+		}
+	}
+	slot := 0
+	for taken[slot] {
+		slot++
+	}
+	return slot
+}
+
 func (ms *members) signal() {
 	select {
 	case ms.changed <- struct{}{}:
@@ -233,13 +258,15 @@ func (ms *members) signal() {
 }
 
 // list returns the members as status rows: the agent first, then the workers
-// by age; started is when each said it was ready.
+// by age; started is when each said it was ready. A worker's slot is the
+// lowest that was free when it joined, and it keeps it until it leaves: the
+// status page and the metrics' slot label both read it.
 func (ms *members) list() []processStatus {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	out := make([]processStatus, 0, len(ms.byID))
 	for id, m := range ms.byID {
-		out = append(out, processStatus{Role: string(m.role), ID: id, State: supervisor.StateReady, Started: m.since})
+		out = append(out, processStatus{Role: string(m.role), ID: id, Slot: m.slot, State: supervisor.StateReady, Started: m.since})
 	}
 	slices.SortFunc(out, func(a, b processStatus) int {
 		return cmp.Or(cmp.Compare(roleOrder(a.Role), roleOrder(b.Role)), a.Started.Compare(b.Started), cmp.Compare(a.ID, b.ID))

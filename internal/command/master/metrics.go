@@ -32,11 +32,10 @@ const scrapeTimeout = 2 * time.Second
 type serviceMetrics struct {
 	conn *bus.Conn
 	live func() []processStatus
-	// bySlot: the children's slots are the supervisor's (fork mode); else
-	// (external mode) the workers take slots by age, and restarts are the
-	// platform's, not counted here.
-	bySlot bool
-	log    *slog.Logger
+	// supervised: the master starts the children (fork mode) and counts
+	// their restarts; else (external mode) restarts are the platform's.
+	supervised bool
+	log        *slog.Logger
 
 	self          *prometheus.Registry // the master's process: labelled role="master"
 	service       *prometheus.Registry // the service's: labelled as they are
@@ -57,12 +56,18 @@ type target struct {
 }
 
 // restartCount turns the supervisor's restarts of a slot, which start over
-// at 0 when a reload replaces the slot, into a count that only grows.
+// at 0 when a reload (or the watchdog) replaces the slot, into a count that
+// only grows. A new slot is seen by its count falling, so the master
+// observes the counts every round of heartbeats (model.onRound) and before a
+// reload. The limit: restarts of the old slot between its last observation
+// and its replacement, or more restarts of the new slot within one round
+// than the old slot had, are not counted: ChildStatus gives a slot's place,
+// not which slot holds it.
 type restartCount struct{ base, last int }
 
-func newServiceMetrics(conn *bus.Conn, live func() []processStatus, bySlot bool, log *slog.Logger) *serviceMetrics {
+func newServiceMetrics(conn *bus.Conn, live func() []processStatus, supervised bool, log *slog.Logger) *serviceMetrics {
 	s := &serviceMetrics{
-		conn: conn, live: live, bySlot: bySlot, log: log,
+		conn: conn, live: live, supervised: supervised, log: log,
 		self: metrics.NewRegistry(version), service: prometheus.NewRegistry(),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "yolk_reloads_total", Help: "Rolling reloads of the workers, by result (ok, failed).",
@@ -92,9 +97,13 @@ func newServiceMetrics(conn *bus.Conn, live func() []processStatus, bySlot bool,
 }
 
 // changeComplete is the model's onComplete: a change every live worker serves.
+// A change that no worker reported in turn (every arrival stale: a newer
+// version came first, or none) took no time to measure, and is not observed.
 func (s *serviceMetrics) changeComplete(c change) {
 	s.changes.Inc()
-	s.convergence.Observe(c.TookMs / 1000)
+	if slices.ContainsFunc(c.Arrivals, func(a arrival) bool { return !a.Stale }) {
+		s.convergence.Observe(c.TookMs / 1000)
+	}
 }
 
 // changeCounted is the model's onFetches: the reads of the remote a change
@@ -110,39 +119,25 @@ func (s *serviceMetrics) reloaded(err error) {
 	s.reloads.WithLabelValues(result).Inc()
 }
 
-// targets picks the children to scrape, one per role and slot: during a
-// reload a worker shares its slot with its replacement, and the ready one,
-// else the newest, speaks for the slot.
+// targets picks the children to scrape, one per role and slot: the ready
+// ones only (a child not ready may not answer for its metrics yet, and a slot
+// without one is left out); during a reload a worker shares its slot with
+// its replacement, and the newest speaks for the slot.
 func (s *serviceMetrics) targets(live []processStatus) map[target]processStatus {
 	out := make(map[target]processStatus)
-	workers := 0
 	for _, p := range live {
-		if p.ID == "" || p.PID == 0 && p.State != supervisor.StateReady {
-			continue // not started
+		if p.ID == "" || p.State != supervisor.StateReady {
+			continue
 		}
 		t := target{role: p.Role}
 		if p.Role == string(bus.RoleWorker) {
-			slot := p.Slot
-			if !s.bySlot {
-				slot, workers = workers, workers+1 // live lists workers by age
-			}
-			t.slot = strconv.Itoa(slot)
+			t.slot = strconv.Itoa(p.Slot)
 		}
-		have, ok := out[t]
-		if !ok || better(p, have) {
+		if have, ok := out[t]; !ok || p.Started.After(have.Started) {
 			out[t] = p
 		}
 	}
 	return out
-}
-
-// better: p rather than q speaks for their slot.
-func better(p, q processStatus) bool {
-	pr, qr := p.State == supervisor.StateReady, q.State == supervisor.StateReady
-	if pr != qr {
-		return pr
-	}
-	return p.Started.After(q.Started)
 }
 
 func (t target) labels() map[string]string {
@@ -284,7 +279,7 @@ func (c childCollector) Collect(ch chan<- prometheus.Metric) {
 	for k, n := range counts {
 		ch <- prometheus.MustNewConstMetric(processesDesc, prometheus.GaugeValue, float64(n), k.role, k.state)
 	}
-	if !c.s.bySlot {
+	if !c.s.supervised {
 		return
 	}
 	for t, n := range c.s.observeRestarts(live) {

@@ -3,6 +3,7 @@ package master
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"slices"
@@ -27,7 +28,8 @@ type model struct {
 	reports  map[string]report    // the last report of each child, by id
 	beats    map[string]beat      // the last heartbeat of each child, by id
 	timeline []change             // the last timelineLen changes, oldest first
-	sent     []sentSample         // the children's messenger totals, oldest first
+	sent     []sentSample         // the children's messenger calls per round of heartbeats, oldest first
+	calls    map[string]uint64    // the children's messenger calls since the last sample, by verb
 	self     beat                 // the master's own usage
 	plans    []masterapi.Planned  // the agent's schedules, from its last heartbeat
 	runs     map[string]workerRun // the latest run of each schedule in any worker, by name
@@ -39,6 +41,9 @@ type model struct {
 	// onFetches, if set, is called (without the lock) with a change once its
 	// Fetches are known.
 	onFetches func(change)
+	// onRound, if set, is called (without the lock) with the live children at
+	// the end of each round of heartbeats.
+	onRound func([]processStatus)
 }
 
 type report struct {
@@ -109,9 +114,11 @@ type scheduleStatus struct {
 	Worker     string  `json:"worker,omitempty"`
 }
 
+// A sentSample is the messenger calls the children made, by verb, between
+// the sample before and at.
 type sentSample struct {
 	at    time.Time
-	total map[string]uint64
+	calls map[string]uint64
 }
 
 const (
@@ -127,6 +134,7 @@ func newModel(live func() []processStatus) *model {
 		reports: make(map[string]report),
 		beats:   make(map[string]beat),
 		runs:    make(map[string]workerRun),
+		calls:   make(map[string]uint64),
 		subs:    make(map[chan struct{}]struct{}),
 	}
 }
@@ -263,17 +271,37 @@ func (m *model) fetchTotal() uint64 {
 	return n
 }
 
-// beat records a child's heartbeat at now.
-func (m *model) beat(id string, hb masterapi.Heartbeat, now time.Time) {
+// beat records a child's heartbeat at now, unless hb fails its Check: then
+// the child keeps its last good heartbeat, and beat returns why. Only the
+// agent's heartbeat sets the schedules, and only a worker's their last runs.
+func (m *model) beat(id string, role bus.Role, hb masterapi.Heartbeat, now time.Time) error {
+	if err := hb.Check(); err != nil {
+		return err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	b := beat{hb: hb, at: now}
-	if prev, ok := m.beats[id]; ok && now.After(prev.at) {
+	prev, ok := m.beats[id]
+	// CPU time that fell: another process under the same id (a container
+	// restarted with its YOLK_ID); its usage starts over
+	if ok && now.After(prev.at) && hb.CPU >= prev.hb.CPU {
 		b.cpuPct = 100 * (hb.CPU - prev.hb.CPU) / now.Sub(prev.at).Seconds()
 	}
 	m.beats[id] = b
-	if len(hb.Schedules) > 0 { // only the agent has timers
+	if ok { // a child's first heartbeat is where its counts start
+		for verb, n := range hb.Sent {
+			if was := prev.hb.Sent[verb]; n >= was {
+				m.calls[verb] += n - was
+			} else {
+				m.calls[verb] += n // it restarted: counts from 0
+			}
+		}
+	}
+	if role == bus.RoleAgent { // only the agent has timers
 		m.plans = hb.Schedules
+	}
+	if role != bus.RoleWorker {
+		return nil
 	}
 	for _, r := range hb.Runs {
 		prev, ok := m.runs[r.Name]
@@ -285,6 +313,7 @@ func (m *model) beat(id string, hb masterapi.Heartbeat, now time.Time) {
 		}
 		m.runs[r.Name] = workerRun{RunResult: r, worker: id}
 	}
+	return nil
 }
 
 // schedules joins the agent's timers and the workers' last runs.
@@ -318,24 +347,20 @@ func (m *model) sample(now time.Time) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.self.at.IsZero() {
+	if !m.self.at.IsZero() && self.hb.CPU >= m.self.hb.CPU {
 		self.cpuPct = 100 * (self.hb.CPU - m.self.hb.CPU) / now.Sub(m.self.at).Seconds()
 	}
 	m.self = self
-	total := make(map[string]uint64)
-	for _, b := range m.beats {
-		for verb, n := range b.hb.Sent {
-			total[verb] += n
-		}
-	}
-	m.sent = append(m.sent, sentSample{at: now, total: total})
+	m.sent = append(m.sent, sentSample{at: now, calls: m.calls})
+	m.calls = make(map[string]uint64)
 	for len(m.sent) > 2 && now.Sub(m.sent[1].at) >= rateWindow {
 		m.sent = m.sent[1:]
 	}
 }
 
-// forget drops what the model holds of children no longer alive.
-func (m *model) forget(live []processStatus) {
+// forget drops what the model holds of children no longer alive, and
+// returns the ids of those alive.
+func (m *model) forget(live []processStatus) map[string]bool {
 	ids := make(map[string]bool, len(live))
 	for _, p := range live {
 		ids[p.ID] = true
@@ -344,20 +369,24 @@ func (m *model) forget(live []processStatus) {
 	defer m.mu.Unlock()
 	maps.DeleteFunc(m.reports, func(id string, _ report) bool { return !ids[id] })
 	maps.DeleteFunc(m.beats, func(id string, _ beat) bool { return !ids[id] })
+	return ids
 }
 
-// rates are the messenger calls per second over the samples held. A verb
-// whose total went down (a process left) counts from its new total.
+// rates are the children's messenger calls per second over the samples
+// held, by verb: the sum of each child's calls between its heartbeats, so
+// that a child that leaves or restarts takes nothing away from the others.
 func (m *model) rates() map[string]float64 {
 	out := make(map[string]float64)
 	if len(m.sent) < 2 {
 		return out
 	}
-	first, last := m.sent[0], m.sent[len(m.sent)-1]
-	secs := last.at.Sub(first.at).Seconds()
-	for verb, n := range last.total {
-		if d := n - first.total[verb]; n >= first.total[verb] && secs > 0 {
-			out[verb] = float64(d) / secs
+	secs := m.sent[len(m.sent)-1].at.Sub(m.sent[0].at).Seconds()
+	if secs <= 0 {
+		return out
+	}
+	for _, s := range m.sent[1:] { // the first sample's calls came before the window
+		for verb, n := range s.calls {
+			out[verb] += float64(n) / secs
 		}
 	}
 	return out
@@ -469,35 +498,60 @@ func (m *model) changed() {
 	}
 }
 
+// A pinger asks the child with that id for its heartbeat, within ctx.
+type pinger func(ctx context.Context, id string) (masterapi.Heartbeat, error)
+
+// pingOver returns the pinger that asks on the bus.
+func pingOver(conn *bus.Conn) pinger {
+	return func(ctx context.Context, id string) (masterapi.Heartbeat, error) {
+		var hb masterapi.Heartbeat
+		msg, err := conn.Request(ctx, id, masterapi.EventPing, nil)
+		if err == nil {
+			err = msg.Decode(&hb)
+		}
+		return hb, err
+	}
+}
+
 // heartbeats pings every live child each interval until ctx is done, and
 // records the answers; a child that does not answer within the interval keeps
 // its last heartbeat (its Beat time shows how old).
-func (m *model) heartbeats(ctx context.Context, conn *bus.Conn, interval time.Duration) {
+func (m *model) heartbeats(ctx context.Context, ping pinger, interval time.Duration, log *slog.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	refused := make(map[string]bool) // children whose heartbeat was refused, logged once each
 	for {
 		live := m.live()
+		errs := make([]error, len(live))
 		var wg sync.WaitGroup
-		for _, p := range live {
+		for i, p := range live {
 			if p.ID == "" || p.PID == 0 && p.State != supervisor.StateReady {
 				continue // not started yet
 			}
 			wg.Go(func() {
 				rctx, cancel := context.WithTimeout(ctx, interval)
 				defer cancel()
-				msg, err := conn.Request(rctx, p.ID, masterapi.EventPing, nil)
-				if err != nil {
-					return
-				}
-				var hb masterapi.Heartbeat
-				if msg.Decode(&hb) == nil {
-					m.beat(p.ID, hb, time.Now())
+				if hb, err := ping(rctx, p.ID); err == nil {
+					errs[i] = m.beat(p.ID, bus.Role(p.Role), hb, time.Now())
 				}
 			})
 		}
 		wg.Wait()
+		for i, err := range errs {
+			if p := live[i]; err != nil && !refused[p.ID] {
+				refused[p.ID] = true
+				log.Warn("heartbeat refused; the last good one stays", "role", p.Role, "child", p.ID, "pid", p.PID, "err", err)
+			}
+		}
 		m.sample(time.Now())
-		m.forget(live)
+		// the children alive now, not at the start of the round: one that
+		// started and reported during the round keeps its report
+		live = m.live()
+		now := m.forget(live)
+		if m.onRound != nil {
+			m.onRound(live)
+		}
+		maps.DeleteFunc(refused, func(id string, _ bool) bool { return !now[id] })
 		m.changed()
 		select {
 		case <-ctx.Done():

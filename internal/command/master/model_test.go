@@ -1,7 +1,11 @@
 package master
 
 import (
+	"context"
+	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -95,49 +99,103 @@ func TestModelTimelineBounded(t *testing.T) {
 func TestModelRates(t *testing.T) {
 	m := newModel(fleetOf(1))
 	t0 := time.Now()
-	m.beat("a1", masterapi.Heartbeat{Sent: map[string]uint64{"sendToApp": 10}}, t0)
-	m.beat("w0", masterapi.Heartbeat{Sent: map[string]uint64{"sendToMaster": 5}}, t0)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	rates := func() map[string]float64 { return m.view(processStatus{}, statusReply{}).Rates }
+	m.beat("a1", bus.RoleAgent, masterapi.Heartbeat{Sent: map[string]uint64{"sendToApp": 10}}, t0)
+	m.beat("w0", bus.RoleWorker, masterapi.Heartbeat{Sent: map[string]uint64{"sendToMaster": 5}}, t0)
 	m.sample(t0)
-	if r := m.view(processStatus{}, statusReply{}).Rates; len(r) != 0 {
+	if r := rates(); len(r) != 0 {
 		t.Errorf("rates after one sample = %v, want none", r)
 	}
-	m.beat("a1", masterapi.Heartbeat{Sent: map[string]uint64{"sendToApp": 30, "broadcast": 4}}, t0.Add(2*time.Second))
-	m.beat("w0", masterapi.Heartbeat{Sent: map[string]uint64{"sendToMaster": 7}}, t0.Add(2*time.Second))
-	m.sample(t0.Add(2 * time.Second))
-	r := m.view(processStatus{}, statusReply{}).Rates
+	m.beat("a1", bus.RoleAgent, masterapi.Heartbeat{Sent: map[string]uint64{"sendToApp": 30, "broadcast": 4}}, at(2))
+	m.beat("w0", bus.RoleWorker, masterapi.Heartbeat{Sent: map[string]uint64{"sendToMaster": 7}}, at(2))
+	m.sample(at(2))
 	want := map[string]float64{"sendToApp": 10, "sendToMaster": 1, "broadcast": 2}
 	for verb, n := range want {
-		if r[verb] != n {
+		if r := rates(); r[verb] != n {
 			t.Errorf("rate of %s = %v, want %v (all: %v)", verb, r[verb], n, r)
 		}
 	}
-	// A process that restarts counts from 0 again: no negative rate, the
-	// window restarts for that verb.
-	m.beat("a1", masterapi.Heartbeat{Sent: map[string]uint64{"sendToApp": 1}}, t0.Add(3*time.Second))
-	m.sample(t0.Add(3 * time.Second))
-	if r := m.view(processStatus{}, statusReply{}).Rates; r["sendToApp"] != 0 {
-		t.Errorf("rate of sendToApp after the agent restarted = %v, want 0", r["sendToApp"])
+	// The agent restarts (its counts start from 0 again: 2 calls since), and
+	// the worker leaves: what they sent before stays in the window.
+	m.beat("a1", bus.RoleAgent, masterapi.Heartbeat{Sent: map[string]uint64{"sendToApp": 2}}, at(4))
+	m.forget(fleetOf(0)())
+	m.sample(at(4))
+	want = map[string]float64{"sendToApp": 22.0 / 4, "sendToMaster": 2.0 / 4, "broadcast": 4.0 / 4}
+	for verb, n := range want {
+		if r := rates(); r[verb] != n {
+			t.Errorf("after a restart and a leave, rate of %s = %v, want %v (all: %v)", verb, r[verb], n, r)
+		}
 	}
-	// The window slides: samples older than rateWindow go.
+	// The window slides: samples older than rateWindow go, and their calls.
 	for i := range 20 {
-		m.sample(t0.Add(time.Duration(4+i) * time.Second))
+		m.sample(at(5 + i))
 	}
 	if n := len(m.sent); n > int(rateWindow/time.Second)+2 {
 		t.Errorf("%d samples held, want at most %d", n, int(rateWindow/time.Second)+2)
+	}
+	if r := rates(); len(r) != 0 {
+		t.Errorf("rates after %v without a call = %v, want none", rateWindow, r)
+	}
+}
+
+// CPU time that falls (a container restarted with the same YOLK_ID) starts
+// the child's usage over, rather than showing a negative percentage.
+func TestModelCPUFalls(t *testing.T) {
+	m := newModel(fleetOf(1))
+	t0 := time.Now()
+	cpu := func() float64 {
+		for _, p := range m.view(processStatus{}, statusReply{}).Children {
+			if p.ID == "w0" {
+				return p.CPUPercent
+			}
+		}
+		return -1
+	}
+	m.beat("w0", bus.RoleWorker, masterapi.Heartbeat{CPU: 10}, t0)
+	m.beat("w0", bus.RoleWorker, masterapi.Heartbeat{CPU: 10.5}, t0.Add(time.Second))
+	if got := cpu(); got != 50 {
+		t.Errorf("CPU %% after 0.5s in 1s = %v, want 50", got)
+	}
+	m.beat("w0", bus.RoleWorker, masterapi.Heartbeat{CPU: 0.1}, t0.Add(2*time.Second))
+	if got := cpu(); got != 0 {
+		t.Errorf("CPU %% after the CPU time fell = %v, want 0", got)
+	}
+	m.beat("w0", bus.RoleWorker, masterapi.Heartbeat{CPU: 0.3}, t0.Add(3*time.Second))
+	if got := cpu(); got < 19.99 || got > 20.01 {
+		t.Errorf("CPU %% a second later = %v, want 20", got)
 	}
 }
 
 func TestModelSchedules(t *testing.T) {
 	m := newModel(fleetOf(2))
 	now := time.Now()
-	m.beat("a1", masterapi.Heartbeat{Schedules: []masterapi.Planned{
+	m.beat("a1", bus.RoleAgent, masterapi.Heartbeat{Schedules: []masterapi.Planned{
 		{Name: "pull_refresh", Type: "worker", Every: "10s", Seq: 3, Last: now.Add(-time.Second), Next: now.Add(9 * time.Second)},
 		{Name: "force_refresh", Type: "all", Every: "10m0s", Next: now.Add(10 * time.Minute)},
 	}}, now)
-	m.beat("w0", masterapi.Heartbeat{Runs: []masterapi.RunResult{{Name: "pull_refresh", Seq: 2, Started: now.Add(-11 * time.Second), TookMs: 4, Outcome: "ok"}}}, now)
-	m.beat("w1", masterapi.Heartbeat{Runs: []masterapi.RunResult{{Name: "pull_refresh", Seq: 3, Started: now.Add(-time.Second), TookMs: 7, Outcome: "error", Err: "remote: 500"}}}, now)
+	m.beat("w0", bus.RoleWorker, masterapi.Heartbeat{Runs: []masterapi.RunResult{{Name: "pull_refresh", Seq: 2, Started: now.Add(-11 * time.Second), TookMs: 4, Outcome: "ok"}}}, now)
+	m.beat("w1", bus.RoleWorker, masterapi.Heartbeat{Runs: []masterapi.RunResult{{Name: "pull_refresh", Seq: 3, Started: now.Add(-time.Second), TookMs: 7, Outcome: "error", Err: "remote: 500"}}}, now)
 	// an older report of w0 does not hide w1's newer run
-	m.beat("w0", masterapi.Heartbeat{Runs: []masterapi.RunResult{{Name: "pull_refresh", Seq: 2, Started: now.Add(-11 * time.Second), TookMs: 4, Outcome: "ok"}}}, now.Add(time.Second))
+	m.beat("w0", bus.RoleWorker, masterapi.Heartbeat{Runs: []masterapi.RunResult{{Name: "pull_refresh", Seq: 2, Started: now.Add(-11 * time.Second), TookMs: 4, Outcome: "ok"}}}, now.Add(time.Second))
+
+	// A worker sets no schedule, the agent no run.
+	m.beat("w1", bus.RoleWorker, masterapi.Heartbeat{Schedules: []masterapi.Planned{{Name: "fake", Type: "all"}}}, now)
+	m.beat("a1", bus.RoleAgent, masterapi.Heartbeat{
+		Schedules: []masterapi.Planned{
+			{Name: "pull_refresh", Type: "worker", Every: "10s", Seq: 3, Last: now.Add(-time.Second), Next: now.Add(9 * time.Second)},
+			{Name: "force_refresh", Type: "all", Every: "10m0s", Next: now.Add(10 * time.Minute)},
+		},
+		Runs: []masterapi.RunResult{{Name: "pull_refresh", Seq: 9, Started: now, Outcome: "ok"}},
+	}, now)
+	// A heartbeat that fails its Check is refused, and changes nothing.
+	bad := masterapi.Heartbeat{RSS: 1, Runs: []masterapi.RunResult{{Name: "pull_refresh", Seq: 4, Started: now, Outcome: "<img>"}}}
+	if err := m.beat("w1", bus.RoleWorker, bad, now.Add(time.Second)); err == nil {
+		t.Errorf("beat(w1, outcome <img>) = nil, want it refused")
+	}
+	if hb, _, _ := m.heartbeat("w1"); hb.RSS != 0 {
+		t.Errorf("w1's heartbeat after a refused one has RSS %d, want the last good one's 0", hb.RSS)
+	}
 
 	got := m.view(processStatus{}, statusReply{}).Schedules
 	if len(got) != 2 {
@@ -172,5 +230,48 @@ func TestHealth(t *testing.T) {
 	}
 	if got := withMissing([]processStatus{ready("agent", "a")}); len(got) != 1 {
 		t.Errorf("withMissing with an agent = %+v, want it alone", got)
+	}
+}
+
+// A child that starts and reports while a round of heartbeats waits for a
+// slow child keeps its report at the end of the round.
+func TestModelHeartbeatsKeepNewChild(t *testing.T) {
+	var mu sync.Mutex
+	children := fleetOf(0)()
+	live := func() []processStatus {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(children)
+	}
+	m := newModel(live)
+	pinged, release := make(chan struct{}), make(chan struct{})
+	ping := func(ctx context.Context, id string) (masterapi.Heartbeat, error) {
+		close(pinged) // only a1 is live in the first round
+		<-release
+		return masterapi.Heartbeat{}, nil
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	wg.Go(func() { m.heartbeats(ctx, ping, time.Hour, slog.New(slog.DiscardHandler)) })
+	defer wg.Wait()
+	defer cancel()
+
+	<-pinged
+	mu.Lock()
+	children = append(children, processStatus{Role: "worker", ID: "w0", PID: 2, State: supervisor.StateReady})
+	mu.Unlock()
+	m.report("w0", bus.RoleWorker, masterapi.State{Version: "1", By: "start"}, time.Now())
+	changes, done := m.subscribe()
+	defer done()
+	close(release)
+	select {
+	case <-changes: // the end of the round
+	case <-time.After(5 * time.Second):
+		t.Fatal("the round of heartbeats did not end within 5s")
+	}
+	for _, p := range m.view(processStatus{}, statusReply{}).Children {
+		if p.ID == "w0" && p.Cache == nil {
+			t.Errorf("w0's report, made during the round, was forgotten at its end")
+		}
 	}
 }

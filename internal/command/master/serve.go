@@ -107,6 +107,7 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 	mdl := newModel(live)
 	sm := newServiceMetrics(conn, live, true, log)
 	mdl.onComplete, mdl.onFetches = sm.changeComplete, sm.changeCounted
+	mdl.onRound = func(live []processStatus) { sm.observeRestarts(live) }
 	var reloading atomic.Bool
 	doReload := func() {
 		if !reloading.CompareAndSwap(false, true) {
@@ -172,7 +173,12 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 	}
 	log.Info("master started", "version", version, "bus", b.ClientURL(), "http", ln.Addr().String(),
 		"admin", adm.Addr(), "workers", cfg.Workers, "runDir", cfg.RunDir)
-	go mdl.heartbeats(ctx, conn, heartbeatEvery)
+	// the heartbeats end before the bus connection closes (defers run last first)
+	var beats sync.WaitGroup
+	defer beats.Wait()
+	bctx, stopBeats := context.WithCancel(ctx)
+	defer stopBeats()
+	beats.Go(func() { mdl.heartbeats(bctx, pingOver(conn), heartbeatEvery, log) })
 	if wd := newWatchdog(cfg, sup, mdl, sockets, log); wd.on() {
 		var wg sync.WaitGroup
 		defer wg.Wait()

@@ -1,6 +1,7 @@
 package master
 
 import (
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -184,5 +185,30 @@ func TestRunDirOfAnotherUserIsRefused(t *testing.T) {
 	wantMode(t, dir, fs.ModeDir|0o755)
 	if _, err := os.Lstat(filepath.Join(dir, "master.json")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Lstat(master.json) = %v, want none written", err)
+	}
+}
+
+// Only a worker's row has a slot in JSON (the page and `master status --json`).
+func TestProcessStatusJSON(t *testing.T) {
+	for _, tt := range []struct {
+		p    processStatus
+		want string
+	}{
+		{processStatus{Role: "worker", Slot: 0}, `"slot":0`},
+		{processStatus{Role: "worker", Slot: 2}, `"slot":2`},
+		{processStatus{Role: "agent"}, ""},
+		{processStatus{Role: "master"}, ""},
+	} {
+		b, err := json.Marshal(tt.p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if has := strings.Contains(string(b), `"slot"`); tt.want == "" && has || tt.want != "" && !strings.Contains(string(b), tt.want) {
+			t.Errorf("json.Marshal(%s in slot %d) = %s, want slot %q", tt.p.Role, tt.p.Slot, b, tt.want)
+		}
+		var back processStatus
+		if err := json.Unmarshal(b, &back); err != nil || back.Role != tt.p.Role || back.Slot != tt.p.Slot {
+			t.Errorf("json.Unmarshal(%s) = %+v, %v; want %+v", b, back, err, tt.p)
+		}
 	}
 }

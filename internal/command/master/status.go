@@ -22,7 +22,7 @@ type processStatus struct {
 	Role     string    `json:"role"`
 	ID       string    `json:"id"`
 	PID      int       `json:"pid"`
-	Slot     int       `json:"slot"` // a worker's place, 0 to N-1, kept across restarts and reloads
+	Slot     int       `json:"slot"` // a worker's place, 0 to N-1, kept across restarts and reloads; in JSON, only a worker's
 	State    string    `json:"state"`
 	Started  time.Time `json:"started"`
 	Restarts int       `json:"restarts"`
@@ -30,12 +30,26 @@ type processStatus struct {
 	RSS        uint64    `json:"rss,omitempty"`        // bytes
 	CPU        float64   `json:"cpu,omitempty"`        // seconds used so far
 	CPUPercent float64   `json:"cpuPercent,omitempty"` // of one core, since the heartbeat before
-	Goroutines int       `json:"goroutines,omitempty"` //
+	Goroutines int       `json:"goroutines,omitempty"` // runtime.NumGoroutine
 	Beat       time.Time `json:"beat,omitzero"`        // when its last heartbeat came
 	// Cache is what the process reported it serves (yolk.Process.Report), with
 	// when the report came.
 	Cache    *masterapi.State `json:"cache,omitempty"`
 	Reported time.Time        `json:"reported,omitzero"`
+}
+
+// MarshalJSON leaves the slot out of a row other than a worker's: the
+// master and the agent have none.
+func (p processStatus) MarshalJSON() ([]byte, error) {
+	type plain processStatus // without this method
+	var slot *int
+	if p.Role == string(bus.RoleWorker) {
+		slot = &p.Slot
+	}
+	return json.Marshal(struct {
+		plain
+		Slot *int `json:"slot,omitempty"` // shadows plain's
+	}{plain(p), slot})
 }
 
 // statusReply is the master's answer to a status request.

@@ -5,6 +5,17 @@
 const $ = (id) => document.getElementById(id);
 const seen = new Set(); // versions already shown in the timeline
 
+// Class names come from a fixed list: a value the master relays from a child
+// (state, outcome, cause) becomes a class only if the style sheet knows it.
+const classes = {
+  role: ["master", "agent", "worker"],
+  state: ["ready", "starting", "stopping", "backoff", "missing", "degraded"],
+  by: ["push", "pull", "force", "start"],
+  outcome: ["ok", "error", "running", "timeout", "canceled"],
+  health: ["ok", "degraded", "starting", "unknown"],
+};
+const known = (kind, value) => (classes[kind].includes(value) ? value : "");
+
 function el(tag, cls, text) {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
@@ -48,21 +59,21 @@ function clock(t) {
 }
 
 function byTag(by) {
-  return el("span", "by " + (by || ""), by || "-");
+  return el("span", "by " + known("by", by), by || "-");
 }
 
 function renderProcs(v, now) {
   const body = $("procs").tBodies[0];
   body.replaceChildren();
   for (const p of [v.master, ...(v.children || [])]) {
-    const tr = el("tr", p.role);
+    const tr = el("tr", known("role", p.role));
     tr.dataset.role = p.role;
     tr.dataset.state = p.state;
     if (p.role === "worker") tr.dataset.slot = p.slot;
     cell(tr, p.role, "role");
     cell(tr, p.role === "worker" ? String(p.slot) : "", "num");
     cell(tr, p.id || "-", "mono");
-    cell(tr, "").appendChild(el("span", "state " + p.state, p.state));
+    cell(tr, "").appendChild(el("span", "state " + known("state", p.state), p.state));
     cell(tr, p.state === "missing" ? "-" : dur(since(now, p.started)), "num");
     cell(tr, String(p.restarts || 0), "num restarts" + (p.restarts > 0 ? " restarted" : ""));
     cell(tr, bytes(p.rss), "num rss");
@@ -127,7 +138,7 @@ function renderSchedules(v, now) {
     const name = cell(tr, s.name, "mono name");
     name.appendChild(el("small", "", "every " + s.every + ", " + (s.type === "worker" ? "one worker" : s.type)));
     cell(tr, isSet(s.last) ? dur(since(now, s.last)) + " ago" : "-", "num");
-    const out = cell(tr, s.outcome || "-", "outcome " + (s.outcome || ""));
+    const out = cell(tr, s.outcome || "-", "outcome " + known("outcome", s.outcome));
     out.title = (s.worker ? "run " + s.runSeq + " in worker " + s.worker : "") + (s.err ? ": " + s.err : "");
     cell(tr, s.outcome && s.outcome !== "running" ? dur(s.durationMs) : "-", "num");
     cell(tr, isSet(s.next) ? "in " + dur(-since(now, s.next)) : "-", "num");
@@ -158,7 +169,7 @@ function render(v) {
   const now = Date.parse(v.now);
   const h = $("health");
   h.textContent = v.health;
-  h.className = "health " + v.health.split(":")[0];
+  h.className = "health " + known("health", v.health.split(":")[0]);
   $("mode").textContent = v.mode + (v.reloading ? " (reloading)" : "");
   $("master").textContent = "pid " + v.master.pid + ", up " + dur(since(now, v.master.started));
   $("bus").textContent = v.bus;
