@@ -58,7 +58,7 @@ type watchdog struct {
 // replacer is what the watchdog needs of the supervisor.
 type replacer interface {
 	Status() []supervisor.ChildStatus
-	Replace(ctx context.Context, pid int, how supervisor.Stop) error
+	Replace(ctx context.Context, pid int, how supervisor.Stop, claimed func()) error
 }
 
 func newWatchdog(cfg config, sup replacer, mdl *model, sockets *healthSockets, log *slog.Logger) *watchdog {
@@ -213,7 +213,7 @@ func (w *watchdog) replace(ctx context.Context, c supervisor.ChildStatus, how su
 	attrs := []any{"role", c.Role, "pid", c.PID, "slot", c.Slot, "cause", cause, "stop", how.String()}
 	w.log.Warn(c.Role+" "+state+"; "+verb, append(attrs, "why", c.Role+" "+why)...)
 	start := time.Now()
-	err := w.sup.Replace(ctx, c.PID, how)
+	err := w.sup.Replace(ctx, c.PID, how, nil)
 	switch {
 	case err == nil:
 	case errors.Is(err, supervisor.ErrReloading), errors.Is(err, supervisor.ErrReplacing):
