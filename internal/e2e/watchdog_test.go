@@ -334,7 +334,7 @@ func TestWatchdogReplacesWorkerOverMemoryBudget(t *testing.T) {
 		}
 	}
 	t0 := time.Now()
-	line := m.logs.waitFor(t, 10*time.Second, `"pid":`+strconv.Itoa(victim), "above YOLK_WORKER_MAX_RSS (256MiB) for", "replacing it")
+	line := m.logs.waitFor(t, 10*time.Second, `"pid":`+strconv.Itoa(victim), "above YOLK_WORKER_MAX_RSS (256.0MiB) for", "replacing it")
 	t.Logf("log: %s", line)
 	replaced := waitReplaced(t, m, victim, 30*time.Second)
 	t.Logf("worker %d grown past YOLK_WORKER_MAX_RSS: replaced %v later (YOLK_WORKER_MAX_RSS_FOR 2s)", victim, replaced.Sub(t0).Round(time.Millisecond))

@@ -126,7 +126,7 @@ func serveExternal(ctx context.Context, cfg config, stderr io.Writer, sig signal
 	}); err != nil {
 		return err
 	}
-	go mdl.heartbeats(ctx, conn, heartbeatEvery)
+	go mdl.heartbeats(ctx, conn, heartbeatInterval(cfg.HangTimeout))
 	log.Info("master started", "version", version, "mode", cli.ModeExternal, "bus", b.ClientURL(),
 		"health", cfg.HealthPath(), "admin", adm.Addr(), "runDir", cfg.RunDir)
 

@@ -69,7 +69,7 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 	workerEnv := append(slices.Clone(childEnv), "YOLK_LISTEN_FD=4")
 	if limit := workerMemLimit(environ, cfg.Workers, containerMemory); limit > 0 {
 		workerEnv = append(workerEnv, "GOMEMLIMIT="+strconv.FormatUint(limit, 10))
-		log.Info("each worker's GOMEMLIMIT is its share of the container's memory limit", "gomemlimit", mib(limit))
+		log.Info("each worker's GOMEMLIMIT is its share of the container's memory limit", "gomemlimit", mebibytes(limit))
 	}
 	sockets := newHealthSockets(cfg.RunDir, log)
 	var sup *supervisor.Supervisor
@@ -172,7 +172,7 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 	}
 	log.Info("master started", "version", version, "bus", b.ClientURL(), "http", ln.Addr().String(),
 		"admin", adm.Addr(), "workers", cfg.Workers, "runDir", cfg.RunDir)
-	go mdl.heartbeats(ctx, conn, heartbeatEvery)
+	go mdl.heartbeats(ctx, conn, heartbeatInterval(cfg.HangTimeout))
 	if wd := newWatchdog(cfg, sup, mdl, sockets, log); wd.on() {
 		var wg sync.WaitGroup
 		defer wg.Wait()
