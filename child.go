@@ -37,7 +37,7 @@ type workerConfig struct {
 	WorkerSecret string        `env:"YOLK_WORKER_SECRET" help:"external mode: the workers' bus secret; the bus user is worker (required; never printed)"`
 	HTTPAddr     string        `env:"YOLK_HTTP_ADDR" envDefault:":7001" help:"HTTP address (fork mode: the socket comes from the master; external mode: bound with SO_REUSEPORT once ready)"`
 	ListenFD     int           `env:"YOLK_LISTEN_FD" help:"inherited listening socket (set by the master)"`
-	HangTimeout  time.Duration `env:"YOLK_HANG_TIMEOUT" envDefault:"10s" help:"HTTP requests in flight of which none completed this long make the worker stalled: its heartbeat says so and its /healthz answers 503, and the master replaces it; 0: off"`
+	HangTimeout  time.Duration `env:"YOLK_HANG_TIMEOUT" envDefault:"10s" help:"HTTP requests in flight of which none progressed (completed, wrote or flushed) this long make the worker stalled: its heartbeat says so and its /healthz answers 503, and the master replaces it; at least 1s; 0: off"`
 }
 
 // parseChild reads and checks a child's config: the agent's or a worker's.
@@ -58,8 +58,8 @@ func parseChild(role Role, environ []string) (workerConfig, error) {
 	if err := cli.CheckHostPort(c.HTTPAddr); err != nil {
 		return c, cli.BadValue("YOLK_HTTP_ADDR", c.HTTPAddr, "%v", err)
 	}
-	if c.HangTimeout < 0 {
-		return c, cli.BadValue("YOLK_HANG_TIMEOUT", c.HangTimeout.String(), "want 0 (off) or a positive duration")
+	if c.HangTimeout < 0 || c.HangTimeout > 0 && c.HangTimeout < cli.MinHangTimeout {
+		return c, cli.BadValue("YOLK_HANG_TIMEOUT", c.HangTimeout.String(), "want 0 (off) or at least %s", cli.MinHangTimeout)
 	}
 	if c.ListenFD < 0 || (c.ListenFD > 0 && !serve.IsListener(c.ListenFD)) {
 		return c, cli.BadValue("YOLK_LISTEN_FD", strconv.Itoa(c.ListenFD), "not an inherited listening socket (the master sets it)")

@@ -17,12 +17,22 @@ import (
 // replaced keep running. Cancelling ctx abandons the reload the same way (a
 // new worker still starting is stopped).
 //
-// Reloads do not queue: while one runs, Reload returns ErrReloading at once,
-// and while a Replace runs, ErrReplacing. Before Run has every child ready,
-// while it stops and after it returned, Reload returns ErrNotRunning. Safe
-// for concurrent use.
+// Reloads do not queue: while one runs, Reload returns ErrReloading at once.
+// While a Replace runs (one worker's start: short), Reload waits for it to
+// end, or for ctx. Before Run has every child ready, while it stops and after
+// it returned, Reload returns ErrNotRunning. Safe for concurrent use.
 func (s *Supervisor) Reload(ctx context.Context) error {
 	s.mu.Lock()
+	for s.busy == ErrReplacing {
+		idle := s.idle
+		s.mu.Unlock()
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		s.mu.Lock()
+	}
 	if err := s.claim(ErrReloading); err != nil {
 		s.mu.Unlock()
 		return err
@@ -49,13 +59,14 @@ func (s *Supervisor) claim(what error) error {
 	case s.busy != nil:
 		return s.busy
 	}
-	s.busy = what
+	s.busy, s.idle = what, make(chan struct{})
 	return nil
 }
 
 func (s *Supervisor) release() {
 	s.mu.Lock()
 	s.busy = nil
+	close(s.idle)
 	s.mu.Unlock()
 }
 
@@ -91,39 +102,47 @@ func (h Stop) String() string {
 //
 // If the new worker fails to become ready, Replace returns the error with its
 // last stderr lines and the old worker keeps running. Cancelling ctx abandons
-// the replacement the same way. Replace returns ErrNoChild for a pid that is
-// not a child, ErrReloading or ErrReplacing while a Reload or another Replace
-// runs, and ErrNotRunning as Reload does. Safe for concurrent use.
-func (s *Supervisor) Replace(ctx context.Context, pid int, how Stop) error {
+// the replacement the same way. Replace returns at once, having done nothing,
+// ErrNoChild for a pid that is not a child, ErrReloading or ErrReplacing while
+// a Reload or another Replace runs, and ErrNotRunning as Reload does;
+// otherwise it calls claimed, if not nil, before it starts or stops anything
+// (where to log that the replacement begins, and why). Safe for concurrent use.
+func (s *Supervisor) Replace(ctx context.Context, pid int, how Stop, claimed func()) error {
 	s.mu.Lock()
-	if err := s.claim(ErrReplacing); err != nil {
-		s.mu.Unlock()
-		return err
-	}
 	var sl *slot
 	for _, w := range append([]*slot{s.agent}, s.workers...) {
 		if w != nil && w.cur != nil && w.cur.pid == pid {
 			sl = w
 		}
 	}
+	err := s.claim(ErrReplacing)
 	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	defer s.release()
-	switch {
-	case sl == nil:
+	if sl == nil {
 		return ErrNoChild
-	case sl.spec == &s.cfg.Agent:
-		return s.restartNow(ctx, sl, how)
+	}
+	if claimed != nil {
+		claimed()
+	}
+	if sl.spec == &s.cfg.Agent {
+		return s.restartNow(ctx, sl, pid, how)
 	}
 	return s.replace(ctx, sl, how, true)
 }
 
-// restartNow stops the current child of sl as how says and returns once it is
-// reaped (or ctx is done); the slot's goroutine restarts it.
-func (s *Supervisor) restartNow(ctx context.Context, sl *slot, how Stop) error {
+// restartNow stops the current child of sl, if it is still pid, as how says
+// and returns once it is reaped (or ctx is done); the slot's goroutine
+// restarts it. It returns ErrNoChild when sl's child is no longer pid (it
+// exited and was restarted since Replace found it): the new one is not the
+// one asked for.
+func (s *Supervisor) restartNow(ctx context.Context, sl *slot, pid int, how Stop) error {
 	s.mu.Lock()
 	c := sl.cur
 	s.mu.Unlock()
-	if c == nil {
+	if c == nil || c.pid != pid {
 		return ErrNoChild
 	}
 	done := make(chan struct{})

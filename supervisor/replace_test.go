@@ -58,8 +58,12 @@ func TestReplaceWorkerGracefully(t *testing.T) {
 	before := h.s.Status()
 	old := before[2].PID // the second worker, slot 1
 
-	if err := h.s.Replace(t.Context(), old, StopGraceful); err != nil {
+	claimed := 0
+	if err := h.s.Replace(t.Context(), old, StopGraceful, func() { claimed++ }); err != nil {
 		t.Fatalf("Replace(%d, StopGraceful) = %v", old, err)
+	}
+	if claimed != 1 {
+		t.Errorf("Replace(%d, StopGraceful) called claimed %d times, want 1", old, claimed)
 	}
 	checkReplaced(t, h, before, old, "term", 1)
 	if log := h.log.String(); strings.Contains(log, "restarting") || strings.Contains(log, "SIGQUIT") {
@@ -82,7 +86,7 @@ func TestReplaceWorkerQuitThenKill(t *testing.T) {
 	old := h.playing("ignore-quit")
 
 	start := time.Now()
-	if err := h.s.Replace(t.Context(), old, StopQuit); err != nil {
+	if err := h.s.Replace(t.Context(), old, StopQuit, nil); err != nil {
 		t.Fatalf("Replace(%d, StopQuit) = %v", old, err)
 	}
 	took := time.Since(start)
@@ -111,7 +115,7 @@ func TestReplaceStoppedWorkerDumps(t *testing.T) {
 	}
 	t.Cleanup(func() { syscall.Kill(old, syscall.SIGCONT) })
 
-	if err := h.s.Replace(t.Context(), old, StopQuit); err != nil {
+	if err := h.s.Replace(t.Context(), old, StopQuit, nil); err != nil {
 		t.Fatalf("Replace(%d, StopQuit) = %v", old, err)
 	}
 	checkReplaced(t, h, before, old, "SIGQUIT: quit", 1)
@@ -137,7 +141,7 @@ func TestReplaceAgent(t *testing.T) {
 	}
 	t.Cleanup(func() { syscall.Kill(agent, syscall.SIGCONT) })
 
-	if err := h.s.Replace(t.Context(), agent, StopQuit); err != nil {
+	if err := h.s.Replace(t.Context(), agent, StopQuit, nil); err != nil {
 		t.Fatalf("Replace(agent %d, StopQuit) = %v", agent, err)
 	}
 	waitFor(t, 20*time.Second, "a new agent ready", func() bool {
@@ -164,23 +168,21 @@ func TestReplaceRefused(t *testing.T) {
 		}
 		return "ready"
 	}, func(c *Config) { c.ReadyTimeout = 2 * time.Second })
-	if err := h.s.Replace(t.Context(), 1, StopQuit); !errors.Is(err, ErrNotRunning) {
+	if err := h.s.Replace(t.Context(), 1, StopQuit, nil); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("Replace before Run = %v, want ErrNotRunning", err)
 	}
 	h.run()
 	h.waitAllReady()
-	if err := h.s.Replace(t.Context(), 1, StopQuit); !errors.Is(err, ErrNoChild) {
+	if err := h.s.Replace(t.Context(), 1, StopQuit, nil); !errors.Is(err, ErrNoChild) {
 		t.Errorf("Replace(1) = %v, want ErrNoChild", err)
 	}
 	old := workerPIDs(h.s.Status())[0]
 	done := make(chan error, 1)
-	go func() { done <- h.s.Replace(context.Background(), old, StopQuit) }()
+	go func() { done <- h.s.Replace(context.Background(), old, StopQuit, nil) }()
 	waitFor(t, 20*time.Second, "the replacement starting", func() bool { return len(h.s.Status()) == 3 })
-	if err := h.s.Reload(t.Context()); !errors.Is(err, ErrReplacing) {
-		t.Errorf("Reload during Replace = %v, want ErrReplacing", err)
-	}
-	if err := h.s.Replace(t.Context(), old, StopQuit); !errors.Is(err, ErrReplacing) {
-		t.Errorf("Replace during Replace = %v, want ErrReplacing", err)
+	claimed := false
+	if err := h.s.Replace(t.Context(), old, StopQuit, func() { claimed = true }); !errors.Is(err, ErrReplacing) || claimed {
+		t.Errorf("Replace during Replace = %v, claimed called %v; want ErrReplacing, not claimed", err, claimed)
 	}
 	err := <-done
 	if err == nil || !strings.Contains(err.Error(), "not ready within 2s") {
@@ -188,5 +190,65 @@ func TestReplaceRefused(t *testing.T) {
 	}
 	if pids := workerPIDs(h.s.Status()); !slices.Equal(pids, []int{old}) {
 		t.Errorf("workers %v after a failed Replace, want the old one %d kept", pids, old)
+	}
+}
+
+// A Reload asked for while a Replace runs waits for it, then runs: a SIGHUP
+// or a master reload is not lost to the watchdog.
+func TestReloadWaitsForReplace(t *testing.T) {
+	h := newHarness(t, 1, func(role string, n int) string {
+		if role == "worker" && n == 1 {
+			return "never-ready" // the Replace's worker: it fails after ReadyTimeout
+		}
+		return "ready"
+	}, func(c *Config) { c.ReadyTimeout = 2 * time.Second })
+	h.run()
+	h.waitAllReady()
+	old := workerPIDs(h.s.Status())[0]
+	replaced := make(chan error, 1)
+	go func() { replaced <- h.s.Replace(context.Background(), old, StopQuit, nil) }()
+	waitFor(t, 20*time.Second, "the replacement starting", func() bool { return len(h.s.Status()) == 3 })
+
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if err := h.s.Reload(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Reload during Replace, its context done first = %v, want context.DeadlineExceeded", err)
+	}
+	reloaded := make(chan error, 1)
+	go func() { reloaded <- h.s.Reload(context.Background()) }()
+	select {
+	case err := <-reloaded:
+		t.Fatalf("Reload during Replace = %v before the Replace ended, want it to wait", err)
+	case err := <-replaced:
+		if err == nil || !strings.Contains(err.Error(), "not ready within 2s") {
+			t.Errorf("Replace with a replacement never ready = %v, want its error", err)
+		}
+	}
+	if err := <-reloaded; err != nil {
+		t.Fatalf("Reload after the Replace ended = %v, want nil", err)
+	}
+	if pids := workerPIDs(h.s.Status()); len(pids) != 1 || pids[0] == old {
+		t.Errorf("workers %v after the Reload, want one new worker in place of %d", pids, old)
+	}
+}
+
+// An agent that exited and was restarted since Replace found it is not the
+// one asked for: it is left alone.
+func TestRestartNowOtherPID(t *testing.T) {
+	h := newHarness(t, 1, all("ready"), nil)
+	h.run()
+	h.waitAllReady()
+	agent := h.s.Status()[0].PID
+	h.s.mu.Lock()
+	sl := h.s.agent
+	h.s.mu.Unlock()
+	if err := h.s.restartNow(t.Context(), sl, agent+1, StopQuit); !errors.Is(err, ErrNoChild) {
+		t.Errorf("restartNow(agent slot, pid %d) with agent %d = %v, want ErrNoChild", agent+1, agent, err)
+	}
+	if events, _, _ := h.snapshot(); slices.Contains(events, fmt.Sprintf("line %d SIGQUIT: quit", agent)) {
+		t.Errorf("agent %d got SIGQUIT, asked for pid %d: %q", agent, agent+1, events)
+	}
+	if st := h.s.Status()[0]; st.PID != agent || st.State != StateReady {
+		t.Errorf("agent after restartNow of another pid: %+v, want %d ready", st, agent)
 	}
 }

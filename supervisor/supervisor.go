@@ -112,7 +112,8 @@ var (
 	ErrKilled = errors.New("supervisor: children killed")
 	// ErrReloading is returned by Reload and Replace while a Reload runs.
 	ErrReloading = errors.New("supervisor: a reload is already running")
-	// ErrReplacing is returned by Reload and Replace while a Replace runs.
+	// ErrReplacing is returned by Replace while another Replace runs (Reload
+	// waits for it).
 	ErrReplacing = errors.New("supervisor: a child is being replaced")
 	// ErrNotRunning is returned by Reload and Replace before every child
 	// first became ready, while stopping and after Run returned.
@@ -142,8 +143,9 @@ type Supervisor struct {
 	killOnce sync.Once
 	wg       sync.WaitGroup // slot goroutines and reapers
 
-	mu       sync.Mutex // guards everything below and every slot's mutable fields
-	busy     error      // ErrReloading or ErrReplacing while Reload or Replace runs, else nil
+	mu       sync.Mutex    // guards everything below and every slot's mutable fields
+	busy     error         // ErrReloading or ErrReplacing while Reload or Replace runs, else nil
+	idle     chan struct{} // closed when busy goes back to nil
 	phase    int
 	allReady bool
 	stopping bool

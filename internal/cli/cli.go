@@ -20,6 +20,7 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/caarlos0/env/v11"
 )
@@ -53,6 +54,12 @@ func Usagef(format string, args ...any) error {
 func BadValue(name, value string, format string, args ...any) error {
 	return &UsageError{Var: name, Value: value, Err: fmt.Errorf(format, args...)}
 }
+
+// MinHangTimeout is the least YOLK_HANG_TIMEOUT but 0 (off), for the master
+// and the workers alike: the master pings its children every quarter of it,
+// and never more often than every 250ms, so that a child counts as silent
+// only after a few missed heartbeats.
+const MinHangTimeout = time.Second
 
 // Parse reads T from environ (KEY=VALUE strings) using the `env` and `envDefault`
 // struct tags. Only environ is read, never the process environment. A value that does

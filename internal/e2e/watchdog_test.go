@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -135,14 +136,25 @@ func pickVictim(t *testing.T, m *master, l *wdLoad) int {
 }
 
 // waitReplaced waits until victim is gone and 3 workers are ready again, and
-// returns when that was seen.
+// returns when the master logged it replaced (the time of its record, not of
+// the test's poll, which a loaded machine delays).
 func waitReplaced(t *testing.T, m *master, victim int, bound time.Duration) time.Time {
 	t.Helper()
 	eventually(t, bound, fmt.Sprintf("worker %d replaced", victim), func() bool {
 		st := m.status(t)
 		return processGone(victim) && st.allReady(3) && !slices.Contains(st.pids("worker"), victim)
 	})
-	return time.Now()
+	return recordTime(t, m.logs.waitFor(t, 5*time.Second, `"msg":"worker replaced"`, `"pid":`+strconv.Itoa(victim)+`,`))
+}
+
+// recordTime is the time of a record of the master's log.
+func recordTime(t *testing.T, line string) time.Time {
+	t.Helper()
+	var rec struct{ Time time.Time }
+	if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Time.IsZero() {
+		t.Fatalf("no time in the master's record %q: %v", line, err)
+	}
+	return rec.Time
 }
 
 // checkStuckReplaced checks what a stuck worker's replacement must leave: the
@@ -222,8 +234,7 @@ func TestWatchdogReplacesStoppedWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { syscall.Kill(victim, syscall.SIGCONT) })
-	m.logs.waitFor(t, wdBound, `"pid":`+strconv.Itoa(victim), "answered no heartbeat", "replacing it")
-	detected := time.Now()
+	detected := recordTime(t, m.logs.waitFor(t, wdBound, `"pid":`+strconv.Itoa(victim), "answered no heartbeat", "replacing it"))
 	replaced := waitReplaced(t, m, victim, wdBound+10*time.Second)
 	t.Logf("SIGSTOPped worker %d (YOLK_HANG_TIMEOUT %v): found stuck after %v, replaced after %v",
 		victim, wdHang, detected.Sub(t0).Round(time.Millisecond), replaced.Sub(t0).Round(time.Millisecond))
@@ -263,8 +274,7 @@ func TestWatchdogReplacesBlockedHandler(t *testing.T) {
 			t.Fatalf("fault request: %d, want 200 or 421 (was the worker built with -tags yolkfault?)", code)
 		}
 	}
-	m.logs.waitFor(t, wdBound, `"pid":`+strconv.Itoa(victim), "is stalled", "replacing it")
-	detected := time.Now()
+	detected := recordTime(t, m.logs.waitFor(t, wdBound, `"pid":`+strconv.Itoa(victim), "is stalled", "replacing it"))
 	replaced := waitReplaced(t, m, victim, wdBound+10*time.Second)
 	t.Logf("worker %d with a handler blocked for ever (YOLK_HANG_TIMEOUT %v): found stalled after %v, replaced after %v",
 		victim, wdHang, detected.Sub(t0).Round(time.Millisecond), replaced.Sub(t0).Round(time.Millisecond))
@@ -285,8 +295,7 @@ func TestWatchdogRestartsStoppedAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { syscall.Kill(agent, syscall.SIGCONT) })
-	m.logs.waitFor(t, wdBound, `"pid":`+strconv.Itoa(agent), "answered no heartbeat", "restarting it")
-	detected := time.Since(t0)
+	detected := recordTime(t, m.logs.waitFor(t, wdBound, `"pid":`+strconv.Itoa(agent), "answered no heartbeat", "restarting it")).Sub(t0)
 	eventually(t, wdBound+10*time.Second, "a new agent ready", func() bool {
 		st := m.status(t)
 		return processGone(agent) && st.allReady(3) && len(st.pids("agent")) == 1 && st.pids("agent")[0] != agent
@@ -334,7 +343,7 @@ func TestWatchdogReplacesWorkerOverMemoryBudget(t *testing.T) {
 		}
 	}
 	t0 := time.Now()
-	line := m.logs.waitFor(t, 10*time.Second, `"pid":`+strconv.Itoa(victim), "above YOLK_WORKER_MAX_RSS (256MiB) for", "replacing it")
+	line := m.logs.waitFor(t, 10*time.Second, `"pid":`+strconv.Itoa(victim), "above YOLK_WORKER_MAX_RSS (256.0MiB) for", "replacing it")
 	t.Logf("log: %s", line)
 	replaced := waitReplaced(t, m, victim, 30*time.Second)
 	t.Logf("worker %d grown past YOLK_WORKER_MAX_RSS: replaced %v later (YOLK_WORKER_MAX_RSS_FOR 2s)", victim, replaced.Sub(t0).Round(time.Millisecond))

@@ -30,8 +30,8 @@ type Heartbeat struct {
 	Goroutines int               `json:"goroutines"`     // runtime.NumGoroutine
 	Sent       map[string]uint64 `json:"sent,omitempty"` // messenger calls so far, by verb (bus.Conn.Sent)
 	// Stalled, when not empty, says why the process calls itself stuck: a
-	// worker whose HTTP requests in flight saw none complete for
-	// YOLK_HANG_TIMEOUT. The master replaces it.
+	// worker whose HTTP requests in flight made no progress (none completed,
+	// wrote or flushed) for YOLK_HANG_TIMEOUT. The master replaces it.
 	Stalled string `json:"stalled,omitempty"`
 	// The agent's schedules: when each fired last and fires next.
 	Schedules []Planned `json:"schedules,omitempty"`

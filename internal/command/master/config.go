@@ -34,8 +34,8 @@ type config struct {
 	AgentBin        string        `env:"YOLK_AGENT_BIN" helpDefault:"agent beside the master, or this program" help:"agent executable"`
 	WorkerBin       string        `env:"YOLK_WORKER_BIN" helpDefault:"worker beside the master, or this program" help:"worker executable"`
 	AdminAddr       string        `env:"YOLK_ADMIN_ADDR" envDefault:"127.0.0.1:7009" help:"the live status page and the service's metrics (GET /metrics), host:port; off: none. It changes nothing, but shows the service to whoever reaches it: keep it on loopback or a private network"`
-	HangTimeout     time.Duration `env:"YOLK_HANG_TIMEOUT" envDefault:"10s" help:"a child that answers no heartbeat this long (nor its health socket), or a worker whose HTTP requests in flight saw none complete this long, gets SIGQUIT (its goroutines in the log) and is replaced (a worker through the rolling path, its replacement ready first); 0: off"`
-	WorkerMaxRSS    cli.ByteSize  `env:"YOLK_WORKER_MAX_RSS" helpDefault:"off" help:"a worker whose resident memory stays above this (KiB, MiB, GiB or bytes) for YOLK_WORKER_MAX_RSS_FOR is replaced through the rolling path, without a failed request; 0: off"`
+	HangTimeout     time.Duration `env:"YOLK_HANG_TIMEOUT" envDefault:"10s" help:"a child that answers no heartbeat this long (nor its health socket), or a worker whose HTTP requests in flight made no progress (none completed, wrote or flushed) this long, gets SIGQUIT (its goroutines in the log) and is replaced (a worker through the rolling path, its replacement ready first); at least 1s (the master pings every quarter of it, at most every second); 0: off"`
+	WorkerMaxRSS    cli.ByteSize  `env:"YOLK_WORKER_MAX_RSS" helpDefault:"off" help:"a worker whose resident memory stays above this (KiB, MiB, GiB or bytes) for YOLK_WORKER_MAX_RSS_FOR is replaced through the rolling path, without a failed request (a slot whose fresh replacement is above it too is no longer replaced for memory); 0: off"`
 	WorkerMaxRSSFor time.Duration `env:"YOLK_WORKER_MAX_RSS_FOR" envDefault:"30s" help:"how long a worker may stay above YOLK_WORKER_MAX_RSS"`
 	cli.Fleet
 	ClusterUser     string `env:"YOLK_CLUSTER_USER" help:"user of the leaf node link to the cluster (with YOLK_CLUSTER_PASSWORD)"`
@@ -77,8 +77,8 @@ func (c *config) validate(self bool) error {
 			return cli.BadValue("YOLK_ADMIN_ADDR", c.AdminAddr, "%v (or off)", err)
 		}
 	}
-	if c.HangTimeout < 0 {
-		return cli.BadValue("YOLK_HANG_TIMEOUT", c.HangTimeout.String(), "want 0 (off) or a positive duration")
+	if c.HangTimeout < 0 || c.HangTimeout > 0 && c.HangTimeout < cli.MinHangTimeout {
+		return cli.BadValue("YOLK_HANG_TIMEOUT", c.HangTimeout.String(), "want 0 (off) or at least %s", cli.MinHangTimeout)
 	}
 	if c.WorkerMaxRSSFor <= 0 {
 		return cli.BadValue("YOLK_WORKER_MAX_RSS_FOR", c.WorkerMaxRSSFor.String(), "must be positive")

@@ -131,7 +131,7 @@ func serveExternal(ctx context.Context, cfg config, stderr io.Writer, sig signal
 	defer beats.Wait()
 	bctx, stopBeats := context.WithCancel(ctx)
 	defer stopBeats()
-	beats.Go(func() { mdl.heartbeats(bctx, pingOver(conn), heartbeatEvery, log) })
+	beats.Go(func() { mdl.heartbeats(bctx, pingOver(conn), heartbeatInterval(cfg.HangTimeout), log) })
 	log.Info("master started", "version", version, "mode", cli.ModeExternal, "bus", b.ClientURL(),
 		"health", cfg.HealthPath(), "admin", adm.Addr(), "runDir", cfg.RunDir)
 

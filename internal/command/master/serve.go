@@ -69,7 +69,7 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 	workerEnv := append(slices.Clone(childEnv), "YOLK_LISTEN_FD=4")
 	if limit := workerMemLimit(environ, cfg.Workers, containerMemory); limit > 0 {
 		workerEnv = append(workerEnv, "GOMEMLIMIT="+strconv.FormatUint(limit, 10))
-		log.Info("each worker's GOMEMLIMIT is its share of the container's memory limit", "gomemlimit", mib(limit))
+		log.Info("each worker's GOMEMLIMIT is its share of the container's memory limit", "gomemlimit", mebibytes(limit))
 	}
 	sockets := newHealthSockets(cfg.RunDir, log)
 	var sup *supervisor.Supervisor
@@ -178,7 +178,7 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 	defer beats.Wait()
 	bctx, stopBeats := context.WithCancel(ctx)
 	defer stopBeats()
-	beats.Go(func() { mdl.heartbeats(bctx, pingOver(conn), heartbeatEvery, log) })
+	beats.Go(func() { mdl.heartbeats(bctx, pingOver(conn), heartbeatInterval(cfg.HangTimeout), log) })
 	if wd := newWatchdog(cfg, sup, mdl, sockets, log); wd.on() {
 		var wg sync.WaitGroup
 		defer wg.Wait()

@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/yolkgo/yolk/internal/cli"
 	healthsock "github.com/yolkgo/yolk/internal/health"
 	"github.com/yolkgo/yolk/internal/masterapi"
 	"github.com/yolkgo/yolk/internal/procstat"
@@ -23,24 +22,30 @@ import (
 // worker that holds too much memory.
 //
 // A child is stuck when, for YOLK_HANG_TIMEOUT, no heartbeat came back on the
-// bus and its own health socket does not answer GET /healthz either (the probe,
-// over a unix socket, is made only when heartbeats are missing: a child cut
-// off from the bus but serving is left alone), or when a worker's heartbeat says
-// it is stalled (its HTTP requests in flight saw none complete for that long:
-// its handler is deadlocked, though the bus still reaches it). A stuck worker
-// is replaced through the rolling path: its replacement is ready before it gets
-// SIGQUIT (and SIGCONT, so that a stopped one runs), which makes a Go program
-// write its goroutines' stacks in the log and exit; SIGKILL follows after a few
-// seconds. The agent, which has no twin, gets SIGQUIT, then SIGKILL, and
-// restarts at once.
+// bus (counted from its last one, or from when it was first seen ready if
+// none came since) and its own health socket does not answer GET /healthz
+// either (the probe, over a unix socket, is made only when heartbeats are
+// missing: a child cut off from the bus but serving is left alone), or when a
+// worker's heartbeat says it is stalled (its HTTP requests in flight made no
+// progress for that long: its handler is deadlocked, though the bus still
+// reaches it). The master pings every heartbeatInterval, a few times per hang
+// timeout. A stuck worker is replaced through the rolling path: its
+// replacement is ready before it gets SIGQUIT (and SIGCONT, so that a stopped
+// one runs), which makes a Go program write its goroutines' stacks in the log
+// and exit; SIGKILL follows after a few seconds. The agent, which has no
+// twin, gets SIGQUIT, then SIGKILL, and restarts at once.
 //
 // A worker above YOLK_WORKER_MAX_RSS for YOLK_WORKER_MAX_RSS_FOR is replaced
 // through the rolling path too, but stopped gracefully: it finishes its
-// requests, and none fails.
+// requests, and none fails. When the replacement in a slot is itself above
+// the budget within its first window, the budget is below what a fresh worker
+// needs: the watchdog says so once, at Error, and replaces that slot for
+// memory no more.
 //
-// Replacements are one at a time, never during a reload, and a child whose
-// replacement failed is tried again only after a hang timeout (or the memory
-// window).
+// Replacements are one at a time and never during a reload: one put off is
+// tried again after a wait that doubles up to a second. A child whose
+// replacement failed is tried again only after the window of its cause (the
+// hang timeout, or the memory window).
 type watchdog struct {
 	hang      time.Duration // 0: no hang watch
 	maxRSS    uint64        // 0: no memory budget
@@ -51,14 +56,45 @@ type watchdog struct {
 	rss       func(pid int) (uint64, error)
 	log       *slog.Logger
 
-	over  map[int]time.Time // since when each worker is above maxRSS
-	tried map[int]time.Time // when a replacement of each pid last failed
+	ready  map[int]time.Time // when each child was first seen ready
+	over   map[int]time.Time // since when each worker is above maxRSS
+	tried  map[int]attempt   // the last failed replacement of each pid
+	putOff map[int]attempt   // replacements put off by a reload: n so far, and when to try again
+	// By worker slot: replaced for memory before; no longer replaced for memory.
+	memReplaced, memOff map[int]bool
+}
+
+// attempt is a replacement that did not happen: when it is due again, why
+// it was wanted, and how many times it was put off.
+type attempt struct {
+	next  time.Time
+	cause string
+	n     int
 }
 
 // replacer is what the watchdog needs of the supervisor.
 type replacer interface {
 	Status() []supervisor.ChildStatus
-	Replace(ctx context.Context, pid int, how supervisor.Stop) error
+	Replace(ctx context.Context, pid int, how supervisor.Stop, claimed func()) error
+}
+
+const (
+	// probeTimeout bounds the health probe of a silent child: the kernel
+	// accepts the connection of a stopped process, and nobody answers.
+	probeTimeout = 250 * time.Millisecond
+	// putOffMax is the longest wait before a replacement put off by a reload
+	// is tried again.
+	putOffMax = time.Second
+)
+
+// heartbeatInterval is how often the master pings its children: a quarter of
+// the hang timeout, from 250ms to heartbeatEvery, so that a child misses a few
+// heartbeats before it counts as silent.
+func heartbeatInterval(hang time.Duration) time.Duration {
+	if hang <= 0 {
+		return heartbeatEvery
+	}
+	return min(max(hang/4, 250*time.Millisecond), heartbeatEvery)
 }
 
 func newWatchdog(cfg config, sup replacer, mdl *model, sockets *healthSockets, log *slog.Logger) *watchdog {
@@ -69,8 +105,12 @@ func newWatchdog(cfg config, sup replacer, mdl *model, sockets *healthSockets, l
 			u, err := procstat.Of(pid)
 			return u.RSS, err
 		},
-		over:  make(map[int]time.Time),
-		tried: make(map[int]time.Time),
+		ready:       make(map[int]time.Time),
+		over:        make(map[int]time.Time),
+		tried:       make(map[int]attempt),
+		putOff:      make(map[int]attempt),
+		memReplaced: make(map[int]bool),
+		memOff:      make(map[int]bool),
 	}
 }
 
@@ -88,6 +128,15 @@ func (w *watchdog) every() time.Duration {
 		d = min(d, max(w.maxRSSFor/10, 100*time.Millisecond))
 	}
 	return d
+}
+
+// window is how long a child whose replacement for cause failed is left
+// alone before it is tried again.
+func (w *watchdog) window(cause string) time.Duration {
+	if cause == "memory" {
+		return w.maxRSSFor
+	}
+	return w.hang
 }
 
 // run looks at every child each interval until ctx is done.
@@ -112,29 +161,33 @@ func (w *watchdog) check(ctx context.Context, now time.Time) {
 	for _, c := range children {
 		live[c.PID] = true
 	}
-	for pid := range w.over {
+	for pid := range w.ready {
 		if !live[pid] {
+			delete(w.ready, pid)
 			delete(w.over, pid)
-		}
-	}
-	for pid := range w.tried {
-		if !live[pid] {
 			delete(w.tried, pid)
+			delete(w.putOff, pid)
 		}
 	}
 	for _, c := range children {
 		if c.PID == 0 || c.State != supervisor.StateReady {
 			continue // starting, stopping or in backoff: the supervisor's watch
 		}
-		if at, ok := w.tried[c.PID]; ok && now.Sub(at) < max(w.hang, w.maxRSSFor) {
+		if _, ok := w.ready[c.PID]; !ok {
+			w.ready[c.PID] = now
+		}
+		if a, ok := w.tried[c.PID]; ok && now.Before(a.next) {
+			continue
+		}
+		if a, ok := w.putOff[c.PID]; ok && now.Before(a.next) {
 			continue
 		}
 		if why := w.stuck(ctx, c, now); why != "" {
-			w.replace(ctx, c, supervisor.StopQuit, why, "stuck")
+			w.replace(ctx, c, supervisor.StopQuit, why, "stuck", now)
 			return
 		}
 		if why := w.tooBig(c, now); why != "" {
-			w.replace(ctx, c, supervisor.StopGraceful, why, "memory")
+			w.replace(ctx, c, supervisor.StopGraceful, why, "memory", now)
 			return
 		}
 	}
@@ -145,7 +198,12 @@ func (w *watchdog) stuck(ctx context.Context, c supervisor.ChildStatus, now time
 	if w.hang <= 0 {
 		return ""
 	}
+	// from its last beat, or from when it started or was seen ready: its
+	// first beat may still be on its way
 	last := c.Started
+	if r := w.ready[c.PID]; r.After(last) {
+		last = r
+	}
 	hb, at, ok := w.beat(strconv.Itoa(c.PID))
 	if ok && at.After(last) {
 		last = at
@@ -156,7 +214,7 @@ func (w *watchdog) stuck(ctx context.Context, c supervisor.ChildStatus, now time
 		return ""
 	}
 	if path := w.sockets.path(c.PID); path != "" {
-		pctx, cancel := context.WithTimeout(ctx, min(time.Second, w.hang/2))
+		pctx, cancel := context.WithTimeout(ctx, min(probeTimeout, w.hang/4))
 		err := healthsock.Check(pctx, path, false, io.Discard)
 		cancel()
 		if err == nil {
@@ -176,7 +234,7 @@ func (w *watchdog) stuck(ctx context.Context, c supervisor.ChildStatus, now time
 
 // tooBig says why the worker c is over its memory budget for too long at now, or "".
 func (w *watchdog) tooBig(c supervisor.ChildStatus, now time.Time) string {
-	if w.maxRSS == 0 || c.Role != "worker" {
+	if w.maxRSS == 0 || c.Role != "worker" || w.memOff[c.Slot] {
 		return ""
 	}
 	rss, err := w.rss(c.PID)
@@ -188,21 +246,29 @@ func (w *watchdog) tooBig(c supervisor.ChildStatus, now time.Time) string {
 	if !ok {
 		w.over[c.PID] = now
 		w.log.Info("worker above YOLK_WORKER_MAX_RSS", "pid", c.PID, "slot", c.Slot,
-			"rss", cli.ByteSize(rss).String(), "max", cli.ByteSize(w.maxRSS).String())
+			"rss", mebibytes(rss), "max", mebibytes(w.maxRSS))
 		return ""
 	}
 	if now.Sub(since) < w.maxRSSFor {
 		return ""
 	}
+	if w.memReplaced[c.Slot] && since.Sub(c.Started) < w.maxRSSFor {
+		w.memOff[c.Slot] = true
+		delete(w.over, c.PID)
+		w.log.Error("YOLK_WORKER_MAX_RSS is below a fresh worker's memory: this slot's workers are no longer replaced for memory; raise it",
+			"pid", c.PID, "slot", c.Slot, "rss", mebibytes(rss), "max", mebibytes(w.maxRSS),
+			"overAfter", since.Sub(c.Started).Round(100*time.Millisecond).String())
+		return ""
+	}
 	return fmt.Sprintf("has been above YOLK_WORKER_MAX_RSS (%s) for %s (resident: %s)",
-		cli.ByteSize(w.maxRSS), now.Sub(since).Round(100*time.Millisecond), mib(rss))
+		mebibytes(w.maxRSS), now.Sub(since).Round(100*time.Millisecond), mebibytes(rss))
 }
 
-func mib(n uint64) string { return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20)) }
-
-// replace replaces c and logs what happened and why. The messages are fixed
-// (a log search finds them); the pid, the slot and why are attributes.
-func (w *watchdog) replace(ctx context.Context, c supervisor.ChildStatus, how supervisor.Stop, why, cause string) {
+// replace replaces c, found at now, and logs what happened and why. The
+// messages are fixed (a log search finds them); the pid, the slot and why
+// are attributes. The warning that c is replaced is logged once the
+// supervisor took the replacement on, not when it put it off.
+func (w *watchdog) replace(ctx context.Context, c supervisor.ChildStatus, how supervisor.Stop, why, cause string, now time.Time) {
 	state, verb := "hung", "replacing it"
 	if cause == "memory" {
 		state = "over its memory budget"
@@ -211,22 +277,33 @@ func (w *watchdog) replace(ctx context.Context, c supervisor.ChildStatus, how su
 		verb = "restarting it"
 	}
 	attrs := []any{"role", c.Role, "pid", c.PID, "slot", c.Slot, "cause", cause, "stop", how.String()}
-	w.log.Warn(c.Role+" "+state+"; "+verb, append(attrs, "why", c.Role+" "+why)...)
 	start := time.Now()
-	err := w.sup.Replace(ctx, c.PID, how)
+	err := w.sup.Replace(ctx, c.PID, how, func() {
+		w.log.Warn(c.Role+" "+state+"; "+verb, append(attrs, "why", c.Role+" "+why)...)
+	})
 	switch {
 	case err == nil:
 	case errors.Is(err, supervisor.ErrReloading), errors.Is(err, supervisor.ErrReplacing):
-		w.log.Info("replacement put off", append(attrs, "err", err)...)
+		p := w.putOff[c.PID]
+		if p.n == 0 {
+			w.log.Info("replacement put off", append(attrs, "why", c.Role+" "+why, "err", err)...)
+		}
+		p.n++
+		p.next = now.Add(min(w.every()<<min(p.n, 8), putOffMax))
+		w.putOff[c.PID] = p
 		return
 	case errors.Is(err, supervisor.ErrNoChild), errors.Is(err, supervisor.ErrNotRunning), ctx.Err() != nil:
 		return // gone, or stopping
 	default:
-		w.tried[c.PID] = time.Now()
+		w.tried[c.PID] = attempt{next: now.Add(time.Since(start) + w.window(cause)), cause: cause}
 		w.log.Error("replace "+c.Role, append(attrs, "err", err)...)
 		return
 	}
 	delete(w.over, c.PID)
+	delete(w.putOff, c.PID)
+	if cause == "memory" {
+		w.memReplaced[c.Slot] = true
+	}
 	took := time.Since(start).Round(time.Millisecond).String()
 	if c.Role == "agent" {
 		w.log.Info("agent stopped; its slot restarts it", append(attrs, "took", took)...)
