@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/yolkgo/yolk"
 	"github.com/yolkgo/yolk/bus"
 	"github.com/yolkgo/yolk/cache"
 )
@@ -20,32 +21,7 @@ type Config struct {
 	ForceInterval time.Duration `env:"YOLK_FORCE_INTERVAL" envDefault:"10m" help:"force_refresh in every worker; 0 turns it off"`
 	PullInterval  time.Duration `env:"YOLK_PULL_INTERVAL" envDefault:"10s" help:"pull_refresh check in one worker; 0 turns it off"`
 	FetchTimeout  time.Duration `env:"YOLK_FETCH_TIMEOUT" envDefault:"5s" help:"deadline of one request to the remote source"`
-	MaxBytes      ByteSize      `env:"YOLK_SOURCE_MAX_BYTES" envDefault:"32MiB" help:"the largest data set the source may send (1KiB to 1GiB; KiB, MiB, GiB or a byte count); a larger one is refused and the last good data keeps serving"`
-}
-
-// ByteSize is a size in bytes, written as a byte count or with a unit: KiB,
-// MiB or GiB (powers of 1024).
-type ByteSize int64
-
-// UnmarshalText parses "32MiB", "512KiB", "1GiB" or "1048576".
-func (b *ByteSize) UnmarshalText(text []byte) error {
-	s := strings.TrimSpace(string(text))
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
-		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
-			s, mult = strings.TrimSpace(rest), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 || n > (1<<40)/mult {
-		return fmt.Errorf("%q: want a byte count, or a number with KiB, MiB or GiB", text)
-	}
-	*b = ByteSize(n * mult)
-	return nil
+	MaxBytes      yolk.ByteSize `env:"YOLK_SOURCE_MAX_BYTES" envDefault:"32MiB" help:"the largest data set the source may send (1KiB to 1GiB; KiB, MiB, GiB or a byte count); a larger one is refused and the last good data keeps serving"`
 }
 
 // Validate checks what the types alone do not. Its errors name the variable

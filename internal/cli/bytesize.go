@@ -7,8 +7,8 @@ import (
 )
 
 // ByteSize is a size in bytes, written as a byte count or with a unit: KiB,
-// MiB or GiB (powers of 1024), up to 1 TiB. (cacheapp has its own: it is
-// written on the public API only.)
+// MiB or GiB (powers of 1024), up to 1 TiB. Applications see it as
+// yolk.ByteSize.
 type ByteSize int64
 
 // UnmarshalText parses "32MiB", "512KiB", "1GiB" or "1048576".
