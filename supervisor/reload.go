@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"syscall"
-	"time"
 )
 
 // Reload replaces the workers one at a time: it starts a new worker, waits
@@ -197,26 +196,12 @@ func (s *Supervisor) replace(ctx context.Context, old *slot, how Stop, restart b
 }
 
 // kill stops c as how says and returns once it is reaped. For StopGraceful
-// that is stop; for StopQuit, SIGQUIT and SIGCONT, then SIGKILL after
-// QuitTimeout.
+// that is stop; for StopQuit, SIGQUIT and SIGCONT (a stopped process dumps its
+// goroutines too), then SIGKILL after QuitTimeout.
 func (s *Supervisor) kill(sl *slot, c *child, how Stop) {
 	if how != StopQuit {
 		s.stop(sl, c)
 		return
 	}
-	s.setState(sl, StateStopping)
-	s.signal(c, syscall.SIGQUIT)
-	s.signal(c, syscall.SIGCONT)
-	t := time.NewTimer(s.cfg.QuitTimeout)
-	defer t.Stop()
-	select {
-	case <-c.exited:
-	case <-t.C:
-		s.log.Warn("child did not exit after SIGQUIT; killing it", "role", sl.spec.Role, "pid", c.pid, "timeout", s.cfg.QuitTimeout)
-		s.signal(c, syscall.SIGKILL)
-		<-c.exited
-	case <-s.killCh:
-		<-c.exited
-	}
-	s.log.Info("child stopped", "role", sl.spec.Role, "pid", c.pid, "err", c.exitErr)
+	s.terminate(sl, c, s.cfg.QuitTimeout, "child did not exit after SIGQUIT; killing it", syscall.SIGQUIT, syscall.SIGCONT)
 }

@@ -198,14 +198,22 @@ func (s *Supervisor) watch(sl *slot, c *child) error {
 // stop sends SIGTERM to c's process group, waits up to ShutdownTimeout, then
 // sends SIGKILL, and returns once c is reaped.
 func (s *Supervisor) stop(sl *slot, c *child) {
+	s.terminate(sl, c, s.cfg.ShutdownTimeout, "child did not stop in time; killing it", syscall.SIGTERM)
+}
+
+// terminate sends sigs to c's process group, waits up to timeout, then logs late and
+// sends SIGKILL, and returns once c is reaped.
+func (s *Supervisor) terminate(sl *slot, c *child, timeout time.Duration, late string, sigs ...syscall.Signal) {
 	s.setState(sl, StateStopping)
-	s.signal(c, syscall.SIGTERM)
-	t := time.NewTimer(s.cfg.ShutdownTimeout)
+	for _, sig := range sigs {
+		s.signal(c, sig)
+	}
+	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case <-c.exited:
 	case <-t.C:
-		s.log.Warn("child did not stop in time; killing it", "role", sl.spec.Role, "pid", c.pid, "timeout", s.cfg.ShutdownTimeout)
+		s.log.Warn(late, "role", sl.spec.Role, "pid", c.pid, "timeout", timeout)
 		s.signal(c, syscall.SIGKILL)
 		<-c.exited
 	case <-s.killCh: // Kill has sent SIGKILL to every child
