@@ -107,6 +107,52 @@ func TestCompose(t *testing.T) {
 		times["worker kill to healthy"] = time.Since(t0)
 	})
 
+	// docker kill is a manual stop for Docker: the agent's container stays down
+	// whatever its restart policy. The master must say so, not "healthy".
+	t.Run("agent stopped by docker kill", func(t *testing.T) {
+		agent := s.only(t, "agent")
+		master := s.only(t, "master")
+		ctx, cancel := context.WithTimeout(t.Context(), convergeTimeout)
+		defer cancel()
+		if out, err := docker(ctx, "kill", agent); err != nil {
+			t.Fatalf("docker kill agent: %v\n%s", err, out)
+		}
+		t0 := time.Now()
+		var health, status string
+		for {
+			health, _ = docker(ctx, "exec", master, "/master", "healthcheck")
+			status, _ = docker(ctx, "exec", master, "/master", "status")
+			if strings.Contains(health, "degraded: the agent is missing") && strings.Contains(status, "missing") {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("the master does not say the agent is missing after docker kill; healthcheck: %q; status:\n%s", health, status)
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+		times["docker kill of the agent to degraded"] = time.Since(t0)
+		if out, _ := docker(ctx, "inspect", "-f", "{{.State.Status}}", agent); strings.TrimSpace(out) != "exited" {
+			t.Errorf("the killed agent's container is %q, want exited (Docker does not restart a killed container)", strings.TrimSpace(out))
+		}
+		// docker start brings it back, as the README says; the master is ok again
+		if out, err := docker(ctx, "start", agent); err != nil {
+			t.Fatalf("docker start agent: %v\n%s", err, out)
+		}
+		if err := s.waitHealthy(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for !strings.Contains(health, "ok") || strings.Contains(health, "degraded") {
+			health, _ = docker(ctx, "exec", master, "/master", "healthcheck")
+			select {
+			case <-ctx.Done():
+				t.Fatalf("the master's health after docker start of the agent: %q, want ok", health)
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+		s.change(t, "greeting", "after the agent was started again")
+	})
+
 	t.Run("master restarted", func(t *testing.T) {
 		master := s.only(t, "master")
 		others := map[string]int{}
