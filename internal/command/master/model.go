@@ -77,6 +77,14 @@ type change struct {
 	fetchMark uint64 // the children's fetch total when this change was first reported with one
 }
 
+// clone is c with arrivals of its own: the model updates its own in place
+// (their times move when an earlier report of the change comes), under its
+// lock, while a copy is read without it (the view's encoding, the hooks).
+func (c change) clone() change {
+	c.Arrivals = slices.Clone(c.Arrivals)
+	return c
+}
+
 // took is the time from the change to the last worker that reported it in turn.
 func (c *change) took() float64 {
 	var t float64
@@ -173,12 +181,12 @@ func (m *model) report(id string, role bus.Role, st masterapi.State, now time.Ti
 		c.fetchMark = m.fetchTotal()
 		if i == 0 {
 			c.Fetches = c.fetchMark // the first change the master saw
-			counted = new(*c)
+			counted = new(c.clone())
 		} else if prev := m.timeline[i-1].fetchMark; prev > 0 && prev <= c.fetchMark {
 			// else unknown: the total falls when a process that had fetched
 			// leaves, or the agent restarted and counts anew
 			c.Fetches = c.fetchMark - prev
-			counted = new(*c)
+			counted = new(c.clone())
 		}
 	}
 	if role == bus.RoleWorker && !c.Complete { // after that, a worker catches up (a restart): no news of the change
@@ -257,7 +265,7 @@ func (m *model) complete(live []processStatus) []change {
 			continue
 		}
 		c.Complete, c.TookMs = true, c.took()
-		done = append(done, *c)
+		done = append(done, c.clone())
 	}
 	return done
 }
@@ -417,7 +425,10 @@ func (m *model) view(master processStatus, base statusReply) statusReply {
 	base.Master, base.Children = m.fill(master, live)
 	base.Now = time.Now()
 	m.mu.Lock()
-	base.Timeline = slices.Clone(m.timeline)
+	base.Timeline = make([]change, len(m.timeline))
+	for i, c := range m.timeline {
+		base.Timeline[i] = c.clone()
+	}
 	base.Rates = m.rates()
 	base.Schedules = m.schedules()
 	m.mu.Unlock()

@@ -2,8 +2,10 @@ package master
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -274,4 +276,31 @@ func TestModelHeartbeatsKeepNewChild(t *testing.T) {
 			t.Errorf("w0's report, made during the round, was forgotten at its end")
 		}
 	}
+}
+
+// A view is read without the model's lock (the status request's encoding,
+// the page's feed) while reports keep coming, some of which move a change's
+// time and with it its arrivals': the view must hold copies. Under -race,
+// sharing the arrivals was a data race (seen in TestChaosKill).
+func TestModelViewWhileReports(t *testing.T) {
+	m := newModel(fleetOf(2))
+	t0 := time.Now()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 200 {
+			if _, err := json.Marshal(m.view(processStatus{Role: "master"}, statusReply{})); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for i := range 200 {
+		// each round, a worker's report, then a report of the same change
+		// from earlier: the arrivals' times move
+		v := strconv.Itoa(i / 4)
+		m.report("w0", bus.RoleWorker, masterapi.State{Version: v, By: "push", UpdatedAt: t0.Add(time.Duration(i) * time.Millisecond)}, t0.Add(time.Duration(i+1)*time.Millisecond))
+		m.report("a1", bus.RoleAgent, masterapi.State{Version: v, By: "push", UpdatedAt: t0.Add(time.Duration(i-2) * time.Millisecond)}, t0.Add(time.Duration(i+2)*time.Millisecond))
+	}
+	<-done
 }
