@@ -35,6 +35,7 @@ type auth struct {
 	stores  []string               // what the agent and workers may publish for the stores; set before the server starts
 	fleet   *Fleet                 // the fleet this host joins, or nil; set before the server starts
 	opening bool                   // the stores are being created: only the broker's own connection is admitted
+	opened  chan struct{}          // closed when opening ends (storesMade)
 	stop    chan struct{}          // closed by shutdown: wakes waiting connections
 	once    sync.Once
 }
@@ -51,7 +52,8 @@ type credential struct {
 }
 
 func newAuth(log *slog.Logger, wait time.Duration) *auth {
-	return &auth{log: log, wait: wait, cred: make(map[string]*credential), open: make(map[uint64]peer), stop: make(chan struct{})}
+	return &auth{log: log, wait: wait, cred: make(map[string]*credential), open: make(map[uint64]peer),
+		opened: make(chan struct{}), stop: make(chan struct{})}
 }
 
 func randomHex(n int) string {
@@ -175,8 +177,8 @@ func (a *auth) Check(c server.ClientAuthentication) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	cr, err := a.lookup(user, o.Password)
-	if err == nil && cr.internal == nil && a.opening {
-		return false // quietly: the client retries, and finds the stores there
+	if err == nil && cr.internal == nil && a.opening && !a.waitOpened() {
+		return false // quietly: the stores took too long, or the broker stops
 	}
 	if err == nil && !cr.anyID && cr.id == "" {
 		cr, err = a.waitBound(user, cr)
@@ -245,6 +247,34 @@ func (a *auth) lookup(user, password string) (*credential, error) {
 
 // waitBound waits, without a.mu, until cr is bound, revoked, or a.wait has
 // passed. a.mu is held on entry and on return.
+// waitOpened waits, with a.mu released, until the stores are made: a child
+// that connects while the master starts (external mode, where the platform
+// starts the processes in any order) is admitted once they are, rather than
+// refused, which its Dial would take as a bad credential. It reports whether
+// they are. a.mu is held.
+func (a *auth) waitOpened() bool {
+	a.mu.Unlock()
+	t := time.NewTimer(a.wait)
+	select {
+	case <-a.opened:
+	case <-a.stop:
+	case <-t.C:
+	}
+	t.Stop()
+	a.mu.Lock()
+	return !a.opening
+}
+
+// storesMade ends the stores' making: waiting connections go on.
+func (a *auth) storesMade() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.opening {
+		a.opening = false
+		close(a.opened)
+	}
+}
+
 func (a *auth) waitBound(user string, cr *credential) (*credential, error) {
 	a.mu.Unlock()
 	t := time.NewTimer(a.wait)

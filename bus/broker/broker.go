@@ -148,9 +148,7 @@ func Start(cfg Config) (*Broker, error) {
 			b.Shutdown()
 			return nil, err
 		}
-		a.mu.Lock()
-		a.opening = false
-		a.mu.Unlock()
+		a.storesMade()
 	}
 	if cfg.Fleet != nil && len(cfg.Fleet.Stores) > 0 {
 		b.watching.Go(func() { b.keepFleetStores(b.stopWatch, cfg.Fleet) })
