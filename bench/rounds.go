@@ -100,10 +100,8 @@ const (
 // String is the verdict as the report shows it.
 func (v verdict) String() string {
 	switch v {
-	case pass:
-		return "pass"
-	case inconclusive:
-		return "inconclusive"
+	case pass, inconclusive:
+		return v.word()
 	case fail:
 		return "**FAIL**"
 	}

@@ -177,8 +177,11 @@ func (a *auth) Check(c server.ClientAuthentication) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	cr, err := a.lookup(user, o.Password)
-	if err == nil && cr.internal == nil && a.opening && !a.waitOpened() {
-		return false // quietly: the stores took too long, or the broker stops
+	if err == nil && cr.internal == nil && a.opening {
+		if !a.waitOpened() {
+			return false // quietly: the stores took too long, or the broker stops
+		}
+		cr, err = a.lookup(user, o.Password) // the lock was let go: look again
 	}
 	if err == nil && !cr.anyID && cr.id == "" {
 		cr, err = a.waitBound(user, cr)
