@@ -118,6 +118,20 @@ func TestBadMessagesDropped(t *testing.T) {
 		{"event name not UTF-8", "yolk.app.\xff.a1", false, envelopeOf("event", "x", `1`), "bus: drop message: bad event name", ""},
 		{"event name too long", "yolk.app." + strings.Repeat("e", 65) + ".a1", false, envelopeOf("event", strings.Repeat("e", 65), `1`), "bus: drop message: bad event name", ""},
 		{"a request with a bad event name", `yolk.to.w1.e\v.a1`, true, envelopeOf("req", `e\v`, `1`), "bus: drop message: bad event name", ""},
+		// wire version 2, the compact body (compact.go)
+		{"compact: only the format", app, false, "\x02", "bus: drop message", "too short"},
+		{"compact: unknown kind", app, false, "\x02\x29" + `1`, "bus: drop message", "unknown kind 9"},
+		{"compact: no kind", app, false, "\x02\x20" + `1`, "bus: drop message", "unknown kind 0"},
+		{"compact: unknown role", app, false, "\x02\x71" + `1`, "bus: drop message", "unknown role 7"},
+		{"compact: no role", app, false, "\x02\x01" + `1`, "bus: drop message", "unknown role 0"},
+		{"compact: no data", app, false, "\x02\x21", "bus: drop message", "no data"},
+		{"compact: a reply on a fan-out route", app, false, "\x02\x24\x02w1\x00" + `1`, "bus: drop message: unexpected kind", ""},
+		{"compact: a reply cut in its sender", app, false, "\x02\x24\x09w1", "bus: drop message", "cut short"},
+		{"compact: a reply cut in its error", app, false, "\x02\x24\x02w1\x05ab", "bus: drop message", "cut short"},
+		{"compact: a reply from a bad id", app, false, "\x02\x24\x03w.1\x00" + `1`, "bus: drop message", "contains '.'"},
+		{"compact: a send on a fan-out route", app, false, "\x02\x22" + `1`, "bus: drop message: unexpected kind", ""},
+		{"compact: an event on a point-to-point route", to, true, "\x02\x21" + `1`, "bus: drop message: unexpected kind", ""},
+		{"compact: a send without a reply subject", to, false, "\x02\x22" + `1`, "bus: drop message: unexpected kind", ""},
 	}
 	for _, tt := range tests {
 		msg := &nats.Msg{Subject: tt.subject, Data: []byte(tt.payload)}
@@ -157,14 +171,27 @@ func TestBadMessagesDropped(t *testing.T) {
 	if !strings.Contains(string(ack.Data), `"kind":"reply"`) {
 		t.Errorf("a good send after the bad ones was answered %s, want an ack", ack.Data)
 	}
+	// a good compact send (kind send, role agent) is acknowledged in its format
+	ack, err = nc.Request(to, []byte("\x02\x22"+`{"N":3}`), wait)
+	if err != nil {
+		t.Fatalf("a good compact send after the bad ones: %v", err)
+	}
+	if want := "\x02\x34\x02w1\x00null"; string(ack.Data) != want { // a reply from worker w1, no error
+		t.Errorf("a good compact send was answered %q, want %q", ack.Data, want)
+	}
 	if n, _, _ := replies.Pending(); n != 0 {
 		m, _ := replies.NextMsg(0)
 		t.Errorf("%d answers to sends and requests that were dropped, e.g. %s", n, m.Data)
 	}
-	select {
-	case <-got: // the good send
-	case <-time.After(wait):
-		t.Fatal("the good send was acknowledged but not handled")
+	for _, want := range []string{`{"N":2}`, `{"N":3}`} {
+		select {
+		case m := <-got: // the good sends
+			if string(m.Data) != want || m.From != "a1" || m.Role != bus.RoleAgent || m.Event != "ev" {
+				t.Errorf("handled %s from %s (%s): %s, want ev from a1 (agent): %s", m.Event, m.From, m.Role, m.Data, want)
+			}
+		case <-time.After(wait):
+			t.Fatalf("the good send %s was acknowledged but not handled", want)
+		}
 	}
 	if err := w1.Close(); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,36 +21,46 @@ var data128 = json.RawMessage(`"` + strings.Repeat("x", 126) + `"`)
 // BenchmarkFanOut compares SendToApp to one worker with the same traffic on
 // raw NATS (same server, same payload, no envelope), both over loopback TCP.
 func BenchmarkFanOut(b *testing.B) {
-	b.Run("bus", func(b *testing.B) {
-		br := bustest.NewBroker(b)
-		agent := bustest.Dial(b, br, bus.RoleAgent, "agent-1")
-		w := bustest.Dial(b, br, bus.RoleWorker, "w1")
-		got := make(chan struct{}, 1)
-		n := 0
-		err := w.On("ev", func(context.Context, bus.Message) (any, error) {
-			if n++; n == b.N {
-				got <- struct{}{}
-			}
-			return nil, nil
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.ReportAllocs()
-		b.ResetTimer()
-		var data any = data128
-		for range b.N {
-			if err := agent.SendToApp("ev", data); err != nil {
-				b.Fatal(err)
-			}
-		}
-		waitBench(b, got)
-	})
+	b.Run("bus", func(b *testing.B) { benchFanOut(b, 1) })
+	b.Run("bus-wire2", func(b *testing.B) { benchFanOut(b, bus.WireVersion) })
 	b.Run("raw", func(b *testing.B) { benchFanOutRaw(b, nil) })
 	// The kind in a NATS header, the alternative to yolk's envelope that
 	// issue 15 weighed (as micro's Nats-Service-Error): nats.go builds and
 	// parses a header block and a map per message.
 	b.Run("raw-header", func(b *testing.B) { benchFanOutRaw(b, nats.Header{"Yolk-Kind": []string{"event"}}) })
+}
+
+// benchFanOut is BenchmarkFanOut on the bus, the agent sending in wire
+// version wire.
+func benchFanOut(b *testing.B, wire int) {
+	br := bustest.NewBroker(b)
+	agent := bustest.Dial(b, br, bus.RoleAgent, "agent-1")
+	if err := agent.SetWire(wire); err != nil {
+		b.Fatal(err)
+	}
+	w := bustest.Dial(b, br, bus.RoleWorker, "w1")
+	got := make(chan struct{}, 1)
+	n := 0
+	err := w.On("ev", func(context.Context, bus.Message) (any, error) {
+		if n++; n == b.N {
+			got <- struct{}{}
+		}
+		return nil, nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := cpuTime()
+	var data any = data128
+	for range b.N {
+		if err := agent.SendToApp("ev", data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	waitBench(b, got)
+	reportCPU(b, cpu)
 }
 
 // benchFanOutRaw is BenchmarkFanOut on raw NATS, each message with hdr if
@@ -89,12 +100,31 @@ func benchFanOutRaw(b *testing.B, hdr nats.Header) {
 	msg := &nats.Msg{Subject: "yolk.app.ev.agent-1", Header: hdr, Data: data128}
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := cpuTime()
 	for range b.N {
 		if err := pub.PublishMsg(msg); err != nil {
 			b.Fatal(err)
 		}
 	}
 	waitBench(b, got)
+	reportCPU(b, cpu)
+}
+
+// cpuTime is the CPU time (user and system) this process has used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU adds the CPU time per op since start, of every goroutine of the
+// process (the broker, the sender and the receivers all run in it), to b's
+// results. On a shared machine it varies less than the time per op, which
+// also counts the waits for a core.
+func reportCPU(b *testing.B, start time.Duration) {
+	b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
 }
 
 func waitBench(b *testing.B, got chan struct{}) {
@@ -110,17 +140,22 @@ func waitBench(b *testing.B, got chan struct{}) {
 // handler, with a raw NATS request to a plain responder on the same server:
 // one op is one sequential round trip over loopback TCP.
 func BenchmarkRoundTrip(b *testing.B) {
-	b.Run("bus", func(b *testing.B) { benchRoundTrip(b, false) })
-	b.Run("bus-inline", func(b *testing.B) { benchRoundTrip(b, true) })
+	b.Run("bus", func(b *testing.B) { benchRoundTrip(b, false, 1) })
+	b.Run("bus-inline", func(b *testing.B) { benchRoundTrip(b, true, 1) })
+	b.Run("bus-inline-wire2", func(b *testing.B) { benchRoundTrip(b, true, bus.WireVersion) })
 	b.Run("raw", benchRoundTripRaw)
 }
 
 // benchRoundTrip is BenchmarkRoundTrip on the bus, with the agent's handler
-// registered with On, or with OnInline.
-func benchRoundTrip(b *testing.B, inline bool) {
+// registered with On, or with OnInline, and the worker sending in wire
+// version wire.
+func benchRoundTrip(b *testing.B, inline bool, wire int) {
 	br := bustest.NewBroker(b)
 	agent := bustest.Dial(b, br, bus.RoleAgent, "agent-1")
 	w := bustest.Dial(b, br, bus.RoleWorker, "w1")
+	if err := w.SetWire(wire); err != nil {
+		b.Fatal(err)
+	}
 	on := agent.On
 	if inline {
 		on = agent.OnInline
@@ -136,6 +171,7 @@ func benchRoundTrip(b *testing.B, inline bool) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	lat := make([]time.Duration, b.N)
+	cpu := cpuTime()
 	for i := range b.N {
 		t0 := time.Now()
 		if _, err := w.RequestAgent(ctx, "ping", data); err != nil {
@@ -143,6 +179,7 @@ func benchRoundTrip(b *testing.B, inline bool) {
 		}
 		lat[i] = time.Since(t0)
 	}
+	reportCPU(b, cpu)
 	reportQuantiles(b, lat)
 }
 
@@ -170,6 +207,7 @@ func benchRoundTripRaw(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	lat := make([]time.Duration, b.N)
+	cpu := cpuTime()
 	for i := range b.N {
 		t0 := time.Now()
 		if _, err := req.Request("yolk.master.ping.p", data128, 5*time.Second); err != nil {
@@ -177,6 +215,7 @@ func benchRoundTripRaw(b *testing.B) {
 		}
 		lat[i] = time.Since(t0)
 	}
+	reportCPU(b, cpu)
 	reportQuantiles(b, lat)
 }
 

@@ -3,6 +3,7 @@ package bus_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"strconv"
@@ -222,37 +223,50 @@ func TestVerbs(t *testing.T) {
 				return checkReplies(err, ms, workerIDs)
 			}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := newCluster(t)
-			event := tt.event
-			if event == "" {
-				event = "ev"
-			}
-			ctx, cancel := context.WithTimeout(t.Context(), wait)
-			defer cancel()
-			if err := tt.send(ctx, c.conns[tt.from], event); err != nil {
-				t.Fatalf("%s: %v", tt.name, err)
-			}
-			got := c.settle(tt.from, event)
-			if tt.oneOf != nil {
-				if len(got) != 1 || !slices.Contains(tt.oneOf, got[0].to) {
-					t.Fatalf("%s delivered to %v, want exactly one of %v", tt.name, receivers(got), tt.oneOf)
-				}
-			} else if ids, want := receivers(got), slices.Sorted(slices.Values(tt.want)); !slices.Equal(ids, want) {
-				t.Fatalf("%s delivered to %v, want %v", tt.name, ids, want)
-			}
-			for _, d := range got {
-				var p payload
-				if err := d.m.Decode(&p); err != nil || p != data {
-					t.Errorf("%s: Decode at %s = %+v, %v, want %+v", tt.name, d.to, p, err, data)
-				}
-				if d.m.Event != event || d.m.From != tt.from || d.m.Role != c.roles[tt.from] {
-					t.Errorf("%s: message at %s = {Event %q From %q Role %q}, want {%q %q %q}",
-						tt.name, d.to, d.m.Event, d.m.From, d.m.Role, event, tt.from, c.roles[tt.from])
-				}
-			}
-		})
+	for _, wire := range []int{1, bus.WireVersion} {
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("wire %d/%s", wire, tt.name), func(t *testing.T) {
+				testVerb(t, wire, tt.from, tt.event, tt.send, tt.want, tt.oneOf, data)
+			})
+		}
+	}
+}
+
+// testVerb is one case of TestVerbs, every process sending in wire version
+// wire: send, as from, delivers event with data to each of want once, or to
+// exactly one of oneOf.
+func testVerb(t *testing.T, wire int, from, event string, send func(context.Context, *bus.Conn, string) error, want, oneOf []string, data payload) {
+	c := newCluster(t)
+	for id, conn := range c.conns {
+		if err := conn.SetWire(wire); err != nil {
+			t.Fatalf("SetWire(%d) at %s: %v", wire, id, err)
+		}
+	}
+	if event == "" {
+		event = "ev"
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	if err := send(ctx, c.conns[from], event); err != nil {
+		t.Fatal(err)
+	}
+	got := c.settle(from, event)
+	if oneOf != nil {
+		if len(got) != 1 || !slices.Contains(oneOf, got[0].to) {
+			t.Fatalf("delivered to %v, want exactly one of %v", receivers(got), oneOf)
+		}
+	} else if ids, want := receivers(got), slices.Sorted(slices.Values(want)); !slices.Equal(ids, want) {
+		t.Fatalf("delivered to %v, want %v", ids, want)
+	}
+	for _, d := range got {
+		var p payload
+		if err := d.m.Decode(&p); err != nil || p != data {
+			t.Errorf("Decode at %s = %+v, %v, want %+v", d.to, p, err, data)
+		}
+		if d.m.Event != event || d.m.From != from || d.m.Role != c.roles[from] {
+			t.Errorf("message at %s = {Event %q From %q Role %q}, want {%q %q %q}",
+				d.to, d.m.Event, d.m.From, d.m.Role, event, from, c.roles[from])
+		}
 	}
 }
 

@@ -76,6 +76,7 @@ type Conn struct {
 	closing  atomic.Bool
 	requests inflight // request handlers under way
 	sent     sentCounts
+	wire     atomic.Uint32 // the wire version of what this Conn sends (see SetWire)
 
 	// The subscriptions of the routes, and for each a channel closed when
 	// it has delivered its last message (its callback has returned for good).
@@ -132,6 +133,7 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 	c.hctx, c.cancel = context.WithCancel(context.Background())
 	c.handlers.Store(&map[string]handler{})
 	c.toMaster.Store(&map[string]handler{})
+	c.wire.Store(wireJSON)
 
 	if err := c.connect(ctx, o); err != nil {
 		c.cancel()
@@ -283,6 +285,26 @@ func (c *Conn) ID() string { return c.id }
 
 // Role returns this process's role.
 func (c *Conn) Role() Role { return c.role }
+
+// SetWire sets the wire version of what the Conn sends from now on: 1, the
+// JSON envelope every version of yolk reads (a new Conn's), or up to
+// [WireVersion]. Set a newer version only once every process that may
+// receive from this one reads it: the master says so in its answer to a
+// child's ready report. A Conn reads every version whatever it sends,
+// answers a request in the request's version, and sends what goes to other
+// hosts of a fleet in version 1.
+func (c *Conn) SetWire(v int) error {
+	if v < wireJSON || v > WireVersion {
+		return fmt.Errorf("bus: wire version %d: this bus sends 1 to %d", v, WireVersion)
+	}
+	c.wire.Store(uint32(v))
+	return nil
+}
+
+// Wire is the wire version of what the Conn sends (see [Conn.SetWire]).
+func (c *Conn) Wire() int { return int(c.wire.Load()) }
+
+func (c *Conn) sendWire() uint8 { return uint8(c.wire.Load()) }
 
 // Flush waits until the bus has processed everything sent so far (not until
 // the receivers have handled it), or until ctx is done.

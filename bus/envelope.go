@@ -50,11 +50,13 @@ func (k kind) String() string {
 // errBadEnvelope is wrapped by every decoding error.
 var errBadEnvelope = errors.New("bus: bad envelope")
 
-// envelope is a decoded message. The byte slices alias the decoded input.
+// envelope is a decoded message, of either wire version. The byte slices
+// alias the decoded input.
 type envelope struct {
+	wire  uint8 // wireJSON or wireCompact: a reply is sent in the same
 	kind  kind
-	event []byte
-	from  []byte
+	event []byte // wire 1 only: in wire 2 the subject says it
+	from  []byte // wire 1, and a reply of wire 2
 	role  Role
 	data  []byte // one raw JSON value, nil when absent
 	err   string // a reply's error, "" when none
@@ -167,15 +169,26 @@ func appendString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-// encodeEnvelope returns a whole envelope; the hot paths use appendHead,
-// appendData and appendTail on a pooled buffer instead.
+// appendBody appends a whole message body of wire version w. event is
+// written in wire 1 only, from in wire 1 and in a reply or a nack.
+func appendBody(dst []byte, w uint8, k kind, event, from string, role Role, data any, errMsg string) ([]byte, error) {
+	if w == wireCompact {
+		return appendData(appendCompactHead(dst, k, from, role, errMsg), data)
+	}
+	dst, err := appendData(appendHead(dst, k, event, from, role), data)
+	if err != nil {
+		return dst, err
+	}
+	return appendTail(dst, errMsg), nil
+}
+
+// encodeEnvelope returns a whole JSON envelope (wire 1).
 func encodeEnvelope(dst []byte, k kind, event, from string, role Role, data any, errMsg string) ([]byte, error) {
-	dst = appendHead(dst, k, event, from, role)
-	dst, err := appendData(dst, data)
+	b, err := appendBody(dst, wireJSON, k, event, from, role, data, errMsg)
 	if err != nil {
 		return nil, err
 	}
-	return appendTail(dst, errMsg), nil
+	return b, nil
 }
 
 // bufPool holds encoding buffers. nats.go copies a payload before Publish
@@ -205,9 +218,12 @@ const (
 	seenRequired = seenV | seenKind | seenEvent | seenFrom | seenRole
 )
 
-// decodeEnvelope decodes b. It does not allocate in the common case: the
-// returned byte slices alias b.
+// decodeEnvelope decodes b, a body of either wire version. It does not
+// allocate in the common case: the returned byte slices alias b.
 func decodeEnvelope(b []byte) (envelope, error) {
+	if len(b) > 0 && b[0] == wireCompact {
+		return decodeCompact(b)
+	}
 	if e, ok := decodeFast(b); ok {
 		return e, nil
 	}
@@ -229,6 +245,7 @@ const (
 // failed reply. It reports false for anything else, and decodeAny decides; for
 // an input both accept, both return the same envelope (FuzzDecodeFast).
 func decodeFast(b []byte) (e envelope, ok bool) {
+	e.wire = wireJSON
 	var tok []byte
 	i, ok := literal(b, 0, layoutKind)
 	if !ok {
@@ -308,7 +325,7 @@ func plainToken(b []byte, i int) ([]byte, int, bool) {
 
 // decodeAny decodes any JSON object with the envelope's fields, in any order.
 func decodeAny(b []byte) (envelope, error) {
-	var e envelope
+	e := envelope{wire: wireJSON}
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return e, fmt.Errorf("%w: not a JSON object", errBadEnvelope)

@@ -167,6 +167,9 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		}
+		if e.wire == wireCompact {
+			return // FuzzDecodeCompact
+		}
 		if !json.Valid(b) {
 			t.Fatalf("decodeEnvelope(%q) accepted invalid JSON", b)
 		}
@@ -354,4 +357,80 @@ func TestEncodedEnvelopesDecodeFast(t *testing.T) {
 			}
 		}
 	}
+}
+
+func TestCompactRoundTrip(t *testing.T) {
+	errs := []string{"", "it broke: \"badly\"\n\u00e9", strings.Repeat("e", 300), "not UTF-8: \xff"} // 300: a uvarint of two bytes
+	for _, k := range []kind{kindEvent, kindSend, kindReq, kindReply, kindNack} {
+		for _, role := range []Role{RoleMaster, RoleAgent, RoleWorker, RoleControl} {
+			for _, errMsg := range errs {
+				if errMsg != "" && !carriesSender(k) {
+					continue // only a reply has an error
+				}
+				from := "worker-1@host-a"
+				b, err := appendBody(nil, wireCompact, k, "refresh", from, role, json.RawMessage(`{"a":[1,2]}`), errMsg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				e, err := decodeEnvelope(b)
+				if err != nil {
+					t.Fatalf("decodeEnvelope(%q): %v", b, err)
+				}
+				wantFrom := ""
+				if carriesSender(k) {
+					wantFrom = from
+				}
+				if e.wire != wireCompact || e.kind != k || e.role != role || e.event != nil || string(e.from) != wantFrom ||
+					e.err != strings.ToValidUTF8(errMsg, "\uFFFD") || string(e.data) != `{"a":[1,2]}` {
+					t.Errorf("decodeEnvelope(%q) = %+v, want kind %s role %s from %q err %q", b, e, k, role, wantFrom, errMsg)
+				}
+			}
+		}
+	}
+	// an event of 128 B of data carries 2 bytes besides it
+	b, err := appendBody(nil, wireCompact, kindEvent, "refresh", "agent-1", RoleAgent, json.RawMessage(`"`+strings.Repeat("x", 126)+`"`), "")
+	if err != nil || len(b) != 130 {
+		t.Errorf("a compact event of 128 B is %d bytes (%v), want 130", len(b), err)
+	}
+}
+
+// FuzzDecodeCompact checks that the compact decoder refuses or reads any
+// input without panicking, that what it reads has a known kind and role, a
+// valid sender in a reply and data, and that encoding what it read gives
+// back the same.
+func FuzzDecodeCompact(f *testing.F) {
+	for _, s := range []string{
+		"\x02\x21\"push\"",
+		"\x02\x34\x02w1\x00null",
+		"\x02\x35\x02w1\x0fno handler for enull",
+		"\x02\x24\xffw1",
+		"\x02\x24\x02w1\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",
+		"\x02",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > 0 {
+			b[0] = wireCompact
+		}
+		e, err := decodeCompact(b)
+		if err != nil {
+			if !errors.Is(err, errBadEnvelope) {
+				t.Fatalf("decodeCompact(%q) error %v does not wrap errBadEnvelope", b, err)
+			}
+			return
+		}
+		if e.kind < kindEvent || e.kind > kindNack || !e.role.Valid() || len(e.data) == 0 {
+			t.Fatalf("decodeCompact(%q) = %+v", b, e)
+		}
+		if carriesSender(e.kind) && ValidID(string(e.from)) != nil {
+			t.Fatalf("decodeCompact(%q) took a reply from %q", b, e.from)
+		}
+		again := append(appendCompactHead(nil, e.kind, string(e.from), e.role, e.err), e.data...)
+		e2, err := decodeCompact(again)
+		if err != nil || e2.kind != e.kind || e2.role != e.role || !bytes.Equal(e2.from, e.from) ||
+			e2.err != e.err || !bytes.Equal(e2.data, e.data) {
+			t.Fatalf("round trip of %q: %+v, then %q: %+v, %v", b, e, again, e2, err)
+		}
+	})
 }

@@ -82,7 +82,7 @@ func (c *Conn) SendToFleet(event string, data any) error {
 		return opErr("send to fleet", ErrNoFleet)
 	}
 	c.sent.inc(verbSendToFleet)
-	return c.publishAs("send to fleet", prefixFleetApp, event, FleetID(c.host, c.id), data)
+	return c.publishAs("send to fleet", prefixFleetApp, event, FleetID(c.host, c.id), wireJSON, data)
 }
 
 // GatherFleet is [Conn.Gather] across every host of the fleet: a request for
@@ -93,7 +93,7 @@ func (c *Conn) GatherFleet(ctx context.Context, event string, data any, want int
 		return nil, opErr("gather "+event+" from the fleet", ErrNoFleet)
 	}
 	c.sent.inc(verbGatherFleet)
-	return c.gather(ctx, prefixFleetApp, FleetID(c.host, c.id), event, data, want)
+	return c.gather(ctx, prefixFleetApp, FleetID(c.host, c.id), wireJSON, event, data, want)
 }
 
 // FleetJetStream returns the JetStream API of the cluster's domain, for the

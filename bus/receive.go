@@ -192,7 +192,7 @@ func (c *Conn) receive(r route, m *nats.Msg) {
 		c.log.Warn("bus: drop message", "subject", m.Subject, "err", err)
 		return
 	}
-	if string(e.event) != event || string(e.from) != from {
+	if e.wire == wireJSON && (string(e.event) != event || string(e.from) != from) {
 		c.log.Warn("bus: drop message: envelope does not match its subject",
 			"subject", m.Subject, "event", string(e.event), "from", string(e.from))
 		return
@@ -220,31 +220,31 @@ func (c *Conn) receive(r route, m *nats.Msg) {
 		}
 	case kindSend:
 		if h == nil {
-			c.reply(m.Reply, c.id, kindNack, event, nil, "no handler for "+event)
+			c.reply(m.Reply, c.id, e.wire, kindNack, event, nil, "no handler for "+event)
 			return
 		}
-		c.reply(m.Reply, c.id, kindReply, event, nil, "") // acknowledged on receipt
+		c.reply(m.Reply, c.id, e.wire, kindReply, event, nil, "") // acknowledged on receipt
 		if _, err := c.run(h, msg); err != nil {
 			c.log.Warn("bus: handler", "event", event, "from", from, "err", err)
 		}
 	case kindReq:
 		if h == nil {
 			if !r.fanout {
-				c.reply(m.Reply, c.id, kindNack, event, nil, "no handler for "+event)
+				c.reply(m.Reply, c.id, e.wire, kindNack, event, nil, "no handler for "+event)
 			}
 			return
 		}
-		reply, self := m.Reply, c.id
+		reply, self, w := m.Reply, c.id, e.wire
 		if r.fleet {
 			self = FleetID(c.host, c.id)
 		}
 		answer := func() {
 			v, err := c.run(h, msg)
 			if err != nil {
-				c.reply(reply, self, kindReply, event, nil, err.Error())
+				c.reply(reply, self, w, kindReply, event, nil, err.Error())
 				return
 			}
-			c.reply(reply, self, kindReply, event, v, "")
+			c.reply(reply, self, w, kindReply, event, v, "")
 		}
 		if entry.inline {
 			answer()
@@ -272,25 +272,22 @@ func (c *Conn) run(h Handler, m Message) (v any, err error) {
 	return h(c.hctx, m)
 }
 
-// reply publishes, as from, an ack, a nack or a request's reply to a requester's inbox.
-func (c *Conn) reply(to, from string, k kind, event string, v any, errMsg string) {
+// reply publishes, as from, an ack, a nack or a request's reply to a
+// requester's inbox, in wire version w (the request's).
+func (c *Conn) reply(to, from string, w uint8, k kind, event string, v any, errMsg string) {
 	bp := getBuf()
 	defer putBuf(bp)
-	b := appendHead((*bp)[:0], k, event, from, c.role)
-	b, err := appendData(b, v)
+	b, err := appendBody((*bp)[:0], w, k, event, from, c.role, v, errMsg)
 	if err != nil {
-		b = appendHead((*bp)[:0], k, event, from, c.role)
-		b = append(b, "null"...)
 		errMsg = fmt.Sprintf("encode reply: %v", err)
+		b, _ = appendBody((*bp)[:0], w, k, event, from, c.role, nil, errMsg) // nil always encodes
 	}
-	b = appendTail(b, errMsg)
 	*bp = b
 	if err := c.nc.Publish(to, b); err != nil {
 		c.log.Warn("bus: reply", "event", event, "err", err)
 		if errMsg == "" {
 			// e.g. the reply is larger than the payload limit: say so instead
-			b = appendHead((*bp)[:0], k, event, from, c.role)
-			b = appendTail(append(b, "null"...), fmt.Sprintf("send reply: %v", err))
+			b, _ = appendBody((*bp)[:0], w, k, event, from, c.role, nil, fmt.Sprintf("send reply: %v", err))
 			*bp = b
 			_ = c.nc.Publish(to, b) // logged above if it fails too
 		}

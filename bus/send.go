@@ -30,22 +30,21 @@ func (c *Conn) SendToApp(event string, data any) error {
 
 // publish sends a fire-and-forget event to prefix + event + "." + id.
 func (c *Conn) publish(op, prefix, event string, data any) error {
-	return c.publishAs(op, prefix, event, c.id, data)
+	return c.publishAs(op, prefix, event, c.id, c.sendWire(), data)
 }
 
-// publishAs sends a fire-and-forget event to prefix + event + "." + from.
-func (c *Conn) publishAs(op, prefix, event, from string, data any) error {
+// publishAs sends a fire-and-forget event to prefix + event + "." + from, in
+// wire version w.
+func (c *Conn) publishAs(op, prefix, event, from string, w uint8, data any) error {
 	if err := ValidEvent(event); err != nil {
 		return opErr(op, err)
 	}
 	bp := getBuf()
 	defer putBuf(bp)
-	b := appendHead((*bp)[:0], kindEvent, event, from, c.role)
-	b, err := appendData(b, data)
+	b, err := appendBody((*bp)[:0], w, kindEvent, event, from, c.role, data, "")
 	if err != nil {
 		return opErr(op+" "+event, err)
 	}
-	b = appendTail(b, "")
 	*bp = b
 	if err := c.nc.Publish(prefix+event+"."+from, b); err != nil {
 		return opErr(op+" "+event, natsErr(err))
@@ -150,7 +149,7 @@ func (c *Conn) request(ctx context.Context, to, prefix, event string, data any) 
 	if err != nil {
 		return Message{}, opErr("request "+event+" from "+to, err)
 	}
-	m := Message{Event: string(e.event), From: string(e.from), Role: e.role, Data: e.data}
+	m := Message{Event: event, From: string(e.from), Role: e.role, Data: e.data}
 	if e.err != "" {
 		return m, &RemoteError{From: m.From, Event: event, Message: e.err}
 	}
@@ -171,12 +170,10 @@ func (c *Conn) roundTrip(ctx context.Context, k kind, prefix, event string, data
 	}
 	bp := getBuf()
 	defer putBuf(bp)
-	b := appendHead((*bp)[:0], k, event, c.id, c.role)
-	b, err := appendData(b, data)
+	b, err := appendBody((*bp)[:0], c.sendWire(), k, event, c.id, c.role, data, "")
 	if err != nil {
 		return envelope{}, err
 	}
-	b = appendTail(b, "")
 	*bp = b
 	subject := prefix + event + "." + c.id
 
@@ -227,23 +224,21 @@ func (c *Conn) roundTrip(ctx context.Context, k kind, prefix, event string, data
 // replies it has; with none, an error wrapping [ErrNoReceiver].
 func (c *Conn) Gather(ctx context.Context, event string, data any, want int) ([]Message, error) {
 	c.sent.inc(verbGather)
-	return c.gather(ctx, prefixApp, c.id, event, data, want)
+	return c.gather(ctx, prefixApp, c.id, c.sendWire(), event, data, want)
 }
 
-// gather is Gather on prefix, sent as from.
-func (c *Conn) gather(ctx context.Context, prefix, from, event string, data any, want int) ([]Message, error) {
+// gather is Gather on prefix, sent as from in wire version w.
+func (c *Conn) gather(ctx context.Context, prefix, from string, w uint8, event string, data any, want int) ([]Message, error) {
 	op := "gather " + event
 	if err := ValidEvent(event); err != nil {
 		return nil, opErr("gather", err)
 	}
 	bp := getBuf()
 	defer putBuf(bp)
-	b := appendHead((*bp)[:0], kindReq, event, from, c.role)
-	b, err := appendData(b, data)
+	b, err := appendBody((*bp)[:0], w, kindReq, event, from, c.role, data, "")
 	if err != nil {
 		return nil, opErr(op, err)
 	}
-	b = appendTail(b, "")
 	*bp = b
 
 	inbox := c.nc.NewInbox()
@@ -272,7 +267,7 @@ func (c *Conn) gather(ctx context.Context, prefix, from, event string, data any,
 			c.log.Warn("bus: drop gather reply", "event", event, "err", err, "kind", e.kind)
 			continue
 		}
-		r := Message{Event: string(e.event), From: string(e.from), Role: e.role, Data: e.data}
+		r := Message{Event: event, From: string(e.from), Role: e.role, Data: e.data}
 		if e.err != "" {
 			r.Err = &RemoteError{From: r.From, Event: event, Message: e.err}
 		}
