@@ -436,13 +436,17 @@ func (c *child) beforeReady(ctx, gctx context.Context, conn *bus.Conn, p *Proces
 // must stop instead, if it must.
 func (c *child) report(ctx context.Context, g *errgroup.Group, gctx context.Context, conn *bus.Conn, p *Process, again <-chan struct{}, ln net.Listener) error {
 	send := func(ctx context.Context) error {
-		m, err := conn.RequestMaster(ctx, masterapi.EventReady, nil)
+		m, err := conn.RequestMaster(ctx, masterapi.EventReady, masterapi.Ready{Wire: bus.WireVersion})
 		if err != nil {
 			return err
 		}
 		var r masterapi.ReadyReply
-		if len(m.Data) > 0 && m.Decode(&r) == nil && r.ServiceReady {
-			c.svcSeen.Store(true)
+		if len(m.Data) > 0 && m.Decode(&r) == nil {
+			if r.ServiceReady {
+				c.svcSeen.Store(true)
+			}
+			// What every process reads; an older master says nothing: 1.
+			_ = conn.SetWire(min(max(r.Wire, 1), bus.WireVersion)) // in range: no error
 		}
 		return nil
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/yolkgo/yolk/bus"
 	"github.com/yolkgo/yolk/internal/cli"
 	"github.com/yolkgo/yolk/internal/lifeline"
+	"github.com/yolkgo/yolk/internal/masterapi"
 	"github.com/yolkgo/yolk/supervisor"
 )
 
@@ -82,10 +83,19 @@ func runPeer(ctx context.Context, environ []string) error {
 	if err != nil {
 		return err
 	}
+	// Report ready as package yolk's children do, which also tells the
+	// wire version to send.
 	rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
-	err = conn.SendToMaster(rctx, "ready", nil)
+	m, err := conn.RequestMaster(rctx, masterapi.EventReady, masterapi.Ready{Wire: bus.WireVersion})
 	rcancel()
 	if err != nil {
+		return fmt.Errorf("report ready: %w", err)
+	}
+	var r masterapi.ReadyReply
+	if err := m.Decode(&r); err != nil {
+		return fmt.Errorf("report ready: %w", err)
+	}
+	if err := conn.SetWire(max(r.Wire, 1)); err != nil {
 		return fmt.Errorf("report ready: %w", err)
 	}
 	select {

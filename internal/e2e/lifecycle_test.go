@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/yolkgo/yolk/bus"
 )
 
 func TestStartServeStop(t *testing.T) {
@@ -33,6 +35,24 @@ func TestStartServeStop(t *testing.T) {
 		t.Errorf("master status = %v\n%s", err, out)
 	}
 	pids := append(st.pids("agent"), st.pids("worker")...)
+
+	// The master told every child to send the compact wire version: their
+	// heartbeats (one a second) say so.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		wires := map[int]int{}
+		for _, c := range st.Children {
+			wires[c.Wire]++
+		}
+		if wires[bus.WireVersion] == len(st.Children) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the children send wire versions %v (version: count), want all %d", wires, bus.WireVersion)
+		}
+		time.Sleep(100 * time.Millisecond)
+		st = m.status(t)
+	}
 
 	m.cmd.Process.Signal(syscall.SIGTERM)
 	if code := m.wait(t, 15*time.Second); code != 0 {

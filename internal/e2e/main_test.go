@@ -252,6 +252,7 @@ type proc struct {
 	State    string
 	Started  time.Time
 	Restarts int
+	Wire     int // the bus's wire version it sends, from its heartbeat
 	Cache    *struct{ Version, By string }
 }
 

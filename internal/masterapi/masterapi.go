@@ -28,6 +28,7 @@ type Heartbeat struct {
 	RSS        uint64            `json:"rss"`            // resident memory, bytes
 	CPU        float64           `json:"cpu"`            // CPU time used so far, seconds
 	Goroutines int               `json:"goroutines"`     // runtime.NumGoroutine
+	Wire       int               `json:"wire,omitempty"` // the bus's wire version it sends (bus.Conn.Wire)
 	Sent       map[string]uint64 `json:"sent,omitempty"` // messenger calls so far, by verb (bus.Conn.Sent)
 	// Stalled, when not empty, says why the process calls itself stuck: a
 	// worker whose HTTP requests in flight made no progress (none completed,
@@ -59,11 +60,22 @@ type RunResult struct {
 	Err     string    `json:"err,omitempty"`
 }
 
+// Ready is what a child says with EventReady. A child of a yolk before wire
+// versions says nothing (null): it reads wire version 1 only.
+type Ready struct {
+	// Wire is the newest wire version of the bus this child reads (bus.WireVersion).
+	Wire int `json:"wire,omitempty"`
+}
+
 // ReadyReply is the master's answer to EventReady.
 type ReadyReply struct {
 	// ServiceReady: every process was ready before this one (a restarted
 	// worker): the child runs its service-ready hooks at once.
 	ServiceReady bool `json:"serviceReady"`
+	// Wire is the wire version the child sends from now on (bus.Conn.SetWire):
+	// the newest that every process of the service reads. Absent (a master
+	// of a yolk before wire versions): 1.
+	Wire int `json:"wire,omitempty"`
 }
 
 // State is what a child reports it serves, for `master status`.
@@ -115,6 +127,9 @@ var Outcomes = []string{"running", "ok", "error", "timeout", "canceled"}
 func (h *Heartbeat) Check() error {
 	if len(h.Schedules) > MaxSchedules || len(h.Runs) > MaxSchedules {
 		return fmt.Errorf("%d schedules, %d runs: want at most %d of each", len(h.Schedules), len(h.Runs), MaxSchedules)
+	}
+	if h.Wire < 0 || h.Wire > 255 {
+		return fmt.Errorf("wire version %d: want 0 to 255", h.Wire)
 	}
 	if len(h.Sent) > MaxVerbs {
 		return fmt.Errorf("%d verbs in sent: want at most %d", len(h.Sent), MaxVerbs)

@@ -88,12 +88,18 @@ func serveExternal(ctx context.Context, cfg config, stderr io.Writer, sig signal
 	defer adm.Close()
 	adm.Handle("GET /metrics", sm)
 	var serviceReady atomic.Bool
+	wire := newWireGate(conn)
 	handlers := map[string]bus.Handler{
 		masterapi.EventReady: func(_ context.Context, m bus.Message) (any, error) {
+			w, err := wire.admit(m)
+			if err != nil {
+				log.Error("refused a member's ready report", "id", m.From, "err", err)
+				return nil, err
+			}
 			if err := members.joined(m.From, b.Connected); err != nil {
 				return nil, err
 			}
-			return masterapi.ReadyReply{ServiceReady: serviceReady.Load()}, nil
+			return masterapi.ReadyReply{ServiceReady: serviceReady.Load(), Wire: w}, nil
 		},
 		masterapi.EventState: mdl.handleState,
 		"status":             func(context.Context, bus.Message) (any, error) { return view(), nil },

@@ -413,7 +413,7 @@ func (m *model) fill(master processStatus, live []processStatus) (processStatus,
 			p.Cache, p.Reported = &st, r.at
 		}
 		if b, ok := m.beats[p.ID]; ok {
-			p.RSS, p.CPU, p.CPUPercent, p.Goroutines, p.Beat = b.hb.RSS, b.hb.CPU, b.cpuPct, b.hb.Goroutines, b.at
+			p.RSS, p.CPU, p.CPUPercent, p.Goroutines, p.Wire, p.Beat = b.hb.RSS, b.hb.CPU, b.cpuPct, b.hb.Goroutines, b.hb.Wire, b.at
 		}
 	}
 	return master, live

@@ -140,14 +140,20 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 	}
 	defer adm.Close()
 	adm.Handle("GET /metrics", sm)
+	wire := newWireGate(conn)
 	handlers := map[string]bus.Handler{
 		masterapi.EventReady: func(_ context.Context, m bus.Message) (any, error) {
 			pid, err := strconv.Atoi(m.From)
 			if err != nil {
 				return nil, fmt.Errorf("ready from %q: not a child of this master", m.From)
 			}
+			w, err := wire.admit(m)
+			if err != nil {
+				log.Error("refused a child's ready report", "pid", pid, "err", err)
+				return nil, err
+			}
 			sup.Ready(pid)
-			return masterapi.ReadyReply{ServiceReady: serviceReady.Load()}, nil
+			return masterapi.ReadyReply{ServiceReady: serviceReady.Load(), Wire: w}, nil
 		},
 		masterapi.EventState: mdl.handleState,
 		"status":             func(context.Context, bus.Message) (any, error) { return view(), nil },

@@ -31,6 +31,7 @@ type processStatus struct {
 	CPU        float64   `json:"cpu,omitempty"`        // seconds used so far
 	CPUPercent float64   `json:"cpuPercent,omitempty"` // of one core, since the heartbeat before
 	Goroutines int       `json:"goroutines,omitempty"` // runtime.NumGoroutine
+	Wire       int       `json:"wire,omitempty"`       // the bus's wire version it sends
 	Beat       time.Time `json:"beat,omitzero"`        // when its last heartbeat came
 	// Cache is what the process reported it serves (yolk.Process.Report), with
 	// when the report came.
