@@ -97,7 +97,8 @@ func (r *Registry) HistogramVec(name, help string, buckets []float64, labels ...
 // Collect registers a family whose samples f gives at each scrape, by
 // calling emit once per series with its value and the values of labels, in
 // order: for what is known elsewhere, such as counts kept by another
-// component. f is called with no lock of the registry held; it may be called
+// component. emit panics if it is given another number of values than of
+// labels. f is called with no lock of the registry held; it may be called
 // concurrently with itself.
 func (r *Registry) Collect(name, help string, kind Kind, labels []string, f func(emit func(value float64, labelValues ...string))) {
 	r.register(name, labels, false, func(w *writer) {
