@@ -10,11 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/yolkgo/yolk/bus"
 	"github.com/yolkgo/yolk/internal/cli"
 	"github.com/yolkgo/yolk/internal/masterapi"
+	"github.com/yolkgo/yolk/prom"
 )
 
 // Process is the agent or a worker as its application sees it: the messenger
@@ -45,7 +44,7 @@ type Process struct {
 	fleet    cli.Fleet     // the host's fleet (fleet.On() false on a single host)
 	stores   []Store       // App.Stores
 	reported chan struct{} // closed once the master knows this process is ready
-	metrics  *prometheus.Registry
+	metrics  *prom.Registry
 
 	mu           sync.Mutex
 	sealed       bool

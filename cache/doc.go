@@ -14,12 +14,11 @@
 // serving its last good one.
 //
 // [NewHandler] is the worker's HTTP API over a Store (GET /data and
-// GET /data/{key}); [Metrics] are its metrics, in a registry of
-// github.com/prometheus/client_golang that the caller passes (a process's own,
-// never the library's global one).
+// GET /data/{key}); [Metrics] are its metrics, in a registry of package prom
+// that the caller passes (a process's own).
 //
 // The refresh protocol (force, pull and push refreshes, fetching a change once
 // per service, publishing it to the shared copy) is described in refresh.go.
 // The rest of the package knows nothing of the bus, schedules or processes:
-// it imports no other yolk package.
+// it imports no other yolk package but prom, for the metrics.
 package cache

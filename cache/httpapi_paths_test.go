@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/yolkgo/yolk/prom"
 )
 
 // lockedBuffer is a bytes.Buffer safe for concurrent writes (a server's error log).
@@ -71,7 +71,7 @@ func TestHandlerOddRequests(t *testing.T) {
 	var st Store
 	atMax := strings.Repeat("m", MaxKeyLen)
 	st.Swap(mustSnapshot(t, "12", t0, `{"a":"A","a/b":"slash","/lead":"lead","é":"e","sp ace":"space","`+atMax+`":"max","a\u0000b":"nul"}`))
-	srv := httptest.NewUnstartedServer(NewHandler(&st, "w1", NewMetrics(prometheus.NewRegistry())))
+	srv := httptest.NewUnstartedServer(NewHandler(&st, "w1", NewMetrics(prom.NewRegistry())))
 	errLog := &lockedBuffer{}
 	srv.Config.ErrorLog = log.New(errLog, "", 0)
 	srv.Start()

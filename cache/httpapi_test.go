@@ -12,8 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/yolkgo/yolk/prom"
 )
 
 func TestHandler(t *testing.T) {
@@ -131,7 +130,7 @@ func TestHandlerOverHTTP(t *testing.T) {
 func TestHandlerKeyAllocs(t *testing.T) {
 	var st Store
 	st.Swap(benchSnapshot(t, 100))
-	h := NewHandler(&st, "w1", NewMetrics(prometheus.NewRegistry()))
+	h := NewHandler(&st, "w1", NewMetrics(prom.NewRegistry()))
 	w := newDiscardWriter()
 	for _, target := range []string{"/data/k42", "/data/missing", "/data"} {
 		r := httptest.NewRequest("GET", target, nil)
@@ -153,7 +152,7 @@ func TestWithHeaders(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
-	reg := prometheus.NewRegistry()
+	reg := prom.NewRegistry()
 	m := NewMetrics(reg)
 	var st Store
 	h := NewHandler(&st, "w1", m)
@@ -173,7 +172,7 @@ func TestMetrics(t *testing.T) {
 	doRequest(h, "GET", "/data/zz")
 	doRequest(h, "DELETE", "/data/a")
 
-	serve := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	serve := reg
 	rec := doRequest(serve, "GET", "/metrics")
 	if rec.Code != 200 {
 		t.Fatalf("GET /metrics: code %d", rec.Code)
@@ -235,10 +234,10 @@ func TestNilMetrics(t *testing.T) {
 
 func TestMetricsAreNotGlobal(t *testing.T) {
 	// two workers' metrics in one process must not collide
-	ra, rb := prometheus.NewRegistry(), prometheus.NewRegistry()
+	ra, rb := prom.NewRegistry(), prom.NewRegistry()
 	a, _ := NewMetrics(ra), NewMetrics(rb)
 	a.Refresh("push")
-	if text := doRequest(promhttp.HandlerFor(rb, promhttp.HandlerOpts{}), "GET", "/metrics").Body.String(); strings.Contains(text, `by="push"`) {
+	if text := doRequest(rb, "GET", "/metrics").Body.String(); strings.Contains(text, `by="push"`) {
 		t.Errorf("metrics of worker b show worker a's refresh")
 	}
 }
@@ -263,7 +262,7 @@ func (w *discardWriter) reset() { clear(w.h); w.code = 0 }
 func BenchmarkHandlerKey(b *testing.B) {
 	var st Store
 	st.Swap(benchSnapshot(b, 1000))
-	h := NewHandler(&st, "w1", NewMetrics(prometheus.NewRegistry()))
+	h := NewHandler(&st, "w1", NewMetrics(prom.NewRegistry()))
 	r := httptest.NewRequest("GET", "/data/k42", nil)
 	b.Run("writer", func(b *testing.B) {
 		w := newDiscardWriter()
@@ -287,7 +286,7 @@ func BenchmarkHandlerKey(b *testing.B) {
 func BenchmarkHandlerAll(b *testing.B) {
 	var st Store
 	st.Swap(benchSnapshot(b, 1000))
-	h := NewHandler(&st, "w1", NewMetrics(prometheus.NewRegistry()))
+	h := NewHandler(&st, "w1", NewMetrics(prom.NewRegistry()))
 	r := httptest.NewRequest("GET", "/data", nil)
 	w := newDiscardWriter()
 	b.ReportAllocs()

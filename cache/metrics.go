@@ -8,27 +8,27 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/yolkgo/yolk/prom"
 )
 
-// Metrics are the cache's metrics, in a registry of github.com/prometheus/client_golang:
+// Metrics are the cache's metrics, in a registry of package prom:
 // a worker's replica and HTTP API, or the agent's hub, each in its own
 // process's registry (yolk.Process.Metrics). They carry no process label:
 // the master labels each process's samples with its role and slot when it
 // serves them all. Metrics are safe for concurrent use, and the methods of a
 // nil *Metrics do nothing.
 type Metrics struct {
-	refreshes   *prometheus.CounterVec
-	fetches     prometheus.Counter
-	fetchErrors prometheus.Counter
-	busMessages *prometheus.CounterVec
-	version     prometheus.Gauge
-	revision    prometheus.Gauge
-	items       prometheus.Gauge
-	updated     prometheus.Gauge
-	requests    *prometheus.CounterVec
+	refreshes   *prom.Vec[prom.Counter]
+	fetches     *prom.Counter
+	fetchErrors *prom.Counter
+	busMessages *prom.Vec[prom.Counter]
+	version     *prom.Gauge
+	revision    *prom.Gauge
+	items       *prom.Gauge
+	updated     *prom.Gauge
+	requests    *prom.Vec[prom.Counter]
 	serveOnce   sync.Once
-	byCode      [len(responseCodes)]prometheus.Counter // requests' series, made by serving
+	byCode      [len(responseCodes)]*prom.Counter // requests' series, made by serving
 }
 
 // responseCodes are the status codes the handler writes: the values of
@@ -42,39 +42,20 @@ var responseCodes = [...]int{
 
 // NewMetrics returns the cache's metrics, registered in reg. It panics if
 // reg already has them.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
-		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "yolk_cache_refreshes_total", Help: "Snapshots installed, by what caused them.",
-		}, []string{"by"}),
-		fetches: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "yolk_remote_fetches_total", Help: "Requests to the remote source, answered or not.",
-		}),
-		fetchErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "yolk_remote_fetch_errors_total",
-			Help: "Requests to the remote source that failed or returned something malformed (the last good snapshot stays).",
-		}),
-		busMessages: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "yolk_bus_messages_total", Help: "Messages received on the bus, by event.",
-		}, []string{"event"}),
-		version: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "yolk_cache_version", Help: "The cached version if it is a number, else 0.",
-		}),
-		revision: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "yolk_cache_revision", Help: "The cached snapshot's revision: its place in the service's one order of snapshots.",
-		}),
-		items: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "yolk_cache_items", Help: "Items in the cached snapshot.",
-		}),
-		updated: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "yolk_cache_updated_timestamp_seconds", Help: "When the cached snapshot was installed, in seconds since the epoch.",
-		}),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "yolk_http_requests_total", Help: "Responses of the data API, by status code.",
-		}, []string{"code"}),
+func NewMetrics(reg *prom.Registry) *Metrics {
+	return &Metrics{
+		refreshes: reg.CounterVec("yolk_cache_refreshes_total", "Snapshots installed, by what caused them.", "by"),
+		fetches:   reg.Counter("yolk_remote_fetches_total", "Requests to the remote source, answered or not."),
+		fetchErrors: reg.Counter("yolk_remote_fetch_errors_total",
+			"Requests to the remote source that failed or returned something malformed (the last good snapshot stays)."),
+		busMessages: reg.CounterVec("yolk_bus_messages_total", "Messages received on the bus, by event.", "event"),
+		version:     reg.Gauge("yolk_cache_version", "The cached version if it is a number, else 0."),
+		revision: reg.Gauge("yolk_cache_revision",
+			"The cached snapshot's revision: its place in the service's one order of snapshots."),
+		items:    reg.Gauge("yolk_cache_items", "Items in the cached snapshot."),
+		updated:  reg.Gauge("yolk_cache_updated_timestamp_seconds", "When the cached snapshot was installed, in seconds since the epoch."),
+		requests: reg.CounterVec("yolk_http_requests_total", "Responses of the data API, by status code.", "code"),
 	}
-	reg.MustRegister(m.refreshes, m.fetches, m.fetchErrors, m.busMessages, m.version, m.revision, m.items, m.updated, m.requests)
-	return m
 }
 
 // Refresh counts a snapshot installed because of by (start, force, pull,
@@ -83,7 +64,7 @@ func (m *Metrics) Refresh(by string) {
 	if m == nil {
 		return
 	}
-	m.refreshes.WithLabelValues(by).Inc()
+	m.refreshes.With(by).Inc()
 }
 
 // Fetch counts a request to the remote source (yolk_remote_fetches_total)
@@ -106,7 +87,7 @@ func (m *Metrics) BusMessage(event string) {
 	if m == nil {
 		return
 	}
-	m.busMessages.WithLabelValues(event).Inc()
+	m.busMessages.With(event).Inc()
 }
 
 // SetSnapshot records the snapshot now served: yolk_cache_version (the
@@ -139,7 +120,7 @@ func (m *Metrics) serving() {
 	}
 	m.serveOnce.Do(func() {
 		for i, code := range responseCodes {
-			m.byCode[i] = m.requests.WithLabelValues(strconv.Itoa(code))
+			m.byCode[i] = m.requests.With(strconv.Itoa(code))
 		}
 	})
 }
@@ -157,5 +138,5 @@ func (m *Metrics) request(code int) {
 			return
 		}
 	}
-	m.requests.WithLabelValues(strconv.Itoa(code)).Inc()
+	m.requests.With(strconv.Itoa(code)).Inc()
 }

@@ -5,11 +5,11 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/yolkgo/yolk/prom"
 )
 
 func BenchmarkInstrument(b *testing.B) {
-	h := Instrument(prometheus.NewRegistry(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }))
+	h := Instrument(prom.NewRegistry(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }))
 	w, r := httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil)
 	b.ReportAllocs()
 	for b.Loop() {

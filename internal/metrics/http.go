@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/yolkgo/yolk/prom"
 )
 
 // RequestBuckets are the bounds of yolk_http_request_duration_seconds, in
@@ -24,16 +24,12 @@ var epoch = time.Now()
 // whose connection the handler hijacks (a websocket) is not timed: it is no
 // longer a request. It keeps the response's http.Flusher and http.Hijacker
 // (through http.ResponseController).
-func Instrument(reg prometheus.Registerer, next http.Handler) http.Handler {
-	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "yolk_http_request_duration_seconds",
-		Help:    "Time to answer an HTTP request of the application, by class of status code.",
-		Buckets: RequestBuckets,
-	}, []string{"class"})
-	reg.MustRegister(h)
-	var byClass [6]prometheus.Observer // [2] to [5]: 2xx to 5xx, made at once
+func Instrument(reg *prom.Registry, next http.Handler) http.Handler {
+	h := reg.HistogramVec("yolk_http_request_duration_seconds",
+		"Time to answer an HTTP request of the application, by class of status code.", RequestBuckets, "class")
+	var byClass [6]*prom.Histogram // [2] to [5]: 2xx to 5xx, made at once
 	for i := 2; i <= 5; i++ {
-		byClass[i] = h.WithLabelValues(strconv.Itoa(i) + "xx")
+		byClass[i] = h.With(strconv.Itoa(i) + "xx")
 	}
 	// the pool saves an allocation of 32 bytes per request (BenchmarkInstrument)
 	pool := sync.Pool{New: func() any { return new(statusWriter) }}
@@ -51,11 +47,11 @@ func Instrument(reg prometheus.Registerer, next http.Handler) http.Handler {
 			if code == 0 {
 				code = http.StatusOK // nothing written: net/http sends 200
 			}
-			var o prometheus.Observer
+			var o *prom.Histogram
 			if class := code / 100; class >= 2 && class <= 5 {
 				o = byClass[class]
 			} else {
-				o = h.WithLabelValues("other") // made when first seen: a status of 600 to 999
+				o = h.With("other") // made when first seen: a status of 600 to 999
 			}
 			o.Observe((time.Since(epoch) - start).Seconds())
 		}()

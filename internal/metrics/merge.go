@@ -9,10 +9,7 @@ import (
 	"slices"
 	"strings"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-	"google.golang.org/protobuf/proto"
+	"github.com/yolkgo/yolk/prom"
 )
 
 // Merge joins the metrics of several processes into one exposition, as
@@ -22,46 +19,37 @@ import (
 // of the first process that had it. The zero Merge is empty and ready; it is
 // not safe for concurrent use.
 type Merge struct {
-	fams map[string]*dto.MetricFamily
+	fams map[string]*family
 }
 
 // AddText parses text, a process's exposition in the Prometheus text format,
-// and adds its samples with labels. It adds nothing when the text does not
+// and adds its samples with labels. A label that a sample already has under
+// one of these names is renamed exported_<name>, as Prometheus does when a
+// target's labels clash with its own. It adds nothing when the text does not
 // parse. A family whose type differs from the one already merged under its
 // name is left out, and named in the error; the others are added.
 func (m *Merge) AddText(text []byte, labels map[string]string) error {
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(bytes.NewReader(text))
+	fams, err := parse(string(text))
 	if err != nil {
 		return fmt.Errorf("metrics: parse: %w", err)
 	}
-	return m.Add(slices.Collect(maps.Values(fams)), labels)
-}
-
-// Add adds families, a process's own (as a registry's Gather returns them),
-// with labels; it copies them, and changes nothing of fams. A label that a
-// sample already has under one of these names is renamed exported_<name>, as
-// Prometheus does when a target's labels clash with its own. See AddText for
-// a family whose type differs.
-func (m *Merge) Add(fams []*dto.MetricFamily, labels map[string]string) error {
 	if m.fams == nil {
-		m.fams = make(map[string]*dto.MetricFamily)
+		m.fams = make(map[string]*family)
 	}
 	var clash []string
 	for _, f := range fams {
-		have, ok := m.fams[f.GetName()]
-		if ok && have.GetType() != f.GetType() {
-			clash = append(clash, fmt.Sprintf("%s (%s, merged as %s)", f.GetName(), f.GetType(), have.GetType()))
+		have, ok := m.fams[f.name]
+		if ok && have.kind != f.kind {
+			clash = append(clash, fmt.Sprintf("%s (%s, merged as %s)", f.name, f.kind, have.kind))
 			continue
 		}
 		if !ok {
-			have = &dto.MetricFamily{Name: f.Name, Help: f.Help, Type: f.Type, Unit: f.Unit}
-			m.fams[f.GetName()] = have
+			have = &family{name: f.name, help: f.help, kind: f.kind}
+			m.fams[f.name] = have
 		}
-		for _, s := range f.Metric {
-			s = proto.CloneOf(s)
-			s.Label = relabel(s.Label, labels)
-			have.Metric = append(have.Metric, s)
+		for _, s := range f.series {
+			s.labels = relabel(s.labels, labels)
+			have.series = append(have.series, s)
 		}
 	}
 	if len(clash) > 0 {
@@ -72,43 +60,86 @@ func (m *Merge) Add(fams []*dto.MetricFamily, labels map[string]string) error {
 }
 
 // relabel returns pairs with labels added, sorted by name.
-func relabel(pairs []*dto.LabelPair, labels map[string]string) []*dto.LabelPair {
-	out := make([]*dto.LabelPair, 0, len(pairs)+len(labels))
+func relabel(pairs []label, labels map[string]string) []label {
+	out := make([]label, 0, len(pairs)+len(labels))
 	for _, p := range pairs {
-		if _, clash := labels[p.GetName()]; clash {
-			p = &dto.LabelPair{Name: proto.String("exported_" + p.GetName()), Value: p.Value}
+		if _, clash := labels[p.name]; clash {
+			p.name = "exported_" + p.name
 		}
 		out = append(out, p)
 	}
 	for k, v := range labels {
-		out = append(out, &dto.LabelPair{Name: proto.String(k), Value: proto.String(v)})
+		out = append(out, label{k, v})
 	}
-	slices.SortFunc(out, func(a, b *dto.LabelPair) int { return cmp.Compare(a.GetName(), b.GetName()) })
+	sortLabels(out)
 	return out
 }
 
-// WriteTo writes the merged families to w in the Prometheus text format
-// (version 0.0.4), sorted by name, each family's samples sorted by their
-// labels.
-func (m *Merge) WriteTo(w io.Writer) (int64, error) {
-	var n int64
-	for _, name := range slices.Sorted(maps.Keys(m.fams)) {
-		f := m.fams[name]
-		slices.SortStableFunc(f.Metric, func(a, b *dto.Metric) int { return compareLabels(a.Label, b.Label) })
-		k, err := expfmt.MetricFamilyToText(w, f)
-		n += int64(k)
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
+func sortLabels(l []label) {
+	slices.SortFunc(l, func(a, b label) int { return cmp.Compare(a.name, b.name) })
 }
 
-func compareLabels(a, b []*dto.LabelPair) int {
+func compareLabels(a, b []label) int {
 	for i := range min(len(a), len(b)) {
-		if c := cmp.Or(cmp.Compare(a[i].GetName(), b[i].GetName()), cmp.Compare(a[i].GetValue(), b[i].GetValue())); c != 0 {
+		if c := cmp.Or(cmp.Compare(a[i].name, b[i].name), cmp.Compare(a[i].value, b[i].value)); c != 0 {
 			return c
 		}
 	}
 	return cmp.Compare(len(a), len(b))
+}
+
+// WriteTo writes the merged families to w in the Prometheus text format
+// (version 0.0.4), sorted by name, each family's series sorted by their
+// labels, and a histogram's le (a summary's quantile) last of a sample's
+// labels. A family without a sample is left out, and one without HELP text
+// has no HELP line.
+func (m *Merge) WriteTo(w io.Writer) (int64, error) {
+	var b bytes.Buffer
+	for _, name := range slices.Sorted(maps.Keys(m.fams)) {
+		f := m.fams[name]
+		if len(f.series) == 0 {
+			continue
+		}
+		slices.SortStableFunc(f.series, func(a, b *series) int { return compareLabels(a.labels, b.labels) })
+		if f.help != "" {
+			fmt.Fprintf(&b, "# HELP %s %s\n", f.name, prom.EscapeHelp(f.help))
+		}
+		fmt.Fprintf(&b, "# TYPE %s %s\n", f.name, f.kind)
+		for _, s := range f.series {
+			for _, smp := range s.samples {
+				writeSample(&b, f.name, s.labels, smp)
+			}
+		}
+	}
+	return b.WriteTo(w)
+}
+
+func writeSample(b *bytes.Buffer, name string, labels []label, s sample) {
+	b.WriteString(name)
+	b.WriteString(s.suffix)
+	all := labels
+	if s.bound.name != "" {
+		all = append(labels[:len(labels):len(labels)], s.bound)
+	}
+	for i, l := range all {
+		if i == 0 {
+			b.WriteByte('{')
+		} else {
+			b.WriteByte(',')
+		}
+		b.WriteString(l.name)
+		b.WriteString(`="`)
+		b.WriteString(prom.EscapeLabelValue(l.value))
+		b.WriteByte('"')
+	}
+	if len(all) > 0 {
+		b.WriteByte('}')
+	}
+	b.WriteByte(' ')
+	b.WriteString(prom.FormatValue(s.value))
+	if s.timestamp != "" {
+		b.WriteByte(' ')
+		b.WriteString(s.timestamp)
+	}
+	b.WriteByte('\n')
 }

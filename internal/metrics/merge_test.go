@@ -8,9 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	"github.com/yolkgo/yolk/prom"
 )
 
 type source struct {
@@ -74,7 +72,7 @@ func TestMerge(t *testing.T) {
 			{"# HELP x X.\n# TYPE x counter\nx 2\n# HELP y Y.\n# TYPE y gauge\ny 3\n", worker("1")},
 		},
 		want:    "# HELP x X.\n# TYPE x gauge\nx{role=\"worker\",slot=\"0\"} 1\n# HELP y Y.\n# TYPE y gauge\ny{role=\"worker\",slot=\"1\"} 3\n",
-		wantErr: "types differ: x (COUNTER, merged as GAUGE)",
+		wantErr: "types differ: x (counter, merged as gauge)",
 	}, {
 		name: "text that does not parse adds nothing",
 		sources: []source{
@@ -104,32 +102,26 @@ func TestMerge(t *testing.T) {
 				t.Errorf("WriteTo wrote\n%s\nwant\n%s", got, tc.want)
 			}
 			// What it writes parses again.
-			p := expfmt.NewTextParser(model.UTF8Validation)
-			if _, err := p.TextToMetricFamilies(&b); err != nil {
+			if _, err := parse(b.String()); err != nil {
 				t.Errorf("the merged text does not parse: %v", err)
 			}
 		})
 	}
 }
 
-// A registry's own families (Gather) and a child's text merge alike, and the
-// sources are not changed.
-func TestMergeRegistryAndText(t *testing.T) {
+// Two processes' registries merge with their own labels, each family once,
+// and the sources are not changed.
+func TestMergeRegistries(t *testing.T) {
 	reg := NewRegistry("v1.2.3")
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var text bytes.Buffer
-	for _, f := range fams {
-		expfmt.MetricFamilyToText(&text, f)
-	}
+	var before, after bytes.Buffer
+	reg.WriteTo(&before)
 	var m Merge
-	if err := m.Add(fams, map[string]string{"role": "master"}); err != nil {
-		t.Fatalf("Add: %v", err)
-	}
-	if err := m.AddText(text.Bytes(), map[string]string{"role": "worker", "slot": "0"}); err != nil {
-		t.Fatalf("AddText: %v", err)
+	for _, labels := range []map[string]string{{"role": "master"}, {"role": "worker", "slot": "0"}} {
+		var text bytes.Buffer
+		reg.WriteTo(&text)
+		if err := m.AddText(text.Bytes(), labels); err != nil {
+			t.Fatalf("AddText(%v): %v", labels, err)
+		}
 	}
 	var out bytes.Buffer
 	m.WriteTo(&out)
@@ -138,6 +130,8 @@ func TestMergeRegistryAndText(t *testing.T) {
 		`",role="master",version="v1.2.3"} 1`,
 		`",role="worker",slot="0",version="v1.2.3"} 1`,
 		`go_goroutines{role="master"} `,
+		`go_gc_duration_seconds{role="worker",slot="0",quantile="0.5"} `,
+		`go_gc_duration_seconds_count{role="master"} `,
 		`process_resident_memory_bytes{role="worker",slot="0"} `,
 	} {
 		if !strings.Contains(out.String(), want) {
@@ -147,19 +141,14 @@ func TestMergeRegistryAndText(t *testing.T) {
 	if strings.Count(out.String(), "# TYPE go_goroutines ") != 1 {
 		t.Errorf("go_goroutines announced %d times, want once", strings.Count(out.String(), "# TYPE go_goroutines "))
 	}
-	for _, f := range fams {
-		for _, s := range f.Metric {
-			for _, l := range s.Label {
-				if l.GetName() == "role" {
-					t.Fatalf("Add changed the registry's family %s", f.GetName())
-				}
-			}
-		}
+	reg.WriteTo(&after)
+	if strings.Contains(after.String(), "role=") {
+		t.Errorf("merging changed the registry:\n%s", after.String())
 	}
 }
 
 func TestInstrument(t *testing.T) {
-	reg := prometheus.NewRegistry()
+	reg := prom.NewRegistry()
 	h := Instrument(reg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/missing":
@@ -174,20 +163,25 @@ func TestInstrument(t *testing.T) {
 	for _, path := range []string{"/", "/", "/missing", "/flush", "/quiet"} {
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", path, nil))
 	}
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	var text bytes.Buffer
+	reg.WriteTo(&text)
+	fams, err := parse(text.String())
+	if err != nil || len(fams) != 1 || fams[0].name != "yolk_http_request_duration_seconds" || fams[0].kind != "histogram" {
+		t.Fatalf("parse(the registry's text) = %v, %v; want the histogram yolk_http_request_duration_seconds\n%s", fams, err, text.String())
 	}
-	got := map[string]uint64{}
-	for _, f := range fams {
-		for _, s := range f.Metric {
-			if l := s.Label[0]; l.GetName() != "class" {
-				t.Errorf("yolk_http_request_duration_seconds has a label %s, want class", l.GetName())
+	got := map[string]float64{}
+	for _, s := range fams[0].series {
+		if len(s.labels) != 1 || s.labels[0].name != "class" {
+			t.Errorf("yolk_http_request_duration_seconds has the labels %v, want class", s.labels)
+			continue
+		}
+		for _, smp := range s.samples {
+			if smp.suffix == "_count" {
+				got[s.labels[0].value] = smp.value
 			}
-			got[s.Label[0].GetValue()] = s.GetHistogram().GetSampleCount()
 		}
 	}
-	want := map[string]uint64{"2xx": 4, "3xx": 0, "4xx": 1, "5xx": 0} // and no 1xx series, which nothing could fill
+	want := map[string]float64{"2xx": 4, "3xx": 0, "4xx": 1, "5xx": 0} // and no 1xx series, which nothing could fill
 	if !maps.Equal(got, want) {
 		t.Errorf("yolk_http_request_duration_seconds counts by class = %v, want %v", got, want)
 	}

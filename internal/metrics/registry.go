@@ -4,8 +4,7 @@ import (
 	"runtime"
 	"runtime/debug"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/yolkgo/yolk/prom"
 )
 
 // NewRegistry returns a process's registry: the Go runtime's series (go_*),
@@ -14,15 +13,11 @@ import (
 // or "dev" takes the main module's version from the binary's build
 // information, and a build with none ("(devel)": go build in the module, or
 // go run) is "dev".
-func NewRegistry(version string) *prometheus.Registry {
-	reg := prometheus.NewRegistry()
-	info := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name:        "yolk_build_info",
-		Help:        "Always 1: the version of the program and the Go release that built it.",
-		ConstLabels: prometheus.Labels{"version": buildVersion(version), "goversion": runtime.Version()},
-	})
-	info.Set(1)
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), info)
+func NewRegistry(version string) *prom.Registry {
+	reg := prom.NewRegistry()
+	reg.RegisterRuntime()
+	reg.GaugeVec("yolk_build_info", "Always 1: the version of the program and the Go release that built it.",
+		"goversion", "version").With(runtime.Version(), buildVersion(version)).Set(1)
 	return reg
 }
 

@@ -11,11 +11,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/yolkgo/yolk/bus"
 	"github.com/yolkgo/yolk/internal/masterapi"
 	"github.com/yolkgo/yolk/internal/metrics"
+	"github.com/yolkgo/yolk/prom"
 	"github.com/yolkgo/yolk/supervisor"
 )
 
@@ -37,13 +36,13 @@ type serviceMetrics struct {
 	supervised bool
 	log        *slog.Logger
 
-	self          *prometheus.Registry // the master's process: labelled role="master"
-	service       *prometheus.Registry // the service's: labelled as they are
-	reloads       *prometheus.CounterVec
-	changes       prometheus.Counter
-	convergence   prometheus.Histogram
-	changeFetches prometheus.Histogram
-	scrapeErrors  *prometheus.CounterVec
+	self          *prom.Registry // the master's process: labelled role="master"
+	service       *prom.Registry // the service's: labelled as they are
+	reloads       *prom.Vec[prom.Counter]
+	changes       *prom.Counter
+	convergence   *prom.Histogram
+	changeFetches *prom.Histogram
+	scrapeErrors  *prom.Vec[prom.Counter]
 
 	mu        sync.Mutex
 	restarts  map[target]restartCount
@@ -66,33 +65,28 @@ type target struct {
 type restartCount struct{ base, last int }
 
 func newServiceMetrics(conn *bus.Conn, live func() []processStatus, supervised bool, log *slog.Logger) *serviceMetrics {
+	service := prom.NewRegistry()
 	s := &serviceMetrics{
 		conn: conn, live: live, supervised: supervised, log: log,
-		self: metrics.NewRegistry(version), service: prometheus.NewRegistry(),
-		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "yolk_reloads_total", Help: "Rolling reloads of the workers, by result (ok, failed).",
-		}, []string{"result"}),
-		changes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "yolk_changes_total", Help: "Versions that reached every live worker.",
-		}),
-		convergence: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "yolk_change_convergence_seconds",
-			Help:    "Time from a change read from the remote to the last live worker serving it.",
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-		}),
-		changeFetches: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "yolk_change_fetches",
-			Help:    "Reads of the remote's data set, by every process, for one change (one is the goal).",
-			Buckets: []float64{0, 1, 2, 3, 5, 10, 20},
-		}),
-		scrapeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "yolk_scrape_errors_total",
-			Help: "Children whose metrics were left out of a scrape of the master: no answer in time, or text that did not parse.",
-		}, []string{"role", "slot"}),
+		self: metrics.NewRegistry(version), service: service,
+		reloads: service.CounterVec("yolk_reloads_total", "Rolling reloads of the workers, by result (ok, failed).", "result"),
+		changes: service.Counter("yolk_changes_total", "Versions that reached every live worker."),
+		convergence: service.Histogram("yolk_change_convergence_seconds",
+			"Time from a change read from the remote to the last live worker serving it.",
+			[]float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}),
+		changeFetches: service.Histogram("yolk_change_fetches",
+			"Reads of the remote's data set, by every process, for one change (one is the goal).",
+			[]float64{0, 1, 2, 3, 5, 10, 20}),
+		scrapeErrors: service.CounterVec("yolk_scrape_errors_total",
+			"Children whose metrics were left out of a scrape of the master: no answer in time, or text that did not parse.",
+			"role", "slot"),
 		restarts:  make(map[target]restartCount),
 		scrapeSem: make(chan struct{}, 1),
 	}
-	s.service.MustRegister(s.reloads, s.changes, s.convergence, s.changeFetches, s.scrapeErrors, childCollector{s})
+	service.Collect("yolk_processes", "Children of the master, by role and state (starting, ready, stopping, backoff).",
+		prom.KindGauge, []string{"role", "state"}, s.collectProcesses)
+	service.Collect("yolk_restarts_total", "Restarts of a child after it exited, by role and worker slot, across reloads.",
+		prom.KindCounter, []string{"role", "slot"}, s.collectRestarts)
 	return s
 }
 
@@ -116,7 +110,7 @@ func (s *serviceMetrics) reloaded(err error) {
 	if err != nil {
 		result = "failed"
 	}
-	s.reloads.WithLabelValues(result).Inc()
+	s.reloads.With(result).Inc()
 }
 
 // targets picks the children to scrape, one per role and slot: the ready
@@ -159,7 +153,7 @@ func (s *serviceMetrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var out bytes.Buffer
 	s.write(r.Context(), &out)
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	w.Header().Set("Content-Type", prom.ContentType)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Write(out.Bytes()) // an error means the client went away
 }
@@ -205,19 +199,17 @@ func (s *serviceMetrics) write(ctx context.Context, out *bytes.Buffer) {
 			a.err = m.AddText([]byte(a.text), a.t.labels())
 		}
 		if a.err != nil {
-			s.scrapeErrors.WithLabelValues(a.t.role, a.t.slot).Inc()
+			s.scrapeErrors.With(a.t.role, a.t.slot).Inc()
 			s.log.Debug("metrics of a child left out", "role", a.t.role, "slot", a.t.slot, "err", a.err)
 		}
 	}
 	for _, own := range []struct {
-		reg    *prometheus.Registry
+		reg    *prom.Registry
 		labels map[string]string
 	}{{s.self, map[string]string{"role": "master"}}, {s.service, nil}} {
-		fams, err := own.reg.Gather()
-		if err != nil {
-			s.log.Warn("gather the master's metrics", "err", err)
-		}
-		if err := m.Add(fams, own.labels); err != nil {
+		var text bytes.Buffer
+		own.reg.WriteTo(&text)
+		if err := m.AddText(text.Bytes(), own.labels); err != nil {
 			s.log.Warn("merge the master's metrics", "err", err)
 		}
 	}
@@ -254,35 +246,26 @@ func (s *serviceMetrics) observeRestarts(live []processStatus) map[target]int {
 	return out
 }
 
-// childCollector collects, at each scrape, what the master knows of its
-// children: yolk_processes{role,state} and, in fork mode,
-// yolk_restarts_total{role,slot}.
-type childCollector struct{ s *serviceMetrics }
-
-var (
-	processesDesc = prometheus.NewDesc("yolk_processes", "Children of the master, by role and state (starting, ready, stopping, backoff).", []string{"role", "state"}, nil)
-	restartsDesc  = prometheus.NewDesc("yolk_restarts_total", "Restarts of a child after it exited, by role and worker slot, across reloads.", []string{"role", "slot"}, nil)
-)
-
-func (c childCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- processesDesc
-	ch <- restartsDesc
-}
-
-func (c childCollector) Collect(ch chan<- prometheus.Metric) {
-	live := c.s.live()
+// collectProcesses gives, at each scrape, yolk_processes{role,state}: the
+// children by role and state.
+func (s *serviceMetrics) collectProcesses(emit func(float64, ...string)) {
 	type key struct{ role, state string }
 	counts := make(map[key]int)
-	for _, p := range live {
+	for _, p := range s.live() {
 		counts[key{p.Role, p.State}]++
 	}
 	for k, n := range counts {
-		ch <- prometheus.MustNewConstMetric(processesDesc, prometheus.GaugeValue, float64(n), k.role, k.state)
+		emit(float64(n), k.role, k.state)
 	}
-	if !c.s.supervised {
+}
+
+// collectRestarts gives, at each scrape and in fork mode only,
+// yolk_restarts_total{role,slot}.
+func (s *serviceMetrics) collectRestarts(emit func(float64, ...string)) {
+	if !s.supervised {
 		return
 	}
-	for t, n := range c.s.observeRestarts(live) {
-		ch <- prometheus.MustNewConstMetric(restartsDesc, prometheus.CounterValue, float64(n), t.role, t.slot)
+	for t, n := range s.observeRestarts(s.live()) {
+		emit(float64(n), t.role, t.slot)
 	}
 }

@@ -2,6 +2,8 @@ package master
 
 import (
 	"log/slog"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,15 +45,17 @@ func TestServiceMetricsConvergence(t *testing.T) {
 
 func histogramCount(t *testing.T, s *serviceMetrics) uint64 {
 	t.Helper()
-	fams, err := s.service.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range fams {
-		if f.GetName() == "yolk_change_convergence_seconds" {
-			return f.Metric[0].GetHistogram().GetSampleCount()
+	var text strings.Builder
+	s.service.WriteTo(&text)
+	for line := range strings.Lines(text.String()) {
+		if v, ok := strings.CutPrefix(line, "yolk_change_convergence_seconds_count "); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				t.Fatalf("yolk_change_convergence_seconds_count: %v", err)
+			}
+			return n
 		}
 	}
-	t.Fatal("no yolk_change_convergence_seconds")
+	t.Fatalf("no yolk_change_convergence_seconds_count in\n%s", text.String())
 	return 0
 }

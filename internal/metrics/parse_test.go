@@ -1,0 +1,77 @@
+package metrics
+
+import (
+	"bytes"
+	"testing"
+)
+
+func TestParseErrors(t *testing.T) {
+	for _, text := range []string{
+		"x{ 2\n",
+		"x 1 2 3\n",
+		"x one\n",
+		"1x 1\n",
+		`x{a-b="1"} 1` + "\n",
+		`x{a=1} 1` + "\n",
+		`x{a="1",a="2"} 1` + "\n",
+		`x{a="\q"} 1` + "\n",
+		"# HELP x bad \\q escape\n",
+		"# TYPE x histogram\nx_bucket 1\n",
+		"# TYPE x nonsense\n",
+		"# TYPE x gauge\n# TYPE x counter\n",
+		"x 1\n# TYPE x gauge\n",
+	} {
+		if fams, err := parse(text); err == nil {
+			t.Errorf("parse(%q) = %v, nil; want an error", text, fams)
+		}
+	}
+}
+
+// What parse reads, Merge writes back unchanged, but for a sample's labels
+// sorted by name (le and quantile last) and the series sorted.
+func TestParseRoundTrip(t *testing.T) {
+	text := "# HELP s A summary.\n# TYPE s summary\n" +
+		"s{b=\"2\",a=\"1\",quantile=\"0.5\"} 3\ns_sum{a=\"1\",b=\"2\"} 4\ns_count{a=\"1\",b=\"2\"} 5\n" +
+		"# comment\n\n" +
+		"# HELP u Untyped, with a timestamp.\nu 1 1700000000000\n" +
+		"no_type_line NaN\n"
+	want := "# TYPE no_type_line untyped\nno_type_line NaN\n" +
+		"# HELP s A summary.\n# TYPE s summary\n" +
+		"s{a=\"1\",b=\"2\",quantile=\"0.5\"} 3\ns_sum{a=\"1\",b=\"2\"} 4\ns_count{a=\"1\",b=\"2\"} 5\n" +
+		"# HELP u Untyped, with a timestamp.\n# TYPE u untyped\nu 1 1700000000000\n"
+	var m Merge
+	if err := m.AddText([]byte(text), nil); err != nil {
+		t.Fatalf("AddText: %v", err)
+	}
+	var b bytes.Buffer
+	m.WriteTo(&b)
+	if got := b.String(); got != want {
+		t.Errorf("WriteTo wrote\n%s\nwant\n%s", got, want)
+	}
+}
+
+// FuzzMerge: any text either fails to parse or merges into text that parses
+// to the same exposition again.
+func FuzzMerge(f *testing.F) {
+	f.Add("# HELP d_seconds Durations.\n# TYPE d_seconds histogram\n" +
+		"d_seconds_bucket{class=\"2xx\",le=\"0.1\"} 1\nd_seconds_bucket{class=\"2xx\",le=\"+Inf\"} 2\n" +
+		"d_seconds_sum{class=\"2xx\"} 0.35\nd_seconds_count{class=\"2xx\"} 2\n")
+	f.Add("# HELP e_total Back\\\\slash.\n# TYPE e_total counter\ne_total{path=\"a\\\"b\\\\c\\nd\"} 1 17\n")
+	f.Add("# TYPE s summary\ns{quantile=\"1\"} -Inf\ns_sum 1e300\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		var m Merge
+		if err := m.AddText([]byte(text), map[string]string{"role": "worker", "slot": "0"}); err != nil {
+			return
+		}
+		var once, twice bytes.Buffer
+		m.WriteTo(&once)
+		var again Merge
+		if err := again.AddText(once.Bytes(), nil); err != nil {
+			t.Fatalf("the merged text does not parse: %v\n%s", err, once.String())
+		}
+		again.WriteTo(&twice)
+		if once.String() != twice.String() {
+			t.Fatalf("merged again:\n%s\nwant\n%s", twice.String(), once.String())
+		}
+	})
+}
