@@ -63,6 +63,11 @@ func (h *harness) httpTail(ctx context.Context) {
 			rs, ps = append(rs, x.RPS), append(ps, x.P99Ms)
 		}
 		sr, sp := spreadOf(rs), spreadOf(ps)
+		var vs []string // p99 over node's in the same round
+		for _, x := range ratiosOf(ps, perRound(node, func(x HTTPRound) float64 { return x.P99Ms })) {
+			vs = append(vs, fmt.Sprintf("%.2f", x))
+		}
+		h.logf("tail %-48s p99 / node's p99, per round: %s", r.System, strings.Join(vs, " "))
 		h.logf("tail %-48s rps %s (median %s, IQR %s..%s, %.2fx node) | p99 %s (median %s, IQR %s..%s, %.2fx node) | %s",
 			r.System, strings.Join(rps, " "), fmtCount(sr.Median), fmtCount(sr.Q1), fmtCount(sr.Q3), sr.Median/node.RPS,
 			strings.Join(p99, " "), fmtMs(sp.Median), fmtMs(sp.Q1), fmtMs(sp.Q3), sp.Median/node.P99Ms, r.Processes)
@@ -108,4 +113,12 @@ func (h *harness) httpCluster(ctx context.Context, c tailContender, secs int) er
 	h.logf("%s: %s rps, p99 %s; connections per acceptor: %s", c.system, fmtCount(r.RPS), fmtMs(r.P99Ms), strings.Join(counts, "/"))
 	h.res.HTTP = append(h.res.HTTP, r)
 	return nil
+}
+
+func perRound(r HTTPResult, f func(HTTPRound) float64) []float64 {
+	xs := make([]float64, len(r.PerRound))
+	for i, x := range r.PerRound {
+		xs[i] = f(x)
+	}
+	return xs
 }

@@ -260,7 +260,7 @@ func runLoopHTTP(ctx context.Context, loops int, stdout io.Writer) error {
 		}
 		l := &eventLoop{ep: ep, p: p, conns: map[int]*loopConn{}}
 		go func() { errc <- l.run() }() // ends with the process
-		go func() { // ends with the process
+		go func() {                     // ends with the process
 			errc <- acceptEach(3+i, stdout, func(nfd int) {
 				ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(nfd)}
 				if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, nfd, &ev); err != nil {
