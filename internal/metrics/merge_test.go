@@ -160,7 +160,7 @@ func TestMergeRegistryAndText(t *testing.T) {
 
 func TestInstrument(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	h := Instrument(reg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h, _ := Instrument(reg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/missing":
 			http.NotFound(w, r)
