@@ -58,6 +58,7 @@ type fastConn struct {
 	out     []byte // answers the socket did not take yet
 	handing bool   // hand over once out is written
 	polled  bool   // EPOLLOUT asked for: out waits for the socket
+	used    bool   // a request came: the connection is not new
 }
 
 func newEventLoop(fast *Fast, handed *handedListener) (*eventLoop, error) {
@@ -217,6 +218,7 @@ func (l *eventLoop) serve(fd int, c *fastConn, events uint32, draining bool) {
 		return
 	}
 	read := time.Now()
+	c.used = true
 	data := l.buf[:n]
 	answered := 0
 	for len(data) > 0 {
@@ -299,15 +301,23 @@ func (l *eventLoop) flush(fd int, c *fastConn) bool {
 }
 
 // retire ends a connection whose answers are written, in a drain: closed if
-// it is idle, as http.Server.Shutdown closes idle connections; handed over
-// if a request has come, for net/http to answer it with Connection: close.
+// it is idle between requests, as http.Server.Shutdown closes idle
+// connections; handed over if a request has come, for net/http to answer it
+// with Connection: close, or if it is new.
 func (l *eventLoop) retire(fd int, c *fastConn) {
 	n, err := unix.Read(fd, l.buf)
-	if n <= 0 || err != nil {
-		l.close(fd)
+	switch {
+	case n > 0:
+		c.in = append(c.in[:0], l.buf[:n]...)
+	case n == 0 && err == nil, err != nil && !errors.Is(err, unix.EAGAIN):
+		l.close(fd) // the client closed it
+		return
+	case c.used:
+		l.close(fd) // idle between requests
 		return
 	}
-	c.in = append(c.in[:0], l.buf[:n]...)
+	// A request came, or none yet on a new connection, whose client may send
+	// its first one in a moment: Drain gives it net/http's grace.
 	l.handOver(fd, c)
 }
 
