@@ -24,6 +24,7 @@ import (
 	"github.com/yolkgo/yolk/internal/masterapi"
 	"github.com/yolkgo/yolk/internal/metrics"
 	"github.com/yolkgo/yolk/internal/serve"
+	"github.com/yolkgo/yolk/prom"
 	"github.com/yolkgo/yolk/schedule"
 )
 
@@ -142,6 +143,7 @@ type child struct {
 	log      *slog.Logger
 	lifeline <-chan struct{}
 	stall    *stallWatch // a worker's; nil for the agent, or with YOLK_HANG_TIMEOUT=0
+	fast     *serve.Fast // a worker's fast path, if it has one
 
 	warm     atomic.Bool // the BeforeReady hooks are done
 	svcSeen  atomic.Bool // the master said the whole service is ready
@@ -272,6 +274,7 @@ func (c *child) run(ctx context.Context) error {
 			reason = err
 		} else {
 			srv = serve.NewServer(handler, c.log)
+			srv.Fast = c.fast
 			go func() { served <- srv.Serve(ln) }()
 		}
 	}
@@ -333,7 +336,11 @@ func (c *child) setup(ctx context.Context, p *Process) (http.Handler, error) {
 		if w.handler != nil {
 			handler = w.handler
 		}
-		handler = metrics.Instrument(p.metrics, handler)
+		var ok2xx *prom.Histogram
+		handler, ok2xx = metrics.Instrument(p.metrics, handler)
+		if w.fast != nil {
+			c.fast = &serve.Fast{Lookup: w.fast, Answered: func(d time.Duration) { ok2xx.Observe(d.Seconds()) }}
+		}
 	}
 	p.seal()
 	if err != nil {

@@ -69,6 +69,7 @@ type Agent struct {
 type Worker struct {
 	*Process
 	handler http.Handler
+	fast    FastLookup
 }
 
 // Handle sets the handler the worker serves on the shared HTTP port

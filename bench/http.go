@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"cmp"
 	"context"
 	"errors"
@@ -418,13 +417,7 @@ func runGoHTTP(ctx context.Context, addr string, stdout io.Writer) error {
 // It is not an HTTP server (no bodies, no limits, no timeouts): it shows what
 // the machine, the kernel and wrk allow, whatever the server.
 func runRawHTTP(ctx context.Context, addr string, stdout io.Writer) error {
-	id := strconv.Itoa(os.Getpid())
-	date := time.Now().UTC().Format(http.TimeFormat) // for the same header set; not kept current
-	answers := map[string][]byte{}
-	for k, v := range benchItems() {
-		answers["/data/"+k] = fmt.Appendf(nil, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nDate: %s\r\nX-Yolk-Version: 1\r\nX-Yolk-Worker: %s\r\nContent-Length: %d\r\n\r\n%s", date, id, len(v), v)
-	}
-	notFound := []byte("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+	p := prepareAnswers()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
@@ -439,36 +432,6 @@ func runRawHTTP(ctx context.Context, addr string, stdout io.Writer) error {
 			}
 			return err
 		}
-		go func() {
-			defer c.Close()
-			r, w := bufio.NewReader(c), bufio.NewWriter(c)
-			for {
-				line, err := r.ReadSlice('\n')
-				if err != nil {
-					return
-				}
-				var path string
-				if f := strings.Fields(string(line)); len(f) == 3 {
-					path = f[1]
-				}
-				for { // the headers, up to the blank line
-					h, err := r.ReadSlice('\n')
-					if err != nil {
-						return
-					}
-					if len(h) <= 2 {
-						break
-					}
-				}
-				if a, ok := answers[path]; ok {
-					w.Write(a)
-				} else {
-					w.Write(notFound)
-				}
-				if r.Buffered() == 0 && w.Flush() != nil {
-					return
-				}
-			}
-		}()
+		go serveRaw(c, p)
 	}
 }

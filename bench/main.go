@@ -101,6 +101,32 @@ func runRole(ctx context.Context, role string, args []string) error {
 			return err
 		}
 		return runRawHTTP(ctx, args[0], os.Stdout)
+	case "cluster": // addr procs per gomaxprocs role [args]
+		if len(args) < 5 {
+			return fmt.Errorf("want addr, procs, acceptors per process, gomaxprocs, role and its arguments, got %d arguments", len(args))
+		}
+		var n [3]int
+		for i := range n {
+			var err error
+			if n[i], err = strconv.Atoi(args[1+i]); err != nil {
+				return err
+			}
+		}
+		return runCluster(ctx, args[0], n[0], n[1], n[2], args[4], args[5:], os.Stdout)
+	case "raw-http-fd": // 1 (the acceptor socket is descriptor 3)
+		if err := need(1); err != nil {
+			return err
+		}
+		return runRawHTTPFD(ctx, 3, os.Stdout)
+	case "loop-http": // loops (their acceptor sockets are descriptors 3, 4, ...)
+		if err := need(1); err != nil {
+			return err
+		}
+		loops, err := strconv.Atoi(args[0])
+		if err != nil {
+			return err
+		}
+		return runLoopHTTP(ctx, loops, os.Stdout)
 	}
 	return fmt.Errorf("unknown subcommand %q (run without one for the benchmarks; -h for help)", role)
 }
@@ -187,10 +213,17 @@ func (c config) roundsFor(workers int) int {
 	return 1
 }
 
-func (c config) runs(section string) bool { return len(c.only) == 0 || c.only[section] }
+// runs reports whether the run measures section: every one but the
+// experiments (optIn) when -only is not given.
+func (c config) runs(section string) bool {
+	return c.only[section] || len(c.only) == 0 && !slices.Contains(optIn, section)
+}
+
+// optIn are the sections that run only when -only names them.
+var optIn = []string{"http-tail"}
 
 // sections, in the order they run.
-var sections = []string{"messenger", "converge", "fleet", "http", "lifecycle"}
+var sections = []string{"messenger", "converge", "fleet", "http", "http-tail", "lifecycle"}
 
 // harness is one run of the benchmarks.
 type harness struct {
@@ -235,6 +268,7 @@ func runHarness(ctx context.Context, args []string) error {
 	only := fs.String("only", "", "comma-separated sections to run: "+strings.Join(sections, ", "))
 	anchors := fs.String("anchors", "", "the baselines' directory (default: ../shared/anchors beside the repository)")
 	scale := fs.Bool("scale", false, "measure how the costs grow (fan-out against workers, convergence and memory against data size, fetches against workers) instead of the usual sections; with -out, rewrite only the scale section of that file and write its plots beside it (make bench-scale)")
+	rounds := fs.Int("rounds", 0, "rounds of every system with 2 workers (default: 5, 3 with -quick)")
 	profileDir := fs.String("cpuprofile", "", "a directory where every fan-out receiver (yolk worker, raw NATS subscriber) writes a CPU profile of each run, for go tool pprof with the bench binary")
 	var yolkEnv []string
 	fs.Func("yolk-env", "`NAME=value` added to every yolk master's environment, which its agent and workers inherit (repeatable; for experiments such as GOGC=200)", func(v string) error {
@@ -254,6 +288,9 @@ func runHarness(ctx context.Context, args []string) error {
 		cfg = quickConfig()
 	}
 	cfg.yolkEnv = yolkEnv
+	if *rounds > 0 {
+		cfg.rounds = *rounds
+	}
 	sc := fullScaleConfig()
 	if *quick {
 		sc = quickScaleConfig()
@@ -320,6 +357,7 @@ func runHarness(ctx context.Context, args []string) error {
 		{"converge", func(w int) { h.converge(ctx, w) }, true},
 		{"fleet", func(int) { h.fleet(ctx) }, false},
 		{"http", func(w int) { h.httpSection(ctx, w) }, true},
+		{"http-tail", func(int) { h.httpTail(ctx) }, false},
 		{"lifecycle", func(int) { h.lifecycle(ctx) }, false},
 	}
 	for _, s := range steps {

@@ -27,10 +27,16 @@
 // sender gets [ErrNoReceiver]), and its SendToMaster("reload") is refused by
 // the bus.
 //
-// The payload is a versioned JSON envelope,
+// The payload has one of two formats, the wire versions (compact.go). Version
+// 1 is a JSON envelope,
 // {"v":1,"kind":"event|send|req|reply|nack","event":..,"from":..,"role":..,"data":..,"error":..};
-// a receiver drops (and logs) a message whose envelope does not match its
-// subject, has an unknown version, or is not valid JSON.
+// version 2 is compact: a byte for the format, one for the kind and the
+// sender's role, for a reply its sender and error, then the data; the event
+// and the sender are the subject's. Every Conn reads both and sends version 1
+// until [Conn.SetWire] says otherwise (the master tells its children when
+// every process reads version 2). A receiver drops (and logs) a message
+// whose envelope does not match its subject, has an unknown version, kind or
+// role, or is not valid JSON (version 1) or is cut short (version 2).
 //
 // # What each verb promises when the receiver is absent or not ready
 //

@@ -1,9 +1,11 @@
 package cache
 
 import (
+	"bytes"
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 )
 
 // MaxKeyLen is the longest key GET /data/{key} looks up, in bytes. A longer
@@ -119,4 +121,41 @@ func WithHeaders(store *Store, workerID string, next http.Handler) http.Handler 
 		setHeaders(w.Header(), store.Load(), worker)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// NewFastLookup returns the answers of GET /data/{key} for a worker's fast
+// path (yolk.Worker.HandleFast): for a key the store's snapshot holds, the
+// header lines and body [NewHandler] sends, counted in m as its responses
+// are; for anything else (another path, no snapshot, no such key), ok false,
+// for the handler to answer. It allocates nothing once a snapshot's header
+// lines are made, at its first request. Safe for concurrent use.
+func NewFastLookup(store *Store, workerID string, m *Metrics) func(path []byte) (header, body []byte, ok bool) {
+	m.serving()
+	var last atomic.Pointer[fastHeader]
+	return func(path []byte) ([]byte, []byte, bool) {
+		key, ok := bytes.CutPrefix(path, []byte("/data/"))
+		s := store.Load()
+		if !ok || s == nil || len(key) > MaxKeyLen {
+			return nil, nil, false
+		}
+		v, ok := s.Items[string(key)]
+		if !ok {
+			return nil, nil, false
+		}
+		h := last.Load()
+		if h == nil || h.s != s {
+			var b bytes.Buffer
+			http.Header{"Content-Type": headerJSON, HeaderVersion: s.header(), HeaderWorker: {workerID}}.Write(&b)
+			h = &fastHeader{s: s, lines: b.Bytes()}
+			last.Store(h)
+		}
+		m.request(http.StatusOK)
+		return h.lines, v, true
+	}
+}
+
+// fastHeader is a snapshot's header lines for the fast path.
+type fastHeader struct {
+	s     *Snapshot
+	lines []byte
 }

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -296,5 +297,36 @@ func BenchmarkHandlerAll(b *testing.B) {
 	}
 	if w.code != 200 {
 		b.Fatalf("GET /data: code %d", w.code)
+	}
+}
+
+// The fast path's answer to GET /data/{key} is the handler's: the same header
+// lines (net/http adds Date and Content-Length to both) and body; it has
+// none where the handler answers anything but 200.
+func TestFastLookupIsHandler(t *testing.T) {
+	var st Store
+	look := NewFastLookup(&st, "w1", nil)
+	h := NewHandler(&st, "w1", nil)
+	if _, _, ok := look([]byte("/data/a")); ok {
+		t.Errorf("fast lookup of /data/a before the first snapshot: ok, want none")
+	}
+	st.Swap(mustSnapshot(t, "12", t0, `{"a": [1, 2], "a/b": "slash"}`))
+	for _, target := range []string{"/data/a", "/data/a/b", "/data/missing", "/data", "/other", "/data/"} {
+		rec := doRequest(h, "GET", target)
+		header, body, ok := look([]byte(target))
+		if ok != (rec.Code == http.StatusOK && target != "/data") {
+			t.Errorf("fast lookup of %s: ok %v; the handler answers %d", target, ok, rec.Code)
+		}
+		if !ok {
+			continue
+		}
+		var want bytes.Buffer
+		rec.Header().Write(&want)
+		if string(header) != want.String() || string(body) != rec.Body.String() {
+			t.Errorf("fast lookup of %s: %q %q, the handler's: %q %q", target, header, body, want.String(), rec.Body.String())
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { look([]byte("/data/a")) }); n != 0 {
+		t.Errorf("fast lookup allocates %v times, want 0", n)
 	}
 }

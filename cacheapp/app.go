@@ -189,6 +189,7 @@ func (a *app) worker(w *yolk.Worker) error {
 		}
 	})
 	w.Handle(routes(w, &store, metrics))
+	w.HandleFast(cache.NewFastLookup(&store, w.ID(), metrics)) // GET /data/{key} of a key the snapshot holds
 	return nil
 }
 

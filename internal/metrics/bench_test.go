@@ -9,7 +9,7 @@ import (
 )
 
 func BenchmarkInstrument(b *testing.B) {
-	h := Instrument(prom.NewRegistry(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }))
+	h, _ := Instrument(prom.NewRegistry(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }))
 	w, r := httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil)
 	b.ReportAllocs()
 	for b.Loop() {

@@ -149,7 +149,7 @@ func TestMergeRegistries(t *testing.T) {
 
 func TestInstrument(t *testing.T) {
 	reg := prom.NewRegistry()
-	h := Instrument(reg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h, _ := Instrument(reg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/missing":
 			http.NotFound(w, r)

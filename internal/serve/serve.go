@@ -77,7 +77,16 @@ func reusePort(network, address string, c syscall.RawConn) error {
 type Server struct {
 	http.Server
 
+	// Fast, if set before Serve, is the fast path: an event loop owns the
+	// accepted connections and answers the requests it can, handing the
+	// others over to the http.Server (see [Fast]).
+	Fast *Fast
+
 	draining atomic.Bool // every response says Connection: close
+
+	loop   *eventLoop      // with Fast, once Serve started it
+	handed *handedListener // with Fast: the connections net/http serves
+	served chan error      // with Fast: the http.Server's Serve on handed
 
 	mu      sync.Mutex
 	conns   map[*trackedConn]struct{} // open and not hijacked
@@ -123,9 +132,39 @@ func NewServer(h http.Handler, log *slog.Logger) *Server {
 	return s
 }
 
-// Serve serves the connections of ln, tracking each (see Drain).
+// Serve serves the connections of ln, tracking each (see Drain), until ln is
+// closed; call it once. With Fast, the event loop and the http.Server behind
+// it outlive Serve: Drain stops them.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.Server.Serve(trackingListener{Listener: ln, s: s})
+	if s.Fast == nil {
+		return s.Server.Serve(trackingListener{Listener: ln, s: s})
+	}
+	s.handed = newHandedListener(ln.Addr())
+	loop, err := newEventLoop(s.Fast, s.handed)
+	if err != nil {
+		return err
+	}
+	s.loop, s.served = loop, make(chan error, 1)
+	go loop.run()                                                                          // until Drain
+	go func() { s.served <- s.Server.Serve(trackingListener{Listener: s.handed, s: s}) }() // until Drain
+	var wait time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			var t interface{ Temporary() bool }
+			if !errors.As(err, &t) || !t.Temporary() {
+				return err
+			}
+			wait = min(max(2*wait, 5*time.Millisecond), time.Second) // as http.Server.Serve
+			s.ErrorLog.Printf("http: Accept error: %v; retrying in %v", err, wait)
+			time.Sleep(wait)
+			continue
+		}
+		wait = 0
+		if err := loop.add(c); err != nil {
+			s.ErrorLog.Printf("serve: fast path: %v", err)
+		}
+	}
 }
 
 // trackingListener hands each accepted connection to the Server as a trackedConn.
@@ -140,6 +179,7 @@ func (l trackingListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	tc := &trackedConn{Conn: c, since: time.Now()}
+
 	l.s.mu.Lock()
 	l.s.conns[tc] = struct{}{}
 	l.s.mu.Unlock()
@@ -191,6 +231,20 @@ func (s *Server) busy() (bool, <-chan struct{}) {
 // ones safely. ctx bounds the whole wait.
 func (s *Server) Drain(ctx context.Context) error {
 	s.draining.Store(true)
+	if s.loop != nil {
+		// The loop closes its idle connections once their answers are written,
+		// and hands over those with a request, which net/http answers with
+		// Connection: close.
+		s.loop.drain()
+		select {
+		case <-s.loop.done:
+		case <-ctx.Done():
+			s.loop.stop()
+			<-s.loop.done
+		}
+		s.handed.Close()
+		defer func() { <-s.served }()
+	}
 	for {
 		busy, changed := s.busy()
 		if !busy {
