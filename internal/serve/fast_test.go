@@ -280,3 +280,101 @@ func TestServeFastDrainUnderLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestServeFastClosesSilentConnections: a connection that never sends a
+// request, or sends none after its last answer, is closed after its wait,
+// as net/http's timeouts would close it.
+func TestServeFastClosesSilentConnections(t *testing.T) {
+	firstRequestWait, stuckWait, sweepEvery = 300*time.Millisecond, 600*time.Millisecond, 50*time.Millisecond
+	t.Cleanup(func() { firstRequestWait, stuckWait, sweepEvery = readHeaderTimeout, idleTimeout, time.Second })
+	f := startFast(t)
+	silent, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	used, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer used.Close()
+	start := time.Now()
+	if _, err := io.WriteString(used, "GET /data/k1 HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(used)
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET on the used connection = %v, %v", resp, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	for _, c := range []struct {
+		name string
+		r    io.Reader
+		conn net.Conn
+		min  time.Duration
+	}{{"silent", silent, silent, firstRequestWait}, {"idle after a request", r, used, stuckWait}} {
+		c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := c.r.Read(make([]byte, 1))
+		if n != 0 || err != io.EOF {
+			t.Fatalf("%s connection: read %d bytes, %v; want it closed (EOF)", c.name, n, err)
+		}
+		if took := time.Since(start); took < c.min {
+			t.Errorf("%s connection closed after %v, before its wait of %v", c.name, took, c.min)
+		}
+	}
+	if f.fast.Load() != 1 || f.handled.Load() != 0 {
+		t.Errorf("fast %d, handled %d; want the one request answered fast", f.fast.Load(), f.handled.Load())
+	}
+}
+
+// TestServeFastBoundsQueuedAnswers: pipelined requests for large answers
+// queue at most about maxQueued in the loop; net/http answers the rest, in
+// order, on the same connection.
+func TestServeFastBoundsQueuedAnswers(t *testing.T) {
+	big := bytes.Repeat([]byte("b"), 300<<10)
+	var fast, handled atomic.Int64
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		handled.Add(1)
+		w.Write(big)
+	}), slog.New(slog.DiscardHandler))
+	srv.Fast = &Fast{Lookup: func([]byte) ([]byte, []byte, bool) { fast.Add(1); return nil, big, true }}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	defer func() {
+		ln.Close()
+		<-served
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Drain(ctx)
+	}()
+
+	const n = 8 // 2.4 MB of answers
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, strings.Repeat("GET /data/big HTTP/1.1\r\nHost: x\r\n\r\n", n)); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(c)
+	for i := range n {
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || !bytes.Equal(body, big) {
+			t.Fatalf("answer %d: %d bytes, %v; want %d", i, len(body), err, len(big))
+		}
+	}
+	if q := fast.Load() * int64(len(big)); q > maxQueued+int64(len(big)) || handled.Load() == 0 || fast.Load()+handled.Load() != n {
+		t.Errorf("fast %d (%d bytes queued), handled %d; want at most %d bytes fast, the rest handled", fast.Load(), q, handled.Load(), maxQueued)
+	}
+}

@@ -54,12 +54,28 @@ type eventLoop struct {
 
 // fastConn is what the loop keeps of a connection between reads.
 type fastConn struct {
-	in      []byte // the start of a request, to hand over with the connection
-	out     []byte // answers the socket did not take yet
-	handing bool   // hand over once out is written
-	polled  bool   // EPOLLOUT asked for: out waits for the socket
-	used    bool   // a request came: the connection is not new
+	in      []byte    // the start of a request, to hand over with the connection
+	out     []byte    // answers the socket did not take yet
+	handing bool      // hand over once out is written
+	polled  bool      // EPOLLOUT asked for: out waits for the socket
+	used    bool      // a request came: the connection is not new
+	moved   time.Time // when it was accepted, or last read or written
 }
+
+// maxQueued bounds the answers a connection's pipelined requests queue:
+// past it, the rest of them go to net/http, which answers one at a time.
+const maxQueued = 1 << 20
+
+// How long the loop's connections may wait (variables for the tests).
+var (
+	// firstRequestWait: a connection that sent nothing for so long is
+	// closed, as http.Server's ReadHeaderTimeout would.
+	firstRequestWait = readHeaderTimeout
+	// stuckWait: a connection idle between requests, or whose client took
+	// none of its queued answers, for so long is closed.
+	stuckWait  = idleTimeout
+	sweepEvery = time.Second
+)
 
 func newEventLoop(fast *Fast, handed *handedListener) (*eventLoop, error) {
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -136,8 +152,9 @@ func (l *eventLoop) run() {
 	l.buf = make([]byte, 64<<10)
 	events := make([]unix.EpollEvent, 128)
 	draining := false
+	swept := time.Now()
 	for {
-		n, err := unix.EpollWait(l.ep, events, -1)
+		n, err := unix.EpollWait(l.ep, events, int(sweepEvery/time.Millisecond))
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			l.closeAll() // the epoll instance broke: nothing more can be served here
 			return
@@ -160,6 +177,24 @@ func (l *eventLoop) run() {
 		if draining && len(l.conns) == 0 {
 			return
 		}
+		if now := time.Now(); now.Sub(swept) >= sweepEvery {
+			l.sweep(now)
+			swept = now
+		}
+	}
+}
+
+// sweep closes the connections that have waited too long: for a first
+// request, for the next one, or for the client to take its answers.
+func (l *eventLoop) sweep(now time.Time) {
+	for fd, c := range l.conns {
+		wait := stuckWait
+		if !c.used {
+			wait = firstRequestWait
+		}
+		if now.Sub(c.moved) > wait {
+			l.close(fd)
+		}
 	}
 }
 
@@ -179,7 +214,7 @@ func (l *eventLoop) woken() (draining, abort bool) {
 			unix.Close(fd)
 			continue
 		}
-		l.conns[fd] = &fastConn{}
+		l.conns[fd] = &fastConn{moved: time.Now()}
 	}
 	if draining && !abort {
 		for fd, c := range l.conns {
@@ -218,7 +253,7 @@ func (l *eventLoop) serve(fd int, c *fastConn, events uint32, draining bool) {
 		return
 	}
 	read := time.Now()
-	c.used = true
+	c.used, c.moved = true, read
 	data := l.buf[:n]
 	answered := 0
 	for len(data) > 0 {
@@ -236,6 +271,11 @@ func (l *eventLoop) serve(fd int, c *fastConn, events uint32, draining bool) {
 		c.out = l.appendAnswer(c.out, header, body, read)
 		data = data[size:]
 		answered++
+		if len(c.out) >= maxQueued && len(data) > 0 {
+			c.in = append(c.in[:0], data...)
+			c.handing = true
+			break
+		}
 	}
 	if answered > 0 && !l.flush(fd, c) {
 		return
@@ -283,6 +323,7 @@ func (l *eventLoop) flush(fd int, c *fastConn) bool {
 			return false
 		}
 		buf = buf[n:]
+		c.moved = time.Now()
 	}
 	c.out = append(c.out[:0], buf...)
 	if waiting := len(c.out) > 0; waiting != c.polled {

@@ -113,6 +113,13 @@ func (c *trackedConn) CloseWrite() error {
 	return nil
 }
 
+// How long a connection may wait for its first request's head, and between
+// requests, before the server closes it.
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 2 * time.Minute
+)
+
 // newConnGrace is how long Drain waits for a connection that was accepted but
 // has not sent a request yet (a client that connects ahead of time may never).
 const newConnGrace = 2 * time.Second
@@ -127,7 +134,8 @@ func NewServer(h http.Handler, log *slog.Logger) *Server {
 		h.ServeHTTP(w, r)
 	})
 	s.ConnState = s.track
-	s.ReadHeaderTimeout = 10 * time.Second
+	s.ReadHeaderTimeout = readHeaderTimeout
+	s.IdleTimeout = idleTimeout
 	s.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	return s
 }
