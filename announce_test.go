@@ -2,6 +2,8 @@ package yolk
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync/atomic"
@@ -42,5 +44,22 @@ func TestAnnounce(t *testing.T) {
 		}
 		cancel()
 		<-finished
+	})
+}
+
+// TestAnnounceStopsWhenRefused: a master that refuses the process (it reads
+// an older wire version than the service sends) is not asked again: announce
+// returns the refusal, and the process stops.
+func TestAnnounceStopsWhenRefused(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int32
+		send := func(context.Context) error {
+			calls.Add(1)
+			return fmt.Errorf("%w: worker 7 reads the bus's wire version 1 at most", errRefused)
+		}
+		err := announce(t.Context(), send, make(chan struct{}), 5*time.Second, discard(), func() { t.Error("done called") })
+		if !errors.Is(err, errRefused) || calls.Load() != 1 {
+			t.Fatalf("announce = %v after %d sends; want the refusal after 1", err, calls.Load())
+		}
 	})
 }

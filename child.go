@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -444,6 +445,9 @@ func (c *child) beforeReady(ctx, gctx context.Context, conn *bus.Conn, p *Proces
 func (c *child) report(ctx context.Context, g *errgroup.Group, gctx context.Context, conn *bus.Conn, p *Process, again <-chan struct{}, ln net.Listener) error {
 	send := func(ctx context.Context) error {
 		m, err := conn.RequestMaster(ctx, masterapi.EventReady, masterapi.Ready{Wire: bus.WireVersion})
+		if re := (*bus.RemoteError)(nil); errors.As(err, &re) && strings.HasPrefix(re.Message, masterapi.Refused) {
+			return fmt.Errorf("%w: %s", errRefused, strings.TrimPrefix(re.Message, masterapi.Refused))
+		}
 		if err != nil {
 			return err
 		}
@@ -473,10 +477,7 @@ func (c *child) report(ctx context.Context, g *errgroup.Group, gctx context.Cont
 		}
 	}
 	if c.cfg.External() {
-		g.Go(func() error {
-			announce(gctx, send, again, c.cfg.ReadyTimeout, c.log, reported)
-			return nil
-		})
+		g.Go(func() error { return announce(gctx, send, again, c.cfg.ReadyTimeout, c.log, reported) })
 		return nil
 	}
 	rctx, cancel := context.WithTimeout(ctx, c.cfg.ReadyTimeout)
@@ -494,11 +495,13 @@ func (c *child) report(ctx context.Context, g *errgroup.Group, gctx context.Cont
 			return nil
 		case <-again:
 		}
-		announce(gctx, send, again, c.cfg.ReadyTimeout, c.log, reported)
-		return nil
+		return announce(gctx, send, again, c.cfg.ReadyTimeout, c.log, reported)
 	})
 	return nil
 }
+
+// errRefused: the master will not have this process in the service.
+var errRefused = errors.New("the master refused this process")
 
 // serviceReady runs the OnServiceReady hooks, once, if this process has
 // reported ready; else report does when it has.

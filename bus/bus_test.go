@@ -687,6 +687,9 @@ func TestReconnect(t *testing.T) {
 	if err := w.On("ev", func(_ context.Context, m bus.Message) (any, error) { got <- m; return nil, nil }); err != nil {
 		t.Fatal(err)
 	}
+	if err := w.SetWire(bus.WireVersion); err != nil {
+		t.Fatal(err)
+	}
 
 	b1.Shutdown()
 	select {
@@ -704,6 +707,9 @@ func TestReconnect(t *testing.T) {
 	case <-reconnected:
 	case <-time.After(wait):
 		t.Fatal("OnReconnect not called after the broker came back")
+	}
+	if v := w.Wire(); v != 1 { // the new bus's master has not said what its processes read
+		t.Errorf("after a reconnect the Conn sends wire version %d, want 1", v)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), wait)
 	defer cancel()

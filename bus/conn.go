@@ -202,6 +202,9 @@ func (c *Conn) natsOptions(o Options, timeout time.Duration, done chan struct{})
 			}
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			// The bus this Conn reconnects to may be another master's, of
+			// another yolk: version 1 until it says otherwise (SetWire).
+			c.wire.Store(wireJSON)
 			if !c.closing.Load() {
 				c.log.Warn("bus: disconnected", "err", err)
 			}
@@ -292,7 +295,8 @@ func (c *Conn) Role() Role { return c.role }
 // receive from this one reads it: the master says so in its answer to a
 // child's ready report. A Conn reads every version whatever it sends,
 // answers a request in the request's version, and sends what goes to other
-// hosts of a fleet in version 1.
+// hosts of a fleet in version 1. Losing the connection sets it back to 1:
+// the bus it reconnects to may be another master's, which has to say again.
 func (c *Conn) SetWire(v int) error {
 	if v < wireJSON || v > WireVersion {
 		return fmt.Errorf("bus: wire version %d: this bus sends 1 to %d", v, WireVersion)

@@ -16,7 +16,11 @@ type Message struct {
 	From  string // the sender's id, pinned by the bus: it cannot be forged
 	Role  Role   // the sender's role as declared in its envelope
 	// Data is the payload as raw JSON ("null" or nil when there is none).
-	// The handler owns it and may keep it.
+	// The handler owns it and may keep it. The sender's Conn checked it is one
+	// valid JSON value before publishing; a message of wire version 1 is
+	// checked again on receipt, one of version 2 is not (every process on the
+	// bus has a credential and sends through a Conn), so a handler that passes
+	// Data on unparsed trusts its sender. [Message.Decode] reports bad JSON.
 	Data json.RawMessage
 	// Err is set on a [Conn.Gather] reply whose handler returned an error.
 	Err error

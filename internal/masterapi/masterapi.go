@@ -60,6 +60,11 @@ type RunResult struct {
 	Err     string    `json:"err,omitempty"`
 }
 
+// Refused starts the error of the master's answer to EventReady when the
+// child cannot be one of the service (it reads an older wire version than
+// the others send): the child stops instead of reporting again.
+const Refused = "refused: "
+
 // Ready is what a child says with EventReady. A child of a yolk before wire
 // versions says nothing (null): it reads wire version 1 only.
 type Ready struct {

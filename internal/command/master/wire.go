@@ -42,7 +42,7 @@ func (g *wireGate) admit(m bus.Message) (int, error) {
 	defer g.mu.Unlock()
 	if reads < g.version {
 		if g.fixed {
-			return 0, fmt.Errorf("%s %s reads the bus's wire version %d at most, and the service's processes send version %d: it runs an older yolk than they do; stop and start the service to run it",
+			return 0, fmt.Errorf(masterapi.Refused+"%s %s reads the bus's wire version %d at most, and the service's processes send version %d: it runs an older yolk than they do; stop and start the service to run it",
 				m.Role, m.From, reads, g.version)
 		}
 		g.version = reads
