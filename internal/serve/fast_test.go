@@ -141,6 +141,7 @@ func TestServeFastAnswersAsNetHTTP(t *testing.T) {
 		{"Connection: close", get("/data/k1", "Connection: close\r\n"), false, 200, `{"v":"k1"}`},
 		{"body", "GET /data/k1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab", false, 200, `{"v":"k1"}`},
 		{"no Host", "GET /data/k1 HTTP/1.1\r\n\r\n", false, 400, ""},
+		{"malformed Host", "GET /data/k1 HTTP/1.1\r\nHost: a b\r\n\r\n", false, 400, ""},
 		{"unclean", get("/data/../data/k1", ""), false, 0, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
