@@ -147,14 +147,14 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.Fast == nil {
 		return s.Server.Serve(trackingListener{Listener: ln, s: s})
 	}
-	s.handed = newHandedListener(ln.Addr())
+	s.handed = newHandedListener(ln.Addr(), s.tracked)
 	loop, err := newEventLoop(s.Fast, s.handed)
 	if err != nil {
 		return err
 	}
 	s.loop, s.served = loop, make(chan error, 1)
-	go loop.run()                                                                          // until Drain
-	go func() { s.served <- s.Server.Serve(trackingListener{Listener: s.handed, s: s}) }() // until Drain
+	go loop.run()                                        // until Drain
+	go func() { s.served <- s.Server.Serve(s.handed) }() // until Drain
 	var wait time.Duration
 	for {
 		c, err := ln.Accept()
@@ -186,12 +186,17 @@ func (l trackingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	tc := &trackedConn{Conn: c, since: time.Now()}
+	return l.s.tracked(c), nil
+}
 
-	l.s.mu.Lock()
-	l.s.conns[tc] = struct{}{}
-	l.s.mu.Unlock()
-	return tc, nil
+// tracked returns c as a trackedConn the Server tracks from now on: Drain
+// waits for it as for a new connection until net/http sets its state.
+func (s *Server) tracked(c net.Conn) net.Conn {
+	tc := &trackedConn{Conn: c, since: time.Now()}
+	s.mu.Lock()
+	s.conns[tc] = struct{}{}
+	s.mu.Unlock()
+	return tc
 }
 
 func (s *Server) track(c net.Conn, st http.ConnState) {
