@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // fastFixture is a Server with a fast path for /data/{k0..k9}, whose handler
@@ -377,5 +380,60 @@ func TestServeFastBoundsQueuedAnswers(t *testing.T) {
 	}
 	if q := fast.Load() * int64(len(big)); q > maxQueued+int64(len(big)) || handled.Load() == 0 || fast.Load()+handled.Load() != n {
 		t.Errorf("fast %d (%d bytes queued), handled %d; want at most %d bytes fast, the rest handled", fast.Load(), q, handled.Load(), maxQueued)
+	}
+}
+
+// TestServeFastLoopBreaks: when the loop's epoll instance breaks, the loop
+// closes its connections and Serve returns the error, instead of handing
+// connections to a loop that is gone; Drain then returns.
+func TestServeFastLoopBreaks(t *testing.T) {
+	var broken atomic.Bool
+	epollWait = func(ep int, events []unix.EpollEvent, msec int) (int, error) {
+		if broken.Load() {
+			return 0, unix.EIO
+		}
+		return unix.EpollWait(ep, events, msec)
+	}
+	t.Cleanup(func() { epollWait = unix.EpollWait }) // after the fixture's stop
+	f := startFast(t)
+	idle, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	idle.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(idle, "GET /data/k1 HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(idle)
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET before the break = %v, %v", resp, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	broken.Store(true)
+
+	// Each new connection pokes the loop; the one after it has stopped makes
+	// Serve return.
+	deadline := time.Now().Add(10 * time.Second)
+	var served error
+	for served == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("Serve still runs 10s after the loop broke")
+		}
+		if c, err := net.Dial("tcp", f.addr); err == nil {
+			c.Close()
+		}
+		select {
+		case served = <-f.served:
+			f.served <- served // for the fixture's stop
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if !errors.Is(served, errLoopStopped) || !errors.Is(served, unix.EIO) {
+		t.Errorf("Serve = %v, want errLoopStopped with EIO", served)
+	}
+	if n, err := r.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Errorf("read on a connection of the broken loop = %d, %v; want it closed", n, err)
 	}
 }

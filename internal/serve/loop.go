@@ -2,6 +2,7 @@ package serve
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -44,6 +45,8 @@ type eventLoop struct {
 	added    []int // accepted connections the loop has not taken yet
 	draining bool
 	abort    bool
+	closed   bool  // run has returned, or is closing ep and wake
+	err      error // why, if the epoll instance broke
 
 	conns   map[int]*fastConn // owned by the loop's goroutine
 	buf     []byte            // one read's bytes
@@ -77,6 +80,12 @@ var (
 	sweepEvery = time.Second
 )
 
+// epollWait is unix.EpollWait (a variable for the tests).
+var epollWait = unix.EpollWait
+
+// errLoopStopped is add's error once the loop has returned.
+var errLoopStopped = errors.New("serve: the event loop has stopped")
+
 func newEventLoop(fast *Fast, handed *handedListener) (*eventLoop, error) {
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
@@ -96,8 +105,9 @@ func newEventLoop(fast *Fast, handed *handedListener) (*eventLoop, error) {
 	return &eventLoop{ep: ep, wake: wake, fast: fast, handed: handed, conns: map[int]*fastConn{}, done: make(chan struct{})}, nil
 }
 
-// add gives c to the loop, which takes its descriptor; c is closed. Safe for
-// concurrent use.
+// add gives c to the loop, which takes its descriptor; c is closed. Once the
+// loop has returned, add closes the descriptor and returns errLoopStopped
+// (with the error that stopped it). Safe for concurrent use.
 func (l *eventLoop) add(c net.Conn) error {
 	defer c.Close()
 	sc, ok := c.(interface{ File() (*os.File, error) })
@@ -119,8 +129,15 @@ func (l *eventLoop) add(c net.Conn) error {
 		return os.NewSyscallError("fcntl", err)
 	}
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		unix.Close(fd)
+		if l.err != nil {
+			return fmt.Errorf("%w: %w", errLoopStopped, l.err)
+		}
+		return errLoopStopped
+	}
 	l.added = append(l.added, fd)
-	l.mu.Unlock()
 	l.poke()
 	return nil
 }
@@ -132,32 +149,53 @@ func (l *eventLoop) stop()  { l.set(func() { l.abort = true }) }
 
 func (l *eventLoop) set(f func()) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	f()
-	l.mu.Unlock()
 	l.poke()
 }
 
+// poke wakes the loop, if it has not returned; under l.mu, which keeps the
+// eventfd open.
 func (l *eventLoop) poke() {
+	if l.closed {
+		return
+	}
 	one := []byte{1, 0, 0, 0, 0, 0, 0, 0} // a uint64 1 in host order (little endian)
 	_, _ = unix.Write(l.wake, one)
 }
 
-// run serves until drain or stop has emptied the loop.
+// run serves until drain or stop has emptied the loop, or the epoll instance
+// breaks; then it closes every connection left, and its descriptors.
 func (l *eventLoop) run() {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	defer close(l.done)
-	defer unix.Close(l.wake)
-	defer unix.Close(l.ep)
+	err := l.serveAll()
+	l.mu.Lock()
+	l.closed, l.err = true, err
+	added := l.added
+	l.added = nil
+	l.mu.Unlock()
+	for _, fd := range added {
+		unix.Close(fd)
+	}
+	for fd := range l.conns {
+		l.close(fd)
+	}
+	unix.Close(l.ep)
+	unix.Close(l.wake)
+	close(l.done)
+}
+
+// serveAll is run's loop; it returns nil once drained or stopped.
+func (l *eventLoop) serveAll() error {
 	l.buf = make([]byte, 64<<10)
 	events := make([]unix.EpollEvent, 128)
 	draining := false
 	swept := time.Now()
 	for {
-		n, err := unix.EpollWait(l.ep, events, int(sweepEvery/time.Millisecond))
+		n, err := epollWait(l.ep, events, int(sweepEvery/time.Millisecond))
 		if err != nil && !errors.Is(err, unix.EINTR) {
-			l.closeAll() // the epoll instance broke: nothing more can be served here
-			return
+			return os.NewSyscallError("epoll_wait", err)
 		}
 		for _, ev := range events[:max(n, 0)] {
 			fd := int(ev.Fd)
@@ -165,8 +203,7 @@ func (l *eventLoop) run() {
 				var abort bool
 				draining, abort = l.woken()
 				if abort {
-					l.closeAll()
-					return
+					return nil
 				}
 				continue
 			}
@@ -175,7 +212,7 @@ func (l *eventLoop) run() {
 			}
 		}
 		if draining && len(l.conns) == 0 {
-			return
+			return nil
 		}
 		if now := time.Now(); now.Sub(swept) >= sweepEvery {
 			l.sweep(now)
@@ -381,16 +418,4 @@ func (l *eventLoop) handOver(fd int, c *fastConn) {
 func (l *eventLoop) close(fd int) {
 	delete(l.conns, fd)
 	unix.Close(fd)
-}
-
-func (l *eventLoop) closeAll() {
-	for fd := range l.conns {
-		l.close(fd)
-	}
-	l.mu.Lock()
-	for _, fd := range l.added {
-		unix.Close(fd)
-	}
-	l.added = nil
-	l.mu.Unlock()
 }

@@ -142,7 +142,9 @@ func NewServer(h http.Handler, log *slog.Logger) *Server {
 
 // Serve serves the connections of ln, tracking each (see Drain), until ln is
 // closed; call it once. With Fast, the event loop and the http.Server behind
-// it outlive Serve: Drain stops them.
+// it outlive Serve: Drain stops them. If the loop stops on its own (its epoll
+// instance broke, which closes its connections), Serve returns an error
+// wrapping the cause when the next connection comes; call Drain then too.
 func (s *Server) Serve(ln net.Listener) error {
 	if s.Fast == nil {
 		return s.Server.Serve(trackingListener{Listener: ln, s: s})
@@ -169,7 +171,13 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		wait = 0
-		if err := loop.add(c); err != nil {
+		switch err := loop.add(c); {
+		case errors.Is(err, errLoopStopped):
+			// The epoll instance broke (Drain has not begun: Serve still
+			// runs). A worker in that state is best restarted: return, and
+			// the listener's next connections go to the other workers.
+			return err
+		case err != nil:
 			s.ErrorLog.Printf("serve: fast path: %v", err)
 		}
 	}
