@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -435,5 +436,73 @@ func TestServeFastLoopBreaks(t *testing.T) {
 	}
 	if n, err := r.Read(make([]byte, 1)); n != 0 || err == nil {
 		t.Errorf("read on a connection of the broken loop = %d, %v; want it closed", n, err)
+	}
+}
+
+// TestServeFastHalfClosedClientIdles: a client that asks for more than the
+// socket takes, shuts its side for writing and reads nothing does not make
+// the loop spin while the answer waits.
+func TestServeFastHalfClosedClientIdles(t *testing.T) {
+	big := bytes.Repeat([]byte("b"), 4<<20)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(http.NotFoundHandler(), slog.New(slog.DiscardHandler))
+	srv.Fast = &Fast{Lookup: func([]byte) ([]byte, []byte, bool) { return nil, big, true }}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	defer func() {
+		ln.Close()
+		<-served
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Drain(ctx)
+	}()
+
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 16<<10) })
+		return errors.Join(err, serr)
+	}}
+	c, err := d.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /data/big HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		var queued int
+		rc.Control(func(fd uintptr) { queued, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+		if queued > 0 {
+			break // the loop wrote what the socket took; the rest waits
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no answer reached the client in 10s")
+		}
+	}
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	start, used := time.Now(), cpu()
+	for time.Since(start) < 300*time.Millisecond {
+		time.Sleep(10 * time.Millisecond) // the measure's span, not a synchronisation
+	}
+	wall, used := time.Since(start), cpu()-used
+	if used > wall/4 {
+		t.Errorf("the process used %v of CPU in %v while an answer waited for a client that reads nothing", used, wall)
 	}
 }

@@ -364,10 +364,13 @@ func (l *eventLoop) flush(fd int, c *fastConn) bool {
 	}
 	c.out = append(c.out[:0], buf...)
 	if waiting := len(c.out) > 0; waiting != c.polled {
-		// While answers wait, the loop reads no more requests of the connection.
+		// While answers wait, the loop reads no more requests of the
+		// connection, and watches EPOLLOUT only: EPOLLRDHUP, level-triggered,
+		// would report a client that shut its side for writing at every wait
+		// (EPOLLERR and EPOLLHUP are reported anyway).
 		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}
 		if waiting {
-			ev.Events = unix.EPOLLOUT | unix.EPOLLRDHUP
+			ev.Events = unix.EPOLLOUT
 		}
 		if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_MOD, fd, &ev); err != nil {
 			l.close(fd)
