@@ -337,7 +337,7 @@ func TestServeFastClosesSilentConnections(t *testing.T) {
 // queue at most about maxQueued in the loop; net/http answers the rest, in
 // order, on the same connection.
 func TestServeFastBoundsQueuedAnswers(t *testing.T) {
-	big := bytes.Repeat([]byte("b"), 300<<10)
+	big := bytes.Repeat([]byte("b"), 100<<10) // three answers pass maxQueued
 	var fast, handled atomic.Int64
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -358,7 +358,7 @@ func TestServeFastBoundsQueuedAnswers(t *testing.T) {
 		srv.Drain(ctx)
 	}()
 
-	const n = 8 // 2.4 MB of answers
+	const n = 8 // 800 KB of answers
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)

@@ -50,6 +50,7 @@ type eventLoop struct {
 
 	conns   map[int]*fastConn // owned by the loop's goroutine
 	buf     []byte            // one read's bytes
+	out     []byte            // the answers to one read's requests, written from here
 	date    []byte            // the Date header's value, kept current to the second
 	dateSec int64
 	done    chan struct{} // closed when run returns: every connection handed over or closed
@@ -58,16 +59,16 @@ type eventLoop struct {
 // fastConn is what the loop keeps of a connection between reads.
 type fastConn struct {
 	in      []byte    // the start of a request, to hand over with the connection
-	out     []byte    // answers the socket did not take yet
+	out     []byte    // answers the socket did not take yet; nil when none
 	handing bool      // hand over once out is written
 	polled  bool      // EPOLLOUT asked for: out waits for the socket
 	used    bool      // a request came: the connection is not new
 	moved   time.Time // when it was accepted, or last read or written
 }
 
-// maxQueued bounds the answers a connection's pipelined requests queue:
-// past it, the rest of them go to net/http, which answers one at a time.
-const maxQueued = 1 << 20
+// maxQueued bounds the answers to one read's pipelined requests: past it,
+// the rest of them go to net/http, which answers one at a time.
+const maxQueued = 256 << 10
 
 // How long the loop's connections may wait (variables for the tests).
 var (
@@ -102,7 +103,10 @@ func newEventLoop(fast *Fast, handed *handedListener) (*eventLoop, error) {
 		unix.Close(wake)
 		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
-	return &eventLoop{ep: ep, wake: wake, fast: fast, handed: handed, conns: map[int]*fastConn{}, done: make(chan struct{})}, nil
+	return &eventLoop{
+		ep: ep, wake: wake, fast: fast, handed: handed,
+		conns: map[int]*fastConn{}, buf: make([]byte, 64<<10), done: make(chan struct{}),
+	}, nil
 }
 
 // add gives c to the loop, which takes its descriptor; c is closed. Once the
@@ -188,7 +192,6 @@ func (l *eventLoop) run() {
 
 // serveAll is run's loop; it returns nil once drained or stopped.
 func (l *eventLoop) serveAll() error {
-	l.buf = make([]byte, 64<<10)
 	events := make([]unix.EpollEvent, 128)
 	draining := false
 	swept := time.Now()
@@ -266,7 +269,7 @@ func (l *eventLoop) woken() (draining, abort bool) {
 // serve handles one readiness event of fd.
 func (l *eventLoop) serve(fd int, c *fastConn, events uint32, draining bool) {
 	if len(c.out) > 0 {
-		if events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) == 0 || !l.flush(fd, c) {
+		if events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) == 0 || !l.flush(fd, c, c.out) {
 			return
 		}
 		if len(c.out) > 0 {
@@ -292,6 +295,7 @@ func (l *eventLoop) serve(fd int, c *fastConn, events uint32, draining bool) {
 	read := time.Now()
 	c.used, c.moved = true, read
 	data := l.buf[:n]
+	out := l.out[:0]
 	answered := 0
 	for len(data) > 0 {
 		path, size, r := parseFast(data)
@@ -305,16 +309,17 @@ func (l *eventLoop) serve(fd int, c *fastConn, events uint32, draining bool) {
 			c.handing = true
 			break
 		}
-		c.out = l.appendAnswer(c.out, header, body, read)
+		out = l.appendAnswer(out, header, body, read)
 		data = data[size:]
 		answered++
-		if len(c.out) >= maxQueued && len(data) > 0 {
+		if len(out) >= maxQueued && len(data) > 0 {
 			c.in = append(c.in[:0], data...)
 			c.handing = true
 			break
 		}
 	}
-	if answered > 0 && !l.flush(fd, c) {
+	l.out = out
+	if answered > 0 && !l.flush(fd, c, out) {
 		return
 	}
 	if l.fast.Answered != nil && answered > 0 {
@@ -343,10 +348,12 @@ func (l *eventLoop) appendAnswer(out, header, body []byte, now time.Time) []byte
 	return append(out, body...)
 }
 
-// flush writes c.out; what the socket does not take waits for EPOLLOUT. It
+// flush writes buf, c's answers: c.out, or the loop's out when c.out is
+// empty. What the socket does not take waits for EPOLLOUT in c.out (copied
+// from the loop's buffer, so that c.out is no larger than what waits); once
+// all is written, c.out is nil: an idle connection holds no buffer. It
 // reports false if it closed the connection.
-func (l *eventLoop) flush(fd int, c *fastConn) bool {
-	buf := c.out
+func (l *eventLoop) flush(fd int, c *fastConn, buf []byte) bool {
 	for len(buf) > 0 {
 		n, err := unix.Write(fd, buf)
 		if errors.Is(err, unix.EINTR) {
@@ -362,7 +369,14 @@ func (l *eventLoop) flush(fd int, c *fastConn) bool {
 		buf = buf[n:]
 		c.moved = time.Now()
 	}
-	c.out = append(c.out[:0], buf...)
+	switch {
+	case len(buf) == 0:
+		c.out = nil
+	case len(c.out) == 0:
+		c.out = append(make([]byte, 0, len(buf)), buf...) // the rest of the loop's buffer
+	default:
+		c.out = buf // the rest of c.out
+	}
 	if waiting := len(c.out) > 0; waiting != c.polled {
 		// While answers wait, the loop reads no more requests of the
 		// connection, and watches EPOLLOUT only: EPOLLRDHUP, level-triggered,
