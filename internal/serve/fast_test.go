@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,8 +13,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // fastFixture is a Server with a fast path for /data/{k0..k9}, whose handler
@@ -141,6 +145,7 @@ func TestServeFastAnswersAsNetHTTP(t *testing.T) {
 		{"Connection: close", get("/data/k1", "Connection: close\r\n"), false, 200, `{"v":"k1"}`},
 		{"body", "GET /data/k1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab", false, 200, `{"v":"k1"}`},
 		{"no Host", "GET /data/k1 HTTP/1.1\r\n\r\n", false, 400, ""},
+		{"malformed Host", "GET /data/k1 HTTP/1.1\r\nHost: a b\r\n\r\n", false, 400, ""},
 		{"unclean", get("/data/../data/k1", ""), false, 0, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -332,7 +337,7 @@ func TestServeFastClosesSilentConnections(t *testing.T) {
 // queue at most about maxQueued in the loop; net/http answers the rest, in
 // order, on the same connection.
 func TestServeFastBoundsQueuedAnswers(t *testing.T) {
-	big := bytes.Repeat([]byte("b"), 300<<10)
+	big := bytes.Repeat([]byte("b"), 100<<10) // three answers pass maxQueued
 	var fast, handled atomic.Int64
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -353,7 +358,7 @@ func TestServeFastBoundsQueuedAnswers(t *testing.T) {
 		srv.Drain(ctx)
 	}()
 
-	const n = 8 // 2.4 MB of answers
+	const n = 8 // 800 KB of answers
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -376,5 +381,128 @@ func TestServeFastBoundsQueuedAnswers(t *testing.T) {
 	}
 	if q := fast.Load() * int64(len(big)); q > maxQueued+int64(len(big)) || handled.Load() == 0 || fast.Load()+handled.Load() != n {
 		t.Errorf("fast %d (%d bytes queued), handled %d; want at most %d bytes fast, the rest handled", fast.Load(), q, handled.Load(), maxQueued)
+	}
+}
+
+// TestServeFastLoopBreaks: when the loop's epoll instance breaks, the loop
+// closes its connections and Serve returns the error, instead of handing
+// connections to a loop that is gone; Drain then returns.
+func TestServeFastLoopBreaks(t *testing.T) {
+	var broken atomic.Bool
+	epollWait = func(ep int, events []unix.EpollEvent, msec int) (int, error) {
+		if broken.Load() {
+			return 0, unix.EIO
+		}
+		return unix.EpollWait(ep, events, msec)
+	}
+	t.Cleanup(func() { epollWait = unix.EpollWait }) // after the fixture's stop
+	f := startFast(t)
+	idle, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	idle.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(idle, "GET /data/k1 HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(idle)
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET before the break = %v, %v", resp, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	broken.Store(true)
+
+	// Each new connection pokes the loop; the one after it has stopped makes
+	// Serve return.
+	deadline := time.Now().Add(10 * time.Second)
+	var served error
+	for served == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("Serve still runs 10s after the loop broke")
+		}
+		if c, err := net.Dial("tcp", f.addr); err == nil {
+			c.Close()
+		}
+		select {
+		case served = <-f.served:
+			f.served <- served // for the fixture's stop
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if !errors.Is(served, errLoopStopped) || !errors.Is(served, unix.EIO) {
+		t.Errorf("Serve = %v, want errLoopStopped with EIO", served)
+	}
+	if n, err := r.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Errorf("read on a connection of the broken loop = %d, %v; want it closed", n, err)
+	}
+}
+
+// TestServeFastHalfClosedClientIdles: a client that asks for more than the
+// socket takes, shuts its side for writing and reads nothing does not make
+// the loop spin while the answer waits.
+func TestServeFastHalfClosedClientIdles(t *testing.T) {
+	big := bytes.Repeat([]byte("b"), 4<<20)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(http.NotFoundHandler(), slog.New(slog.DiscardHandler))
+	srv.Fast = &Fast{Lookup: func([]byte) ([]byte, []byte, bool) { return nil, big, true }}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	defer func() {
+		ln.Close()
+		<-served
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Drain(ctx)
+	}()
+
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 16<<10) })
+		return errors.Join(err, serr)
+	}}
+	c, err := d.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /data/big HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		var queued int
+		rc.Control(func(fd uintptr) { queued, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+		if queued > 0 {
+			break // the loop wrote what the socket took; the rest waits
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no answer reached the client in 10s")
+		}
+	}
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	start, used := time.Now(), cpu()
+	for time.Since(start) < 300*time.Millisecond {
+		time.Sleep(10 * time.Millisecond) // the measure's span, not a synchronisation
+	}
+	wall, used := time.Since(start), cpu()-used
+	if used > wall/4 {
+		t.Errorf("the process used %v of CPU in %v while an answer waited for a client that reads nothing", used, wall)
 	}
 }

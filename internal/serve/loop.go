@@ -2,6 +2,7 @@ package serve
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -44,9 +45,12 @@ type eventLoop struct {
 	added    []int // accepted connections the loop has not taken yet
 	draining bool
 	abort    bool
+	closed   bool  // run has returned, or is closing ep and wake
+	err      error // why, if the epoll instance broke
 
 	conns   map[int]*fastConn // owned by the loop's goroutine
 	buf     []byte            // one read's bytes
+	out     []byte            // the answers to one read's requests, written from here
 	date    []byte            // the Date header's value, kept current to the second
 	dateSec int64
 	done    chan struct{} // closed when run returns: every connection handed over or closed
@@ -55,16 +59,16 @@ type eventLoop struct {
 // fastConn is what the loop keeps of a connection between reads.
 type fastConn struct {
 	in      []byte    // the start of a request, to hand over with the connection
-	out     []byte    // answers the socket did not take yet
+	out     []byte    // answers the socket did not take yet; nil when none
 	handing bool      // hand over once out is written
 	polled  bool      // EPOLLOUT asked for: out waits for the socket
 	used    bool      // a request came: the connection is not new
 	moved   time.Time // when it was accepted, or last read or written
 }
 
-// maxQueued bounds the answers a connection's pipelined requests queue:
-// past it, the rest of them go to net/http, which answers one at a time.
-const maxQueued = 1 << 20
+// maxQueued bounds the answers to one read's pipelined requests: past it,
+// the rest of them go to net/http, which answers one at a time.
+const maxQueued = 256 << 10
 
 // How long the loop's connections may wait (variables for the tests).
 var (
@@ -76,6 +80,12 @@ var (
 	stuckWait  = idleTimeout
 	sweepEvery = time.Second
 )
+
+// epollWait is unix.EpollWait (a variable for the tests).
+var epollWait = unix.EpollWait
+
+// errLoopStopped is add's error once the loop has returned.
+var errLoopStopped = errors.New("serve: the event loop has stopped")
 
 func newEventLoop(fast *Fast, handed *handedListener) (*eventLoop, error) {
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -93,11 +103,15 @@ func newEventLoop(fast *Fast, handed *handedListener) (*eventLoop, error) {
 		unix.Close(wake)
 		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
-	return &eventLoop{ep: ep, wake: wake, fast: fast, handed: handed, conns: map[int]*fastConn{}, done: make(chan struct{})}, nil
+	return &eventLoop{
+		ep: ep, wake: wake, fast: fast, handed: handed,
+		conns: map[int]*fastConn{}, buf: make([]byte, 64<<10), done: make(chan struct{}),
+	}, nil
 }
 
-// add gives c to the loop, which takes its descriptor; c is closed. Safe for
-// concurrent use.
+// add gives c to the loop, which takes its descriptor; c is closed. Once the
+// loop has returned, add closes the descriptor and returns errLoopStopped
+// (with the error that stopped it). Safe for concurrent use.
 func (l *eventLoop) add(c net.Conn) error {
 	defer c.Close()
 	sc, ok := c.(interface{ File() (*os.File, error) })
@@ -119,8 +133,15 @@ func (l *eventLoop) add(c net.Conn) error {
 		return os.NewSyscallError("fcntl", err)
 	}
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		unix.Close(fd)
+		if l.err != nil {
+			return fmt.Errorf("%w: %w", errLoopStopped, l.err)
+		}
+		return errLoopStopped
+	}
 	l.added = append(l.added, fd)
-	l.mu.Unlock()
 	l.poke()
 	return nil
 }
@@ -132,32 +153,52 @@ func (l *eventLoop) stop()  { l.set(func() { l.abort = true }) }
 
 func (l *eventLoop) set(f func()) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	f()
-	l.mu.Unlock()
 	l.poke()
 }
 
+// poke wakes the loop, if it has not returned; under l.mu, which keeps the
+// eventfd open.
 func (l *eventLoop) poke() {
+	if l.closed {
+		return
+	}
 	one := []byte{1, 0, 0, 0, 0, 0, 0, 0} // a uint64 1 in host order (little endian)
 	_, _ = unix.Write(l.wake, one)
 }
 
-// run serves until drain or stop has emptied the loop.
+// run serves until drain or stop has emptied the loop, or the epoll instance
+// breaks; then it closes every connection left, and its descriptors.
 func (l *eventLoop) run() {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	defer close(l.done)
-	defer unix.Close(l.wake)
-	defer unix.Close(l.ep)
-	l.buf = make([]byte, 64<<10)
+	err := l.serveAll()
+	l.mu.Lock()
+	l.closed, l.err = true, err
+	added := l.added
+	l.added = nil
+	l.mu.Unlock()
+	for _, fd := range added {
+		unix.Close(fd)
+	}
+	for fd := range l.conns {
+		l.close(fd)
+	}
+	unix.Close(l.ep)
+	unix.Close(l.wake)
+	close(l.done)
+}
+
+// serveAll is run's loop; it returns nil once drained or stopped.
+func (l *eventLoop) serveAll() error {
 	events := make([]unix.EpollEvent, 128)
 	draining := false
 	swept := time.Now()
 	for {
-		n, err := unix.EpollWait(l.ep, events, int(sweepEvery/time.Millisecond))
+		n, err := epollWait(l.ep, events, int(sweepEvery/time.Millisecond))
 		if err != nil && !errors.Is(err, unix.EINTR) {
-			l.closeAll() // the epoll instance broke: nothing more can be served here
-			return
+			return os.NewSyscallError("epoll_wait", err)
 		}
 		for _, ev := range events[:max(n, 0)] {
 			fd := int(ev.Fd)
@@ -165,8 +206,7 @@ func (l *eventLoop) run() {
 				var abort bool
 				draining, abort = l.woken()
 				if abort {
-					l.closeAll()
-					return
+					return nil
 				}
 				continue
 			}
@@ -175,7 +215,7 @@ func (l *eventLoop) run() {
 			}
 		}
 		if draining && len(l.conns) == 0 {
-			return
+			return nil
 		}
 		if now := time.Now(); now.Sub(swept) >= sweepEvery {
 			l.sweep(now)
@@ -229,7 +269,7 @@ func (l *eventLoop) woken() (draining, abort bool) {
 // serve handles one readiness event of fd.
 func (l *eventLoop) serve(fd int, c *fastConn, events uint32, draining bool) {
 	if len(c.out) > 0 {
-		if events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) == 0 || !l.flush(fd, c) {
+		if events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) == 0 || !l.flush(fd, c, c.out) {
 			return
 		}
 		if len(c.out) > 0 {
@@ -255,6 +295,7 @@ func (l *eventLoop) serve(fd int, c *fastConn, events uint32, draining bool) {
 	read := time.Now()
 	c.used, c.moved = true, read
 	data := l.buf[:n]
+	out := l.out[:0]
 	answered := 0
 	for len(data) > 0 {
 		path, size, r := parseFast(data)
@@ -268,16 +309,17 @@ func (l *eventLoop) serve(fd int, c *fastConn, events uint32, draining bool) {
 			c.handing = true
 			break
 		}
-		c.out = l.appendAnswer(c.out, header, body, read)
+		out = l.appendAnswer(out, header, body, read)
 		data = data[size:]
 		answered++
-		if len(c.out) >= maxQueued && len(data) > 0 {
+		if len(out) >= maxQueued && len(data) > 0 {
 			c.in = append(c.in[:0], data...)
 			c.handing = true
 			break
 		}
 	}
-	if answered > 0 && !l.flush(fd, c) {
+	l.out = out
+	if answered > 0 && !l.flush(fd, c, out) {
 		return
 	}
 	if l.fast.Answered != nil && answered > 0 {
@@ -306,10 +348,12 @@ func (l *eventLoop) appendAnswer(out, header, body []byte, now time.Time) []byte
 	return append(out, body...)
 }
 
-// flush writes c.out; what the socket does not take waits for EPOLLOUT. It
+// flush writes buf, c's answers: c.out, or the loop's out when c.out is
+// empty. What the socket does not take waits for EPOLLOUT in c.out (copied
+// from the loop's buffer, so that c.out is no larger than what waits); once
+// all is written, c.out is nil: an idle connection holds no buffer. It
 // reports false if it closed the connection.
-func (l *eventLoop) flush(fd int, c *fastConn) bool {
-	buf := c.out
+func (l *eventLoop) flush(fd int, c *fastConn, buf []byte) bool {
 	for len(buf) > 0 {
 		n, err := unix.Write(fd, buf)
 		if errors.Is(err, unix.EINTR) {
@@ -325,12 +369,22 @@ func (l *eventLoop) flush(fd int, c *fastConn) bool {
 		buf = buf[n:]
 		c.moved = time.Now()
 	}
-	c.out = append(c.out[:0], buf...)
+	switch {
+	case len(buf) == 0:
+		c.out = nil
+	case len(c.out) == 0:
+		c.out = append(make([]byte, 0, len(buf)), buf...) // the rest of the loop's buffer
+	default:
+		c.out = buf // the rest of c.out
+	}
 	if waiting := len(c.out) > 0; waiting != c.polled {
-		// While answers wait, the loop reads no more requests of the connection.
+		// While answers wait, the loop reads no more requests of the
+		// connection, and watches EPOLLOUT only: EPOLLRDHUP, level-triggered,
+		// would report a client that shut its side for writing at every wait
+		// (EPOLLERR and EPOLLHUP are reported anyway).
 		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}
 		if waiting {
-			ev.Events = unix.EPOLLOUT | unix.EPOLLRDHUP
+			ev.Events = unix.EPOLLOUT
 		}
 		if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_MOD, fd, &ev); err != nil {
 			l.close(fd)
@@ -381,16 +435,4 @@ func (l *eventLoop) handOver(fd int, c *fastConn) {
 func (l *eventLoop) close(fd int) {
 	delete(l.conns, fd)
 	unix.Close(fd)
-}
-
-func (l *eventLoop) closeAll() {
-	for fd := range l.conns {
-		l.close(fd)
-	}
-	l.mu.Lock()
-	for _, fd := range l.added {
-		unix.Close(fd)
-	}
-	l.added = nil
-	l.mu.Unlock()
 }

@@ -23,11 +23,11 @@ const (
 // path a clean absolute path (path.Clean leaves it as it is) of the bytes
 // [A-Za-z0-9/._~-] only, so that net/http's URL.Path is the same string;
 // header lines "Name: value" with token names and visible values, exactly one
-// Host, and none that gives the request a body or changes the connection
-// (Content-Length, Transfer-Encoding, Connection, Upgrade, Expect, TE,
-// Trailer). size is the head's length, up to its blank line. Everything else,
-// even what net/http would take, is handOver: the loop never has to be right
-// about a request it did not understand.
+// Host, of the bytes isHost takes, and none that gives the request a body or
+// changes the connection (Content-Length, Transfer-Encoding, Connection,
+// Upgrade, Expect, TE, Trailer). size is the head's length, up to its blank
+// line. Everything else, even what net/http would take, is handOver: the loop
+// never has to be right about a request it did not understand.
 func parseFast(in []byte) (p []byte, size int, r parseResult) {
 	end := bytes.Index(in, []byte("\r\n\r\n"))
 	if end < 0 {
@@ -59,6 +59,9 @@ func parseFast(in []byte) (p []byte, size int, r parseResult) {
 		}
 		switch {
 		case bytes.EqualFold(name, []byte("Host")):
+			if !isHost(bytes.Trim(value, " \t")) {
+				return nil, 0, handOver
+			}
 			hosts++
 		case bytes.EqualFold(name, []byte("Content-Length")),
 			bytes.EqualFold(name, []byte("Transfer-Encoding")),
@@ -100,6 +103,18 @@ func pathIsClean(p []byte) bool {
 		return true
 	}
 	return path.Clean(string(p)) == string(p)
+}
+
+// isHost reports whether h is made of the bytes [A-Za-z0-9.:[\]_-] only: a
+// subset of those net/http's server takes in a Host (it answers 400 to
+// others), enough for names, IPv4 and IPv6 addresses and ports.
+func isHost(h []byte) bool {
+	for _, c := range h {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || bytes.IndexByte([]byte(".-:[]_"), c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // isToken reports whether b is an HTTP token (RFC 9110), as a header name.

@@ -142,19 +142,21 @@ func NewServer(h http.Handler, log *slog.Logger) *Server {
 
 // Serve serves the connections of ln, tracking each (see Drain), until ln is
 // closed; call it once. With Fast, the event loop and the http.Server behind
-// it outlive Serve: Drain stops them.
+// it outlive Serve: Drain stops them. If the loop stops on its own (its epoll
+// instance broke, which closes its connections), Serve returns an error
+// wrapping the cause when the next connection comes; call Drain then too.
 func (s *Server) Serve(ln net.Listener) error {
 	if s.Fast == nil {
 		return s.Server.Serve(trackingListener{Listener: ln, s: s})
 	}
-	s.handed = newHandedListener(ln.Addr())
+	s.handed = newHandedListener(ln.Addr(), s.tracked)
 	loop, err := newEventLoop(s.Fast, s.handed)
 	if err != nil {
 		return err
 	}
 	s.loop, s.served = loop, make(chan error, 1)
-	go loop.run()                                                                          // until Drain
-	go func() { s.served <- s.Server.Serve(trackingListener{Listener: s.handed, s: s}) }() // until Drain
+	go loop.run()                                        // until Drain
+	go func() { s.served <- s.Server.Serve(s.handed) }() // until Drain
 	var wait time.Duration
 	for {
 		c, err := ln.Accept()
@@ -169,7 +171,13 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		wait = 0
-		if err := loop.add(c); err != nil {
+		switch err := loop.add(c); {
+		case errors.Is(err, errLoopStopped):
+			// The epoll instance broke (Drain has not begun: Serve still
+			// runs). A worker in that state is best restarted: return, and
+			// the listener's next connections go to the other workers.
+			return err
+		case err != nil:
 			s.ErrorLog.Printf("serve: fast path: %v", err)
 		}
 	}
@@ -186,12 +194,17 @@ func (l trackingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	tc := &trackedConn{Conn: c, since: time.Now()}
+	return l.s.tracked(c), nil
+}
 
-	l.s.mu.Lock()
-	l.s.conns[tc] = struct{}{}
-	l.s.mu.Unlock()
-	return tc, nil
+// tracked returns c as a trackedConn the Server tracks from now on: Drain
+// waits for it as for a new connection until net/http sets its state.
+func (s *Server) tracked(c net.Conn) net.Conn {
+	tc := &trackedConn{Conn: c, since: time.Now()}
+	s.mu.Lock()
+	s.conns[tc] = struct{}{}
+	s.mu.Unlock()
+	return tc
 }
 
 func (s *Server) track(c net.Conn, st http.ConnState) {
