@@ -24,8 +24,9 @@ type Merge struct {
 
 // AddText parses text, a process's exposition in the Prometheus text format,
 // and adds its samples with labels. A label that a sample already has under
-// one of these names is renamed exported_<name>, as Prometheus does when a
-// target's labels clash with its own. It adds nothing when the text does not
+// one of these names is renamed exported_<name> (exported_exported_<name> if
+// that is taken too, and so on), as Prometheus does when a target's labels
+// clash with its own. It adds nothing when the text does not
 // parse. A family whose type differs from the one already merged under its
 // name is left out, and named in the error; the others are added.
 func (m *Merge) AddText(text []byte, labels map[string]string) error {
@@ -59,17 +60,30 @@ func (m *Merge) AddText(text []byte, labels map[string]string) error {
 	return nil
 }
 
-// relabel returns pairs with labels added, sorted by name.
+// relabel returns pairs with labels added, sorted by name. A pair named as
+// one of labels is renamed exported_<name>, or exported_exported_<name> and
+// so on until the name is free, as Prometheus does (the shortest names
+// first): a sample never has a label name twice.
 func relabel(pairs []label, labels map[string]string) []label {
 	out := make([]label, 0, len(pairs)+len(labels))
+	var clash []label
 	for _, p := range pairs {
-		if _, clash := labels[p.name]; clash {
-			p.name = "exported_" + p.name
+		if _, ok := labels[p.name]; ok {
+			clash = append(clash, p)
+		} else {
+			out = append(out, p)
 		}
-		out = append(out, p)
 	}
 	for k, v := range labels {
 		out = append(out, label{k, v})
+	}
+	slices.SortStableFunc(clash, func(a, b label) int { return cmp.Compare(len(a.name), len(b.name)) })
+	for _, p := range clash {
+		p.name = "exported_" + p.name
+		for slices.ContainsFunc(out, func(l label) bool { return l.name == p.name }) {
+			p.name = "exported_" + p.name
+		}
+		out = append(out, p)
 	}
 	sortLabels(out)
 	return out

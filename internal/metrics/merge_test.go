@@ -66,6 +66,16 @@ func TestMerge(t *testing.T) {
 		}},
 		want: "# HELP x X.\n# TYPE x gauge\nx{exported_role=\"cache\",role=\"agent\"} 1\n",
 	}, {
+		name: "exported_ is prefixed again until the name is free",
+		sources: []source{{
+			"# HELP x X.\n# TYPE x gauge\n" +
+				"x{exported_exported_slot=\"c\",exported_role=\"a\",exported_slot=\"b\",role=\"r\",slot=\"s\"} 1\n",
+			worker("0"),
+		}},
+		want: "# HELP x X.\n# TYPE x gauge\n" +
+			"x{exported_exported_exported_slot=\"s\",exported_exported_role=\"r\",exported_exported_slot=\"c\"," +
+			"exported_role=\"a\",exported_slot=\"b\",role=\"worker\",slot=\"0\"} 1\n",
+	}, {
 		name: "a family of another type is left out, the rest added",
 		sources: []source{
 			{"# HELP x X.\n# TYPE x gauge\nx 1\n", worker("0")},

@@ -58,10 +58,21 @@ func FuzzMerge(f *testing.F) {
 		"d_seconds_sum{class=\"2xx\"} 0.35\nd_seconds_count{class=\"2xx\"} 2\n")
 	f.Add("# HELP e_total Back\\\\slash.\n# TYPE e_total counter\ne_total{path=\"a\\\"b\\\\c\\nd\"} 1 17\n")
 	f.Add("# TYPE s summary\ns{quantile=\"1\"} -Inf\ns_sum 1e300\n")
+	f.Add("# TYPE x gauge\nx{role=\"a\",exported_role=\"b\",exported_exported_role=\"c\",slot=\"d\"} 1\n")
+	f.Add("# TYPE h histogram\nh_bucket{le=\"1\",role=\"a\"} 1\nh_sum{le=\"2\",role=\"a\"} 1\n")
 	f.Fuzz(func(t *testing.T, text string) {
 		var m Merge
 		if err := m.AddText([]byte(text), map[string]string{"role": "worker", "slot": "0"}); err != nil {
 			return
+		}
+		for _, fam := range m.fams {
+			for _, s := range fam.series {
+				for _, smp := range s.samples {
+					if name, ok := repeatedLabel(s.labels, smp.bound); ok {
+						t.Fatalf("a sample of %s%s has the label %s twice: %v %v", fam.name, smp.suffix, name, s.labels, smp.bound)
+					}
+				}
+			}
 		}
 		var once, twice bytes.Buffer
 		m.WriteTo(&once)
@@ -74,4 +85,20 @@ func FuzzMerge(f *testing.F) {
 			t.Fatalf("merged again:\n%s\nwant\n%s", twice.String(), once.String())
 		}
 	})
+}
+
+// repeatedLabel returns a name that labels and bound (if it has a name)
+// have more than once.
+func repeatedLabel(labels []label, bound label) (string, bool) {
+	seen := make(map[string]bool, len(labels)+1)
+	if bound.name != "" {
+		seen[bound.name] = true
+	}
+	for _, l := range labels {
+		if seen[l.name] {
+			return l.name, true
+		}
+		seen[l.name] = true
+	}
+	return "", false
 }
