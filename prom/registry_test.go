@@ -1,6 +1,7 @@
 package prom
 
 import (
+	"io"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -61,6 +62,12 @@ func TestRegistryPanics(t *testing.T) {
 		{"le on a histogram", func(r *Registry) { r.HistogramVec("x", "", []float64{1}, "le") }},
 		{"unsorted buckets", func(r *Registry) { r.Histogram("x", "", []float64{2, 1}) }},
 		{"too few label values", func(r *Registry) { r.GaugeVec("x", "", "a", "b").With("1") }},
+		{"a label value not UTF-8", func(r *Registry) { r.GaugeVec("x", "", "a").With("\xff") }},
+		{"a collected label value not UTF-8", func(r *Registry) {
+			r.Collect("x", "", KindGauge, []string{"a"}, func(emit func(float64, ...string)) { emit(1, "a\xc3") })
+			r.WriteTo(io.Discard)
+		}},
+		{"a help text not UTF-8", func(r *Registry) { r.Counter("x_total", "\xff") }},
 		{"a counter going down", func(r *Registry) { r.Counter("x_total", "").Add(-1) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
