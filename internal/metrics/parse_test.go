@@ -3,6 +3,7 @@ package metrics
 import (
 	"bytes"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestParseErrors(t *testing.T) {
@@ -15,6 +16,9 @@ func TestParseErrors(t *testing.T) {
 		`x{a=1} 1` + "\n",
 		`x{a="1",a="2"} 1` + "\n",
 		`x{a="\q"} 1` + "\n",
+		"x{a=\"\xff\"} 1\n",
+		"# HELP x not UTF-8: \xc3\n",
+		`x{__name__="y"} 1` + "\n",
 		"# HELP x bad \\q escape\n",
 		"# TYPE x histogram\nx_bucket 1\n",
 		"# TYPE x nonsense\n",
@@ -60,6 +64,7 @@ func FuzzMerge(f *testing.F) {
 	f.Add("# TYPE s summary\ns{quantile=\"1\"} -Inf\ns_sum 1e300\n")
 	f.Add("# TYPE x gauge\nx{role=\"a\",exported_role=\"b\",exported_exported_role=\"c\",slot=\"d\"} 1\n")
 	f.Add("# TYPE h histogram\nh_bucket{le=\"1\",role=\"a\"} 1\nh_sum{le=\"2\",role=\"a\"} 1\n")
+	f.Add("# HELP x \xc3.\nx{a=\"\xff\",__name__=\"y\"} 1\n")
 	f.Fuzz(func(t *testing.T, text string) {
 		var m Merge
 		if err := m.AddText([]byte(text), map[string]string{"role": "worker", "slot": "0"}); err != nil {
@@ -79,6 +84,9 @@ func FuzzMerge(f *testing.F) {
 		var again Merge
 		if err := again.AddText(once.Bytes(), nil); err != nil {
 			t.Fatalf("the merged text does not parse: %v\n%s", err, once.String())
+		}
+		if !utf8.Valid(once.Bytes()) {
+			t.Fatalf("the merged text is not valid UTF-8:\n%q", once.String())
 		}
 		again.WriteTo(&twice)
 		if once.String() != twice.String() {
