@@ -2,6 +2,8 @@ package metrics
 
 import (
 	"bytes"
+	"fmt"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -54,8 +56,9 @@ func TestParseRoundTrip(t *testing.T) {
 	}
 }
 
-// FuzzMerge: any text either fails to parse or merges into text that parses
-// to the same exposition again.
+// FuzzMerge: any text merges (all of it, some of it, or nothing if it does
+// not parse) into valid UTF-8 that merges again whole, with no family left
+// out, to the same exposition, and no sample has a label name twice.
 func FuzzMerge(f *testing.F) {
 	f.Add("# HELP d_seconds Durations.\n# TYPE d_seconds histogram\n" +
 		"d_seconds_bucket{class=\"2xx\",le=\"0.1\"} 1\nd_seconds_bucket{class=\"2xx\",le=\"+Inf\"} 2\n" +
@@ -65,11 +68,10 @@ func FuzzMerge(f *testing.F) {
 	f.Add("# TYPE x gauge\nx{role=\"a\",exported_role=\"b\",exported_exported_role=\"c\",slot=\"d\"} 1\n")
 	f.Add("# TYPE h histogram\nh_bucket{le=\"1\",role=\"a\"} 1\nh_sum{le=\"2\",role=\"a\"} 1\n")
 	f.Add("# HELP x \xc3.\nx{a=\"\xff\",__name__=\"y\"} 1\n")
+	f.Add("# TYPE h histogram\nh_count 1\n# TYPE h_count gauge\nh_count 2\n")
 	f.Fuzz(func(t *testing.T, text string) {
 		var m Merge
-		if err := m.AddText([]byte(text), map[string]string{"role": "worker", "slot": "0"}); err != nil {
-			return
-		}
+		m.AddText([]byte(text), map[string]string{"role": "worker", "slot": "0"}) // an error leaves out some families, or all
 		for _, fam := range m.fams {
 			for _, s := range fam.series {
 				for _, smp := range s.samples {
@@ -83,7 +85,10 @@ func FuzzMerge(f *testing.F) {
 		m.WriteTo(&once)
 		var again Merge
 		if err := again.AddText(once.Bytes(), nil); err != nil {
-			t.Fatalf("the merged text does not parse: %v\n%s", err, once.String())
+			t.Fatalf("the merged text does not merge whole again: %v\n%s", err, once.String())
+		}
+		if err := oneFamilyPerName(once.String()); err != nil {
+			t.Fatalf("%v:\n%s", err, once.String())
 		}
 		if !utf8.Valid(once.Bytes()) {
 			t.Fatalf("the merged text is not valid UTF-8:\n%q", once.String())
@@ -109,4 +114,32 @@ func repeatedLabel(labels []label, bound label) (string, bool) {
 		seen[l.name] = true
 	}
 	return "", false
+}
+
+// oneFamilyPerName returns an error if a TYPE line names a family twice, or
+// if samples of one name follow the TYPE lines of two families: Prometheus
+// would read them as one family written twice.
+func oneFamilyPerName(text string) error {
+	typed := map[string]bool{}
+	under := map[string]string{} // sample name: the family of the TYPE line before it
+	var family string
+	for line := range strings.Lines(text) {
+		if rest, ok := strings.CutPrefix(line, "# TYPE "); ok {
+			family, _, _ = strings.Cut(rest, " ")
+			if typed[family] {
+				return fmt.Errorf("TYPE %s twice", family)
+			}
+			typed[family] = true
+			continue
+		}
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		name := line[:strings.IndexAny(line, "{ ")]
+		if f, ok := under[name]; ok && f != family {
+			return fmt.Errorf("samples %s in the families %s and %s", name, f, family)
+		}
+		under[name] = family
+	}
+	return nil
 }
