@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -75,7 +76,8 @@ func (r *Registry) GaugeVec(name, help string, labels ...string) *Vec[Gauge] {
 }
 
 // Histogram registers and returns a histogram without labels, with the
-// upper bounds buckets (sorted, without +Inf, which every histogram has).
+// upper bounds buckets: increasing, not NaN. A last +Inf is dropped: every
+// histogram has it, written once.
 func (r *Registry) Histogram(name, help string, buckets []float64) *Histogram {
 	return r.HistogramVec(name, help, buckets).With()
 }
@@ -84,10 +86,18 @@ func (r *Registry) Histogram(name, help string, buckets []float64) *Histogram {
 // the values of labels, each with the upper bounds buckets (see
 // [Registry.Histogram]). A label may not be named le.
 func (r *Registry) HistogramVec(name, help string, buckets []float64, labels ...string) *Vec[Histogram] {
-	if !slices.IsSorted(buckets) || slices.Contains(labels, "le") {
-		panic(fmt.Sprintf("prom: histogram %s: buckets not sorted, or a label named le", name))
-	}
 	bounds := slices.Clone(buckets)
+	if n := len(bounds); n > 0 && math.IsInf(bounds[n-1], 1) {
+		bounds = bounds[:n-1]
+	}
+	for i, b := range bounds {
+		if math.IsNaN(b) || math.IsInf(b, 1) || i > 0 && b <= bounds[i-1] {
+			panic(fmt.Sprintf("prom: histogram %s: buckets %v not increasing, or +Inf before the last", name, buckets))
+		}
+	}
+	if slices.Contains(labels, "le") {
+		panic(fmt.Sprintf("prom: histogram %s: a label named le", name))
+	}
 	v := newVec(labels, func() *Histogram { return newHistogram(bounds) })
 	r.register(name, help, labels, true, func(w *writer) {
 		w.family(name, help, "histogram")

@@ -2,6 +2,7 @@ package prom
 
 import (
 	"io"
+	"math"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -14,7 +15,7 @@ func TestRegistryWriteTo(t *testing.T) {
 	g.With("y", `x"y\z`+"\n").Set(-1)
 	g.With("x", "/").Set(1e21)
 	reg.CounterVec("empty_total", "Never made: not written.", "code")
-	h := reg.Histogram("c_seconds", "Cs\\ in\nseconds.", []float64{0.1, 1})
+	h := reg.Histogram("c_seconds", "Cs\\ in\nseconds.", []float64{0.1, 1, math.Inf(1)}) // +Inf is written once
 	for _, v := range []float64{0.05, 0.1, 0.5, 7} {
 		h.Observe(v)
 	}
@@ -61,6 +62,9 @@ func TestRegistryPanics(t *testing.T) {
 		{"a label twice", func(r *Registry) { r.GaugeVec("x", "", "a", "a") }},
 		{"le on a histogram", func(r *Registry) { r.HistogramVec("x", "", []float64{1}, "le") }},
 		{"unsorted buckets", func(r *Registry) { r.Histogram("x", "", []float64{2, 1}) }},
+		{"a bucket twice", func(r *Registry) { r.Histogram("x", "", []float64{1, 1}) }},
+		{"a NaN bucket", func(r *Registry) { r.Histogram("x", "", []float64{math.NaN(), 1}) }},
+		{"+Inf before the last bucket", func(r *Registry) { r.Histogram("x", "", []float64{math.Inf(1), math.Inf(1)}) }},
 		{"too few label values", func(r *Registry) { r.GaugeVec("x", "", "a", "b").With("1") }},
 		{"a label value not UTF-8", func(r *Registry) { r.GaugeVec("x", "", "a").With("\xff") }},
 		{"a collected label value not UTF-8", func(r *Registry) {
