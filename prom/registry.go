@@ -106,13 +106,17 @@ func (r *Registry) HistogramVec(name, help string, buckets []float64, labels ...
 	return v
 }
 
-// Collect registers a family whose samples f gives at each scrape, by
-// calling emit once per series with its value and the values of labels, in
-// order: for what is known elsewhere, such as counts kept by another
-// component. emit panics if it is given another number of values than of
-// labels, or a value that is not valid UTF-8. f is called with no lock of the registry held; it may be called
-// concurrently with itself.
+// Collect registers a family of kind [KindCounter] or [KindGauge] whose
+// samples f gives at each scrape, by calling emit once per series with its
+// value and the values of labels, in order: for what is known elsewhere,
+// such as counts kept by another component. Collect panics on another kind;
+// emit panics if it is given another number of values than of labels, or a
+// value that is not valid UTF-8. f is called with no lock of the registry
+// held; it may be called concurrently with itself.
 func (r *Registry) Collect(name, help string, kind Kind, labels []string, f func(emit func(value float64, labelValues ...string))) {
+	if kind != KindCounter && kind != KindGauge {
+		panic(fmt.Sprintf("prom: %s: Collect of the kind %q", name, kind))
+	}
 	r.register(name, help, labels, false, func(w *writer) {
 		w.family(name, help, kind)
 		f(func(value float64, labelValues ...string) {

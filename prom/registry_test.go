@@ -71,6 +71,7 @@ func TestRegistryPanics(t *testing.T) {
 			r.Collect("x", "", KindGauge, []string{"a"}, func(emit func(float64, ...string)) { emit(1, "a\xc3") })
 			r.WriteTo(io.Discard)
 		}},
+		{"Collect of a histogram", func(r *Registry) { r.Collect("x", "", "histogram", nil, func(func(float64, ...string)) {}) }},
 		{"a help text not UTF-8", func(r *Registry) { r.Counter("x_total", "\xff") }},
 		{"a counter going down", func(r *Registry) { r.Counter("x_total", "").Add(-1) }},
 	} {
