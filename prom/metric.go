@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 )
 
 // A Counter is a value that only goes up, from 0. It is safe for concurrent use.
@@ -70,12 +71,16 @@ func newVec[M any](labels []string, newM func() *M) *Vec[M] {
 
 // With returns the metric of the label values values, in the order of the
 // family's labels, and makes it the first time. It panics if the number of
-// values is not the number of labels. Keep the *M of a series used on a hot
-// path rather than calling With each time: With takes a lock.
+// values is not the number of labels, or if a value is not valid UTF-8,
+// which Prometheus would refuse. Keep the *M of a series used on a hot path
+// rather than calling With each time: With takes a lock.
 func (v *Vec[M]) With(values ...string) *M {
 	if len(values) != len(v.labels) {
 		panic(fmt.Sprintf("prom: %d label values for the labels %v", len(values), v.labels))
 	}
+	checkValues(v.labels, values)
+	// The byte 0xff never appears in valid UTF-8: two different lists of
+	// values never make the same key.
 	key := strings.Join(values, "\xff")
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -85,6 +90,15 @@ func (v *Vec[M]) With(values ...string) *M {
 		v.series[key] = s
 	}
 	return s.m
+}
+
+// checkValues panics if one of values, the values of labels, is not valid UTF-8.
+func checkValues(labels, values []string) {
+	for i, v := range values {
+		if !utf8.ValidString(v) {
+			panic(fmt.Sprintf("prom: the value %q of the label %s is not valid UTF-8", v, labels[i]))
+		}
+	}
 }
 
 // each calls f for every series, sorted by label values.

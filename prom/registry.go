@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 )
 
 // A Registry holds a process's metric families and writes them in the
@@ -16,8 +18,9 @@ import (
 // It is safe for concurrent use.
 //
 // The methods that make a metric register it and panic if the name or a
-// label name is not valid for Prometheus, or if the name is taken: like a
-// duplicate case in a switch, it is a mistake of the program, found at start.
+// label name is not valid for Prometheus, if the help text is not valid
+// UTF-8, or if the name is taken: like a duplicate case in a switch, it is a
+// mistake of the program, found at start.
 type Registry struct {
 	mu      sync.Mutex
 	names   map[string]bool
@@ -49,7 +52,7 @@ func (r *Registry) Counter(name, help string) *Counter {
 // values of labels.
 func (r *Registry) CounterVec(name, help string, labels ...string) *Vec[Counter] {
 	v := newVec(labels, func() *Counter { return new(Counter) })
-	r.register(name, labels, false, func(w *writer) {
+	r.register(name, help, labels, false, func(w *writer) {
 		w.family(name, help, KindCounter)
 		v.each(func(values []string, c *Counter) { w.sample(name, "", labels, values, "", "", c.Value()) })
 	})
@@ -65,7 +68,7 @@ func (r *Registry) Gauge(name, help string) *Gauge {
 // of labels.
 func (r *Registry) GaugeVec(name, help string, labels ...string) *Vec[Gauge] {
 	v := newVec(labels, func() *Gauge { return new(Gauge) })
-	r.register(name, labels, false, func(w *writer) {
+	r.register(name, help, labels, false, func(w *writer) {
 		w.family(name, help, KindGauge)
 		v.each(func(values []string, g *Gauge) { w.sample(name, "", labels, values, "", "", g.Value()) })
 	})
@@ -73,7 +76,8 @@ func (r *Registry) GaugeVec(name, help string, labels ...string) *Vec[Gauge] {
 }
 
 // Histogram registers and returns a histogram without labels, with the
-// upper bounds buckets (sorted, without +Inf, which every histogram has).
+// upper bounds buckets: increasing, not NaN. A last +Inf is dropped: every
+// histogram has it, written once.
 func (r *Registry) Histogram(name, help string, buckets []float64) *Histogram {
 	return r.HistogramVec(name, help, buckets).With()
 }
@@ -82,39 +86,55 @@ func (r *Registry) Histogram(name, help string, buckets []float64) *Histogram {
 // the values of labels, each with the upper bounds buckets (see
 // [Registry.Histogram]). A label may not be named le.
 func (r *Registry) HistogramVec(name, help string, buckets []float64, labels ...string) *Vec[Histogram] {
-	if !slices.IsSorted(buckets) || slices.Contains(labels, "le") {
-		panic(fmt.Sprintf("prom: histogram %s: buckets not sorted, or a label named le", name))
-	}
 	bounds := slices.Clone(buckets)
+	if n := len(bounds); n > 0 && math.IsInf(bounds[n-1], 1) {
+		bounds = bounds[:n-1]
+	}
+	for i, b := range bounds {
+		if math.IsNaN(b) || math.IsInf(b, 1) || i > 0 && b <= bounds[i-1] {
+			panic(fmt.Sprintf("prom: histogram %s: buckets %v not increasing, or +Inf before the last", name, buckets))
+		}
+	}
+	if slices.Contains(labels, "le") {
+		panic(fmt.Sprintf("prom: histogram %s: a label named le", name))
+	}
 	v := newVec(labels, func() *Histogram { return newHistogram(bounds) })
-	r.register(name, labels, true, func(w *writer) {
+	r.register(name, help, labels, true, func(w *writer) {
 		w.family(name, help, "histogram")
 		v.each(func(values []string, h *Histogram) { h.write(w, name, labels, values) })
 	})
 	return v
 }
 
-// Collect registers a family whose samples f gives at each scrape, by
-// calling emit once per series with its value and the values of labels, in
-// order: for what is known elsewhere, such as counts kept by another
-// component. emit panics if it is given another number of values than of
-// labels. f is called with no lock of the registry held; it may be called
-// concurrently with itself.
+// Collect registers a family of kind [KindCounter] or [KindGauge] whose
+// samples f gives at each scrape, by calling emit once per series with its
+// value and the values of labels, in order: for what is known elsewhere,
+// such as counts kept by another component. Collect panics on another kind;
+// emit panics if it is given another number of values than of labels, or a
+// value that is not valid UTF-8. f is called with no lock of the registry
+// held; it may be called concurrently with itself.
 func (r *Registry) Collect(name, help string, kind Kind, labels []string, f func(emit func(value float64, labelValues ...string))) {
-	r.register(name, labels, false, func(w *writer) {
+	if kind != KindCounter && kind != KindGauge {
+		panic(fmt.Sprintf("prom: %s: Collect of the kind %q", name, kind))
+	}
+	r.register(name, help, labels, false, func(w *writer) {
 		w.family(name, help, kind)
 		f(func(value float64, labelValues ...string) {
 			if len(labelValues) != len(labels) {
 				panic(fmt.Sprintf("prom: %s: %d label values for %d labels", name, len(labelValues), len(labels)))
 			}
+			checkValues(labels, labelValues)
 			w.sample(name, "", labels, labelValues, "", "", value)
 		})
 	})
 }
 
-// register adds the entry write for the family name with labels. A
-// histogram's name also takes its series' names (_bucket, _sum, _count).
-func (r *Registry) register(name string, labels []string, histogram bool, write entry) {
+// register adds the entry write for the family name with help and labels.
+// A histogram's name also takes its series' names (_bucket, _sum, _count).
+func (r *Registry) register(name, help string, labels []string, histogram bool, write entry) {
+	if !utf8.ValidString(help) {
+		panic(fmt.Sprintf("prom: %s: the help text is not valid UTF-8", name))
+	}
 	names := []string{name}
 	if histogram {
 		names = append(names, name+"_bucket", name+"_sum", name+"_count")

@@ -1,6 +1,8 @@
 package prom
 
 import (
+	"io"
+	"math"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -13,7 +15,7 @@ func TestRegistryWriteTo(t *testing.T) {
 	g.With("y", `x"y\z`+"\n").Set(-1)
 	g.With("x", "/").Set(1e21)
 	reg.CounterVec("empty_total", "Never made: not written.", "code")
-	h := reg.Histogram("c_seconds", "Cs\\ in\nseconds.", []float64{0.1, 1})
+	h := reg.Histogram("c_seconds", "Cs\\ in\nseconds.", []float64{0.1, 1, math.Inf(1)}) // +Inf is written once
 	for _, v := range []float64{0.05, 0.1, 0.5, 7} {
 		h.Observe(v)
 	}
@@ -60,7 +62,17 @@ func TestRegistryPanics(t *testing.T) {
 		{"a label twice", func(r *Registry) { r.GaugeVec("x", "", "a", "a") }},
 		{"le on a histogram", func(r *Registry) { r.HistogramVec("x", "", []float64{1}, "le") }},
 		{"unsorted buckets", func(r *Registry) { r.Histogram("x", "", []float64{2, 1}) }},
+		{"a bucket twice", func(r *Registry) { r.Histogram("x", "", []float64{1, 1}) }},
+		{"a NaN bucket", func(r *Registry) { r.Histogram("x", "", []float64{math.NaN(), 1}) }},
+		{"+Inf before the last bucket", func(r *Registry) { r.Histogram("x", "", []float64{math.Inf(1), math.Inf(1)}) }},
 		{"too few label values", func(r *Registry) { r.GaugeVec("x", "", "a", "b").With("1") }},
+		{"a label value not UTF-8", func(r *Registry) { r.GaugeVec("x", "", "a").With("\xff") }},
+		{"a collected label value not UTF-8", func(r *Registry) {
+			r.Collect("x", "", KindGauge, []string{"a"}, func(emit func(float64, ...string)) { emit(1, "a\xc3") })
+			r.WriteTo(io.Discard)
+		}},
+		{"Collect of a histogram", func(r *Registry) { r.Collect("x", "", "histogram", nil, func(func(float64, ...string)) {}) }},
+		{"a help text not UTF-8", func(r *Registry) { r.Counter("x_total", "\xff") }},
 		{"a counter going down", func(r *Registry) { r.Counter("x_total", "").Add(-1) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

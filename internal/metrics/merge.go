@@ -19,15 +19,19 @@ import (
 // of the first process that had it. The zero Merge is empty and ready; it is
 // not safe for concurrent use.
 type Merge struct {
-	fams map[string]*family
+	fams  map[string]*family
+	names map[string]string // the name of every sample merged, and its family's
 }
 
 // AddText parses text, a process's exposition in the Prometheus text format,
 // and adds its samples with labels. A label that a sample already has under
-// one of these names is renamed exported_<name>, as Prometheus does when a
-// target's labels clash with its own. It adds nothing when the text does not
-// parse. A family whose type differs from the one already merged under its
-// name is left out, and named in the error; the others are added.
+// one of these names is renamed exported_<name> (exported_exported_<name> if
+// that is taken too, and so on), as Prometheus does when a target's labels
+// clash with its own. It adds nothing when the text does not parse. A
+// family is left out, and named in the error, if its type differs from the
+// one already merged under its name, or if one of its samples' names is a
+// sample of another family merged (h_count, a gauge, when a histogram h is
+// merged): Prometheus would read the two as one. The others are added.
 func (m *Merge) AddText(text []byte, labels map[string]string) error {
 	fams, err := parse(string(text))
 	if err != nil {
@@ -35,15 +39,23 @@ func (m *Merge) AddText(text []byte, labels map[string]string) error {
 	}
 	if m.fams == nil {
 		m.fams = make(map[string]*family)
+		m.names = make(map[string]string)
 	}
 	var clash []string
 	for _, f := range fams {
+		if len(f.series) == 0 {
+			continue // never written
+		}
 		have, ok := m.fams[f.name]
 		if ok && have.kind != f.kind {
 			clash = append(clash, fmt.Sprintf("%s (%s, merged as %s)", f.name, f.kind, have.kind))
 			continue
 		}
 		if !ok {
+			if other := m.claim(f); other != nil {
+				clash = append(clash, fmt.Sprintf("%s (%s, clashes with the %s %s)", f.name, f.kind, other.kind, other.name))
+				continue
+			}
 			have = &family{name: f.name, help: f.help, kind: f.kind}
 			m.fams[f.name] = have
 		}
@@ -54,22 +66,57 @@ func (m *Merge) AddText(text []byte, labels map[string]string) error {
 	}
 	if len(clash) > 0 {
 		slices.Sort(clash)
-		return fmt.Errorf("metrics: types differ: %s", strings.Join(clash, ", "))
+		return fmt.Errorf("metrics: left out: %s", strings.Join(clash, ", "))
 	}
 	return nil
 }
 
-// relabel returns pairs with labels added, sorted by name.
+// claim takes the names of the samples of f, a family not merged yet, for
+// it, and returns nil; or, if another family merged has one of them, that
+// family.
+func (m *Merge) claim(f *family) *family {
+	names := []string{f.name}
+	switch f.kind {
+	case "histogram":
+		names = append(names, f.name+"_bucket", f.name+"_sum", f.name+"_count")
+	case "summary":
+		names = append(names, f.name+"_sum", f.name+"_count")
+	}
+	for _, n := range names {
+		if other, ok := m.names[n]; ok {
+			return m.fams[other]
+		}
+	}
+	for _, n := range names {
+		m.names[n] = f.name
+	}
+	return nil
+}
+
+// relabel returns pairs with labels added, sorted by name. A pair named as
+// one of labels is renamed exported_<name>, or exported_exported_<name> and
+// so on until the name is free, as Prometheus does (the shortest names
+// first): a sample never has a label name twice.
 func relabel(pairs []label, labels map[string]string) []label {
 	out := make([]label, 0, len(pairs)+len(labels))
+	var clash []label
 	for _, p := range pairs {
-		if _, clash := labels[p.name]; clash {
-			p.name = "exported_" + p.name
+		if _, ok := labels[p.name]; ok {
+			clash = append(clash, p)
+		} else {
+			out = append(out, p)
 		}
-		out = append(out, p)
 	}
 	for k, v := range labels {
 		out = append(out, label{k, v})
+	}
+	slices.SortStableFunc(clash, func(a, b label) int { return cmp.Compare(len(a.name), len(b.name)) })
+	for _, p := range clash {
+		p.name = "exported_" + p.name
+		for slices.ContainsFunc(out, func(l label) bool { return l.name == p.name }) {
+			p.name = "exported_" + p.name
+		}
+		out = append(out, p)
 	}
 	sortLabels(out)
 	return out

@@ -66,13 +66,35 @@ func TestMerge(t *testing.T) {
 		}},
 		want: "# HELP x X.\n# TYPE x gauge\nx{exported_role=\"cache\",role=\"agent\"} 1\n",
 	}, {
+		name: "exported_ is prefixed again until the name is free",
+		sources: []source{{
+			"# HELP x X.\n# TYPE x gauge\n" +
+				"x{exported_exported_slot=\"c\",exported_role=\"a\",exported_slot=\"b\",role=\"r\",slot=\"s\"} 1\n",
+			worker("0"),
+		}},
+		want: "# HELP x X.\n# TYPE x gauge\n" +
+			"x{exported_exported_exported_slot=\"s\",exported_exported_role=\"r\",exported_exported_slot=\"c\"," +
+			"exported_role=\"a\",exported_slot=\"b\",role=\"worker\",slot=\"0\"} 1\n",
+	}, {
 		name: "a family of another type is left out, the rest added",
 		sources: []source{
 			{"# HELP x X.\n# TYPE x gauge\nx 1\n", worker("0")},
 			{"# HELP x X.\n# TYPE x counter\nx 2\n# HELP y Y.\n# TYPE y gauge\ny 3\n", worker("1")},
 		},
 		want:    "# HELP x X.\n# TYPE x gauge\nx{role=\"worker\",slot=\"0\"} 1\n# HELP y Y.\n# TYPE y gauge\ny{role=\"worker\",slot=\"1\"} 3\n",
-		wantErr: "types differ: x (counter, merged as gauge)",
+		wantErr: "left out: x (counter, merged as gauge)",
+	}, {
+		name: "a family named as a sample of another family merged is left out",
+		sources: []source{
+			{"# HELP h H.\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_sum 2\nh_count 1\n", worker("0")},
+			{"# HELP h_count C.\n# TYPE h_count gauge\nh_count 3\n# HELP s_sum S.\n# TYPE s_sum counter\ns_sum 4\n", worker("1")},
+			{"# HELP s S.\n# TYPE s summary\ns_sum 5\ns_count 6\n# HELP y Y.\n# TYPE y gauge\ny 7\n", worker("2")},
+		},
+		want: "# HELP h H.\n# TYPE h histogram\n" +
+			"h_bucket{role=\"worker\",slot=\"0\",le=\"+Inf\"} 1\nh_sum{role=\"worker\",slot=\"0\"} 2\nh_count{role=\"worker\",slot=\"0\"} 1\n" +
+			"# HELP s_sum S.\n# TYPE s_sum counter\ns_sum{role=\"worker\",slot=\"1\"} 4\n" +
+			"# HELP y Y.\n# TYPE y gauge\ny{role=\"worker\",slot=\"2\"} 7\n",
+		wantErr: "left out: s (summary, clashes with the counter s_sum)",
 	}, {
 		name: "text that does not parse adds nothing",
 		sources: []source{

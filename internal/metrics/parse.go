@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // A family is a metric family read from an exposition.
@@ -34,7 +35,9 @@ type sample struct {
 // parse reads an exposition in the Prometheus text format (version 0.0.4):
 // # HELP and # TYPE lines, other comments, and samples
 // name{label="value",...} value [timestamp]. A sample without a TYPE line
-// before it is an untyped family of its own name.
+// before it is an untyped family of its own name. Like Prometheus, it
+// refuses HELP text and label values that are not valid UTF-8, and a label
+// named __name__.
 func parse(text string) ([]*family, error) {
 	var fams []*family
 	byName := make(map[string]*family)
@@ -75,6 +78,9 @@ func parseLine(line string, byName map[string]*family, get func(string) *family)
 			help, err := unescape(rest, false)
 			if err != nil {
 				return fmt.Errorf("HELP %s: %w", name, err)
+			}
+			if !utf8.ValidString(help) {
+				return fmt.Errorf("HELP %s: not valid UTF-8", name)
 			}
 			f.help = help
 			return nil
@@ -205,7 +211,7 @@ func parseLabels(s string) ([]label, string, error) {
 			return nil, "", errors.New("a label without a value")
 		}
 		name := strings.TrimSpace(s[:eq])
-		if !validName(name, false) {
+		if !validName(name, false) || name == "__name__" {
 			return nil, "", fmt.Errorf("invalid label name %q", name)
 		}
 		for _, l := range labels {
@@ -224,6 +230,9 @@ func parseLabels(s string) ([]label, string, error) {
 		value, err := unescape(s[1:1+end], true)
 		if err != nil {
 			return nil, "", fmt.Errorf("label %s: %w", name, err)
+		}
+		if !utf8.ValidString(value) {
+			return nil, "", fmt.Errorf("label %s: value not valid UTF-8", name)
 		}
 		labels = append(labels, label{name, value})
 		s = strings.TrimLeft(s[2+end:], " \t")
