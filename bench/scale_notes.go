@@ -31,7 +31,7 @@ func noteFanout(res *ScaleResults) string {
 	n, nok := total(sysNATS)
 	e, eok := total(sysEgg)
 	if yok && nok {
-		fmt.Fprintf(&b, "- **What limits it.** From 1 to 16 workers the total stays within %s for yolk and %s for raw NATS, with no trend beyond the noise, while each worker's share falls as 1/W: the master's nats-server copies every message to every worker's connection, so the total is what its CPU can copy and write, on 2 cores that the sender and the W receivers share. yolk pays for its envelope and longer subject (about 200 bytes on the wire against 128) on each of those copies.", y, n)
+		fmt.Fprintf(&b, "- **What limits it.** From 1 to 16 workers the total stays within %s for yolk and %s for raw NATS, with no trend beyond the noise, while each worker's share falls as 1/W: the master's nats-server copies every message to every worker's connection, so the total is what its CPU can copy and write, on 2 cores that the sender and the W receivers share. yolk pays for its longer subject (`yolk.app.<event>.<sender>`) and 2 bytes of compact envelope (wire version 2) on each of those copies, and for what its processes run around the messages (see the fan-out notes).", y, n)
 		if eok {
 			fmt.Fprintf(&b, " The egg baseline (%s) forwards every message through its master's one thread, which serialises it and writes it to each worker's pipe.", e)
 		}
