@@ -64,9 +64,10 @@ type Conn struct {
 	host     string // in a fleet; "" on a single host
 	domain   string // the fleet cluster's JetStream domain
 	log      *slog.Logger
-	handlers atomic.Pointer[map[string]handler] // by event, for every route but the master's ([Conn.On])
-	toMaster atomic.Pointer[map[string]handler] // by event, for the master route ([Conn.OnMaster])
-	onMu     sync.Mutex                         // serialises On and OnMaster
+	handlers atomic.Pointer[map[string]handler]    // by event, for every route but the master's ([Conn.On])
+	toMaster atomic.Pointer[map[string]handler]    // by event, for the master route ([Conn.OnMaster])
+	onMu     sync.Mutex                            // serialises On, OnMaster and the additions to subjects
+	subjects atomic.Pointer[map[subjectKey]string] // the fan-out subjects built so far (see subject)
 
 	// hctx is the context passed to handlers (like http.Server's base
 	// context): it is cancelled when the connection is closed for good.
@@ -133,6 +134,7 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 	c.hctx, c.cancel = context.WithCancel(context.Background())
 	c.handlers.Store(&map[string]handler{})
 	c.toMaster.Store(&map[string]handler{})
+	c.subjects.Store(&map[subjectKey]string{})
 	c.wire.Store(wireJSON)
 
 	if err := c.connect(ctx, o); err != nil {

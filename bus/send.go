@@ -36,7 +36,8 @@ func (c *Conn) publish(op, prefix, event string, data any) error {
 // publishAs sends a fire-and-forget event to prefix + event + "." + from, in
 // wire version w.
 func (c *Conn) publishAs(op, prefix, event, from string, w uint8, data any) error {
-	if err := ValidEvent(event); err != nil {
+	subject, err := c.subject(prefix, event, from)
+	if err != nil {
 		return opErr(op, err)
 	}
 	bp := getBuf()
@@ -46,10 +47,43 @@ func (c *Conn) publishAs(op, prefix, event, from string, w uint8, data any) erro
 		return opErr(op+" "+event, err)
 	}
 	*bp = b
-	if err := c.nc.Publish(prefix+event+"."+from, b); err != nil {
+	if err := c.nc.Publish(subject, b); err != nil {
 		return opErr(op+" "+event, natsErr(err))
 	}
 	return nil
+}
+
+// subjectKey names a fan-out subject of a Conn, whose sender for a prefix is
+// always the same (its id, or its fleet id on the fleet's prefix).
+type subjectKey struct{ prefix, event string }
+
+// maxSubjects bounds the subjects a Conn keeps: an application that makes up
+// event names without end builds each subject, it does not keep them all.
+const maxSubjects = 256
+
+// subject returns prefix + event + "." + from, having checked event, from
+// the subjects built so far: a fan-out of many messages builds and checks its
+// subject once, not per message.
+func (c *Conn) subject(prefix, event, from string) (string, error) {
+	key := subjectKey{prefix, event}
+	if s, ok := (*c.subjects.Load())[key]; ok {
+		return s, nil
+	}
+	if err := ValidEvent(event); err != nil {
+		return "", err
+	}
+	s := prefix + event + "." + from
+	c.onMu.Lock()
+	defer c.onMu.Unlock()
+	if old := *c.subjects.Load(); len(old) < maxSubjects {
+		next := make(map[subjectKey]string, len(old)+1)
+		for k, v := range old {
+			next[k] = v
+		}
+		next[key] = s
+		c.subjects.Store(&next)
+	}
+	return s, nil
 }
 
 // SendToAgent sends event to the agent and waits for the agent's Conn to
