@@ -167,7 +167,8 @@ func (s *natsSender) begin(b fanBegin) error {
 	}
 	return s.nc.Publish(subjFan, append([]byte{'B'}, j...))
 }
-func (s *natsSender) send() error { return s.nc.Publish(subjFan, s.payload) }
+func (s *natsSender) system() string { return "raw NATS" }
+func (s *natsSender) send() error    { return s.nc.Publish(subjFan, s.payload) }
 func (s *natsSender) end(run int) error {
 	return s.nc.Publish(subjFan, []byte("E"+strconv.Itoa(run)))
 }

@@ -76,11 +76,13 @@ type fanAck struct {
 	From  string `json:"from,omitempty"`
 	Run   int    `json:"run"`
 	Count int    `json:"count"`
-	Last  int64  `json:"last"` // wall clock, Unix ns, when the last message arrived
+	Last  int64  `json:"last"`           // wall clock, Unix ns, when the last message arrived
+	Usage usage  `json:"usage,omitzero"` // what the receiver used in the run (bench -cpustat)
 }
 
 // fanSender is how one system sends a run's messages to every receiver.
 type fanSender interface {
+	system() string // who sends: "yolk" or "raw NATS"
 	begin(b fanBegin) error
 	send() error // one message of the run's size
 	end(run int) error
@@ -197,6 +199,7 @@ func runFan(ctx context.Context, s fanSender, t *fanTracker, workers, run, size,
 	every := max(1, window/8)
 	batch := max(1, min(1000, window/8))
 	t.reset(run)
+	stat := startCPUStat()
 	if err := s.begin(fanBegin{Run: run, N: n, ProgressEvery: every}); err != nil {
 		return fanRep{}, fmt.Errorf("send begin: %w", err)
 	}
@@ -229,6 +232,7 @@ func runFan(ctx context.Context, s fanSender, t *fanTracker, workers, run, size,
 			return fanRep{}, fmt.Errorf("acks: %d of %d receivers acked: %w", len(t.ackList()), workers, err)
 		}
 	}
+	stat.finish(s.system(), size, n, t.ackList())
 	var last int64
 	lost := 0
 	for _, a := range t.ackList() {
@@ -255,6 +259,7 @@ type fanCounter struct {
 	// run into $BENCH_PROFILE_DIR (bench -cpuprofile).
 	profile string
 	prof    *os.File
+	usage0  usage // at begin, with bench -cpustat
 }
 
 // envProfileDir is where receivers write their profiles (bench -cpuprofile).
@@ -262,6 +267,9 @@ const envProfileDir = "BENCH_PROFILE_DIR"
 
 func (c *fanCounter) begin(b fanBegin) {
 	c.begun, c.count, c.last = b, 0, 0
+	if os.Getenv(envCPUStat) != "" {
+		c.usage0 = usageOf(os.Getpid())
+	}
 	if dir := os.Getenv(envProfileDir); dir != "" && c.profile != "" && c.prof == nil {
 		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d-n%d-run%d.prof", c.profile, os.Getpid(), b.N, b.Run)))
 		if err == nil && pprof.StartCPUProfile(f) == nil {
@@ -289,7 +297,11 @@ func (c *fanCounter) msg() {
 
 func (c *fanCounter) ack(run int) fanAck {
 	c.stopProfile()
-	return fanAck{Run: run, Count: c.count, Last: c.last}
+	a := fanAck{Run: run, Count: c.count, Last: c.last}
+	if os.Getenv(envCPUStat) != "" {
+		a.Usage = usageOf(os.Getpid()).minus(c.usage0)
+	}
+	return a
 }
 
 // latest puts v in ch (capacity 1), replacing a value not yet taken.

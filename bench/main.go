@@ -149,6 +149,7 @@ type config struct {
 	total       time.Duration // the whole run's deadline
 	yolkEnv     []string      // added to every yolk master's environment (-yolk-env)
 	profileDir  string        // -cpuprofile
+	cpuStat     string        // -cpustat
 }
 
 func fullConfig() config {
@@ -269,6 +270,7 @@ func runHarness(ctx context.Context, args []string) error {
 	anchors := fs.String("anchors", "", "the baselines' directory (default: ../shared/anchors beside the repository)")
 	scale := fs.Bool("scale", false, "measure how the costs grow (fan-out against workers, convergence and memory against data size, fetches against workers) instead of the usual sections; with -out, rewrite only the scale section of that file and write its plots beside it (make bench-scale)")
 	rounds := fs.Int("rounds", 0, "rounds of every system with 2 workers (default: 5, 3 with -quick)")
+	cpuStat := fs.String("cpustat", "", "a file to which every fan-out run appends, as a JSON line, the CPU time and read and write system calls per message of the server, the sender and the receivers, counted inside the run (from /proc)")
 	profileDir := fs.String("cpuprofile", "", "a directory where every fan-out receiver (yolk worker, raw NATS subscriber) writes a CPU profile of each run, for go tool pprof with the bench binary")
 	var yolkEnv []string
 	fs.Func("yolk-env", "`NAME=value` added to every yolk master's environment, which its agent and workers inherit (repeatable; for experiments such as GOGC=200)", func(v string) error {
@@ -307,6 +309,13 @@ func runHarness(ctx context.Context, args []string) error {
 			return fmt.Errorf("-cpuprofile: %w", err)
 		}
 		cfg.profileDir = dir
+	}
+	if *cpuStat != "" {
+		f, err := filepath.Abs(*cpuStat)
+		if err != nil {
+			return fmt.Errorf("-cpustat: %w", err)
+		}
+		cfg.cpuStat = f
 	}
 	if *only != "" {
 		cfg.only = map[string]bool{}

@@ -80,7 +80,7 @@ func (h *harness) yolkPeers(ctx context.Context, plan peerPlan) ([]record, error
 	self := h.bins.path("bench")
 	m, err := h.startMaster("master (bench peers)", plan.Workers,
 		append([]string{"YOLK_AGENT_BIN=" + self, "YOLK_WORKER_BIN=" + self, "YOLK_PUSH_URL=off",
-			envPeer + "=1", "BENCH_PLAN=" + string(pj)}, h.profileEnv()...)...)
+			envPeer + "=1", "BENCH_PLAN=" + string(pj)}, append(h.profileEnv(), h.cpuStatEnv()...)...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +128,7 @@ func (h *harness) rawNATS(ctx context.Context, plan peerPlan) ([]record, error) 
 	}
 	url := strings.TrimSpace(strings.TrimPrefix(line, "nats ready"))
 	for i := range plan.Workers {
-		sub, err := startProc("nats-sub "+strconv.Itoa(i), self, []string{"nats-sub", url, strconv.Itoa(i)}, baseEnv(h.profileEnv()...))
+		sub, err := startProc("nats-sub "+strconv.Itoa(i), self, []string{"nats-sub", url, strconv.Itoa(i)}, baseEnv(append(h.profileEnv(), h.cpuStatEnv()...)...))
 		if err != nil {
 			return nil, err
 		}
@@ -141,7 +141,11 @@ func (h *harness) rawNATS(ctx context.Context, plan peerPlan) ([]record, error) 
 	if err != nil {
 		return nil, err
 	}
-	pub, err := startProc("nats-pub", self, []string{"nats-pub", url, string(pj)}, baseEnv())
+	pubEnv := h.cpuStatEnv()
+	if pubEnv != nil {
+		pubEnv = append(pubEnv, envServerPID+"="+strconv.Itoa(srv.pid()))
+	}
+	pub, err := startProc("nats-pub", self, []string{"nats-pub", url, string(pj)}, baseEnv(pubEnv...))
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +162,14 @@ func (h *harness) rawNATS(ctx context.Context, plan peerPlan) ([]record, error) 
 		err = fmt.Errorf("publisher: %v; its output:\n%s", pub.cmd.ProcessState, indent(pub.out.tail(20)))
 	}
 	return recs, err
+}
+
+// cpuStatEnv passes -cpustat's file to the fan-out senders and receivers.
+func (h *harness) cpuStatEnv() []string {
+	if h.cfg.cpuStat == "" {
+		return nil
+	}
+	return []string{envCPUStat + "=" + h.cfg.cpuStat}
 }
 
 // profileEnv passes -cpuprofile's directory to the fan-out receivers.

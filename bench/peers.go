@@ -234,6 +234,7 @@ type busSender struct {
 }
 
 func (s *busSender) begin(b fanBegin) error          { return s.conn.SendToApp("fan-begin", b) }
+func (s *busSender) system() string                  { return "yolk" }
 func (s *busSender) send() error                     { return s.conn.SendToApp("fan-msg", s.payload) }
 func (s *busSender) end(run int) error               { return s.conn.SendToApp("fan-end", run) }
 func (s *busSender) flush(ctx context.Context) error { return s.conn.Flush(ctx) }
