@@ -131,6 +131,7 @@ func WithHeaders(store *Store, workerID string, next http.Handler) http.Handler 
 // lines are made, at its first request. Safe for concurrent use.
 func NewFastLookup(store *Store, workerID string, m *Metrics) func(path []byte) (header, body []byte, ok bool) {
 	m.serving()
+	worker := []string{workerID}
 	var last atomic.Pointer[fastHeader]
 	return func(path []byte) ([]byte, []byte, bool) {
 		key, ok := bytes.CutPrefix(path, []byte("/data/"))
@@ -144,8 +145,10 @@ func NewFastLookup(store *Store, workerID string, m *Metrics) func(path []byte) 
 		}
 		h := last.Load()
 		if h == nil || h.s != s {
+			hd := http.Header{"Content-Type": headerJSON} // as the handler's write
+			setHeaders(hd, s, worker)
 			var b bytes.Buffer
-			http.Header{"Content-Type": headerJSON, HeaderVersion: s.header(), HeaderWorker: {workerID}}.Write(&b)
+			hd.Write(&b)
 			h = &fastHeader{s: s, lines: b.Bytes()}
 			last.Store(h)
 		}

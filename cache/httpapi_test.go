@@ -326,7 +326,8 @@ func TestFastLookupIsHandler(t *testing.T) {
 			t.Errorf("fast lookup of %s: %q %q, the handler's: %q %q", target, header, body, want.String(), rec.Body.String())
 		}
 	}
-	if n := testing.AllocsPerRun(100, func() { look([]byte("/data/a")) }); n != 0 {
+	path := []byte("/data/a") // as the event loop passes it: a slice of its buffer
+	if n := testing.AllocsPerRun(100, func() { look(path) }); n != 0 {
 		t.Errorf("fast lookup allocates %v times, want 0", n)
 	}
 }

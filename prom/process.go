@@ -1,11 +1,12 @@
 package prom
 
 import (
-	"bytes"
 	"os"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/yolkgo/yolk/internal/procstat"
 )
 
 var processNames = []string{
@@ -13,10 +14,6 @@ var processNames = []string{
 	"process_network_transmit_bytes_total", "process_open_fds", "process_resident_memory_bytes",
 	"process_start_time_seconds", "process_virtual_memory_bytes", "process_virtual_memory_max_bytes",
 }
-
-// userHZ is the unit of the times in /proc/self/stat: clock ticks of 1/100 s
-// (USER_HZ, fixed for programs on Linux).
-const userHZ = 100
 
 // procStats reads the process_* series from /proc. What cannot be read (on
 // a system without /proc) is left out.
@@ -38,9 +35,10 @@ func newProcStats() *procStats {
 
 // write writes the process_* families.
 func (p *procStats) write(w *writer) {
-	stat, statOK := readStat()
+	u, err := procstat.Self()
+	statOK := err == nil
 	if statOK {
-		counter(w, "process_cpu_seconds_total", "CPU time of the process, user and system, in seconds.", (stat.utime+stat.stime)/userHZ)
+		counter(w, "process_cpu_seconds_total", "CPU time of the process, user and system, in seconds.", u.CPU.Seconds())
 	}
 	var lim syscall.Rlimit
 	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil {
@@ -54,11 +52,11 @@ func (p *procStats) write(w *writer) {
 		gauge(w, "process_open_fds", "Open file descriptors.", float64(fds))
 	}
 	if statOK {
-		gauge(w, "process_resident_memory_bytes", "Resident memory of the process, in bytes.", stat.rss*float64(os.Getpagesize()))
+		gauge(w, "process_resident_memory_bytes", "Resident memory of the process, in bytes.", float64(u.RSS))
 		if p.bootTime > 0 {
-			gauge(w, "process_start_time_seconds", "When the process started, in seconds since the epoch.", p.bootTime+stat.start/userHZ)
+			gauge(w, "process_start_time_seconds", "When the process started, in seconds since the epoch.", p.bootTime+u.Started.Seconds())
 		}
-		gauge(w, "process_virtual_memory_bytes", "Virtual memory of the process, in bytes.", stat.vsize)
+		gauge(w, "process_virtual_memory_bytes", "Virtual memory of the process, in bytes.", float64(u.Virtual))
 	}
 	if syscall.Getrlimit(syscall.RLIMIT_AS, &lim) == nil {
 		gauge(w, "process_virtual_memory_max_bytes", "The limit of virtual memory, in bytes (RLIMIT_AS).", float64(lim.Cur))
@@ -69,35 +67,6 @@ func (p *procStats) write(w *writer) {
 func counter(w *writer, name, help string, v float64) {
 	w.family(name, help, KindCounter)
 	w.sample(name, "", nil, nil, "", "", v)
-}
-
-// stat is what the process_* series take from /proc/self/stat.
-type stat struct {
-	utime, stime, start float64 // clock ticks
-	vsize               float64 // bytes
-	rss                 float64 // pages
-}
-
-// readStat reads /proc/self/stat (proc(5)): after the command in brackets,
-// which may hold spaces, the fields from the third (state) on.
-func readStat() (stat, bool) {
-	b, err := os.ReadFile("/proc/self/stat")
-	if err != nil {
-		return stat{}, false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return stat{}, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 22 {
-		return stat{}, false
-	}
-	num := func(field int) float64 { // field as proc(5) numbers them, from 1
-		v, _ := strconv.ParseFloat(f[field-3], 64)
-		return v
-	}
-	return stat{utime: num(14), stime: num(15), start: num(22), vsize: num(23), rss: num(24)}, true
 }
 
 // readNetstat reads the bytes received and sent from the IpExt lines of

@@ -4,8 +4,10 @@ import (
 	"io"
 	"math"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRegistryWriteTo(t *testing.T) {
@@ -121,6 +123,12 @@ func TestRegisterRuntime(t *testing.T) {
 	}
 	if strings.Contains(text, "process_resident_memory_bytes 0\n") {
 		t.Errorf("process_resident_memory_bytes is 0")
+	}
+	// the test process started moments ago
+	_, rest, _ := strings.Cut(text, "\nprocess_start_time_seconds ")
+	line, _, _ := strings.Cut(rest, "\n")
+	if start, err := strconv.ParseFloat(line, 64); err != nil || math.Abs(float64(time.Now().Unix())-start) > 3600 {
+		t.Errorf("process_start_time_seconds %q (%v), want within an hour of now", line, err)
 	}
 }
 

@@ -13,8 +13,10 @@ import (
 
 // Usage is a process's resident memory and CPU time at one moment.
 type Usage struct {
-	RSS uint64        // resident set size, in bytes
-	CPU time.Duration // user and system time used so far
+	RSS     uint64        // resident set size, in bytes
+	CPU     time.Duration // user and system time used so far
+	Virtual uint64        // virtual memory size, in bytes
+	Started time.Duration // when it started, after the system booted
 }
 
 // clockTick is the unit of /proc/<pid>/stat's times: USER_HZ, 100 on every
@@ -54,18 +56,18 @@ func read(pid string) (Usage, error) {
 		return u, fmt.Errorf("/proc/%s/stat: no command name", pid)
 	}
 	rest := bytes.Fields(stat[i+1:])
-	// rest[0] is field 3 (state); utime and stime are fields 14 and 15.
-	if len(rest) < 13 {
+	// rest[0] is field 3 (state): field n of proc(5) is rest[n-3].
+	if len(rest) < 21 {
 		return u, errors.New("/proc/" + pid + "/stat: too few fields")
 	}
-	var ticks uint64
-	for _, s := range rest[11:13] {
-		n, err := strconv.ParseUint(string(s), 10, 64)
-		if err != nil {
+	var n [4]uint64 // utime, stime (14, 15), starttime, vsize (22, 23)
+	for j, field := range [...]int{14, 15, 22, 23} {
+		if n[j], err = strconv.ParseUint(string(rest[field-3]), 10, 64); err != nil {
 			return u, fmt.Errorf("/proc/%s/stat: %w", pid, err)
 		}
-		ticks += n
 	}
-	u.CPU = time.Duration(ticks) * clockTick
+	u.CPU = time.Duration(n[0]+n[1]) * clockTick
+	u.Started = time.Duration(n[2]) * clockTick
+	u.Virtual = n[3]
 	return u, nil
 }

@@ -14,6 +14,9 @@ func TestSelfGrowsWithWork(t *testing.T) {
 	if before.RSS < 1<<20 {
 		t.Fatalf("RSS %d: a Go test binary holds more than 1 MiB", before.RSS)
 	}
+	if before.Virtual < before.RSS || before.Started <= 0 {
+		t.Fatalf("virtual memory %d below the RSS %d, or started %v after boot", before.Virtual, before.RSS, before.Started)
+	}
 	// Burn CPU until the kernel's counter moves (it counts in 10 ms ticks).
 	deadline := time.Now().Add(5 * time.Second)
 	x := 0

@@ -304,15 +304,7 @@ func TestServeFastClosesSilentConnections(t *testing.T) {
 	}
 	defer used.Close()
 	start := time.Now()
-	if _, err := io.WriteString(used, "GET /data/k1 HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	r := bufio.NewReader(used)
-	resp, err := http.ReadResponse(r, nil)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("GET on the used connection = %v, %v", resp, err)
-	}
-	io.Copy(io.Discard, resp.Body)
+	r := getK1(t, used)
 	for _, c := range []struct {
 		name string
 		r    io.Reader
@@ -331,6 +323,22 @@ func TestServeFastClosesSilentConnections(t *testing.T) {
 	if f.fast.Load() != 1 || f.handled.Load() != 0 {
 		t.Errorf("fast %d, handled %d; want the one request answered fast", f.fast.Load(), f.handled.Load())
 	}
+}
+
+// getK1 asks for /data/k1 on c and reads the 200 answer; the reader holds
+// what c sent after it.
+func getK1(t *testing.T, c net.Conn) *bufio.Reader {
+	t.Helper()
+	if _, err := io.WriteString(c, "GET /data/k1 HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(c)
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /data/k1 = %v, %v; want 200", resp, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	return r
 }
 
 // TestServeFastBoundsQueuedAnswers: pipelined requests for large answers
@@ -403,15 +411,7 @@ func TestServeFastLoopBreaks(t *testing.T) {
 	}
 	defer idle.Close()
 	idle.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(idle, "GET /data/k1 HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	r := bufio.NewReader(idle)
-	resp, err := http.ReadResponse(r, nil)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("GET before the break = %v, %v", resp, err)
-	}
-	io.Copy(io.Discard, resp.Body)
+	r := getK1(t, idle)
 	broken.Store(true)
 
 	// Each new connection pokes the loop; the one after it has stopped makes

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -114,20 +115,22 @@ func newEventLoop(fast *Fast, handed *handedListener) (*eventLoop, error) {
 // (with the error that stopped it). Safe for concurrent use.
 func (l *eventLoop) add(c net.Conn) error {
 	defer c.Close()
-	sc, ok := c.(interface{ File() (*os.File, error) })
+	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return errors.New("serve: the fast path needs a connection with a descriptor")
 	}
-	f, err := sc.File() // a dup, out of Go's netpoller
+	rc, err := sc.SyscallConn()
 	if err != nil {
 		return err
 	}
-	fd, err := unix.Dup(int(f.Fd()))
-	f.Close()
-	if err != nil {
-		return os.NewSyscallError("dup", err)
+	// A dup of its descriptor, which closing c leaves open and out of Go's netpoller.
+	fd, dupErr := -1, error(nil)
+	if err := rc.Control(func(s uintptr) { fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return err
 	}
-	unix.CloseOnExec(fd)
+	if dupErr != nil {
+		return os.NewSyscallError("fcntl", dupErr)
+	}
 	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
 		return os.NewSyscallError("fcntl", err)
@@ -297,26 +300,22 @@ func (l *eventLoop) serve(fd int, c *fastConn, events uint32, draining bool) {
 	data := l.buf[:n]
 	out := l.out[:0]
 	answered := 0
-	for len(data) > 0 {
+	for len(data) > 0 && len(out) < maxQueued {
 		path, size, r := parseFast(data)
-		var header, body []byte
-		ok := r == fastGET
-		if ok {
-			header, body, ok = l.fast.Lookup(path)
+		if r != fastGET {
+			break
 		}
+		header, body, ok := l.fast.Lookup(path)
 		if !ok {
-			c.in = append(c.in[:0], data...)
-			c.handing = true
 			break
 		}
 		out = l.appendAnswer(out, header, body, read)
 		data = data[size:]
 		answered++
-		if len(out) >= maxQueued && len(data) > 0 {
-			c.in = append(c.in[:0], data...)
-			c.handing = true
-			break
-		}
+	}
+	if len(data) > 0 { // a request the loop does not answer, or past maxQueued
+		c.in = append(c.in[:0], data...)
+		c.handing = true
 	}
 	l.out = out
 	if answered > 0 && !l.flush(fd, c, out) {
