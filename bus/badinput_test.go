@@ -132,6 +132,13 @@ func TestBadMessagesDropped(t *testing.T) {
 		{"compact: a send on a fan-out route", app, false, "\x02\x22" + `1`, "bus: drop message: unexpected kind", ""},
 		{"compact: an event on a point-to-point route", to, true, "\x02\x21" + `1`, "bus: drop message: unexpected kind", ""},
 		{"compact: a send without a reply subject", to, false, "\x02\x22" + `1`, "bus: drop message: unexpected kind", ""},
+		// wire version 3, batches of events (batch.go)
+		{"batch: empty", app, false, "\x02\x26", "bus: drop message", "no data"},
+		{"batch: an event cut short", app, false, "\x02\x26\x01" + `1` + "\x05" + `"ab`, "bus: drop message", "event 2 of a batch is cut short"},
+		{"batch: an event of no bytes", app, false, "\x02\x26\x01" + `1` + "\x00", "bus: drop message", "event 2 of a batch is cut short"},
+		{"batch: a length past the end", app, false, "\x02\x26\xff\xff\xff\xff\x0f" + `1`, "bus: drop message", "event 1 of a batch is cut short"},
+		{"batch: a length that is not a uvarint", app, false, "\x02\x26\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", "bus: drop message", "event 1 of a batch is cut short"},
+		{"batch: on a point-to-point route", to, true, "\x02\x26\x01" + `1`, "bus: drop message: unexpected kind", ""},
 	}
 	for _, tt := range tests {
 		msg := &nats.Msg{Subject: tt.subject, Data: []byte(tt.payload)}
@@ -163,6 +170,20 @@ func TestBadMessagesDropped(t *testing.T) {
 		}
 	case <-time.After(wait):
 		t.Fatal("the good message after the bad ones was not handled")
+	}
+	// a good batch is handled event by event, in order
+	if err := nc.Publish(app, []byte("\x02\x26\x01"+`7`+"\x03"+`"b"`+"\x02"+`[]`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`7`, `"b"`, `[]`} {
+		select {
+		case m := <-got:
+			if string(m.Data) != want || m.From != "a1" || m.Role != bus.RoleAgent || m.Event != "ev" {
+				t.Errorf("handled %s from %s (%s): %s, want ev from a1 (agent): %s", m.Event, m.From, m.Role, m.Data, want)
+			}
+		case <-time.After(wait):
+			t.Fatalf("the good batch's event %s was not handled", want)
+		}
 	}
 	ack, err := nc.Request(to, []byte(envelopeOf("send", "ev", `{"N":2}`)), wait)
 	if err != nil {

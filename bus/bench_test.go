@@ -22,7 +22,8 @@ var data128 = json.RawMessage(`"` + strings.Repeat("x", 126) + `"`)
 // raw NATS (same server, same payload, no envelope), both over loopback TCP.
 func BenchmarkFanOut(b *testing.B) {
 	b.Run("bus", func(b *testing.B) { benchFanOut(b, 1) })
-	b.Run("bus-wire2", func(b *testing.B) { benchFanOut(b, bus.WireVersion) })
+	b.Run("bus-wire2", func(b *testing.B) { benchFanOut(b, 2) })
+	b.Run("bus-wire3", func(b *testing.B) { benchFanOut(b, 3) }) // batches
 	b.Run("raw", func(b *testing.B) { benchFanOutRaw(b, nil) })
 	// The kind in a NATS header, the alternative to yolk's envelope that
 	// issue 15 weighed (as micro's Nats-Service-Error): nats.go builds and
@@ -142,7 +143,7 @@ func waitBench(b *testing.B, got chan struct{}) {
 func BenchmarkRoundTrip(b *testing.B) {
 	b.Run("bus", func(b *testing.B) { benchRoundTrip(b, false, 1) })
 	b.Run("bus-inline", func(b *testing.B) { benchRoundTrip(b, true, 1) })
-	b.Run("bus-inline-wire2", func(b *testing.B) { benchRoundTrip(b, true, bus.WireVersion) })
+	b.Run("bus-inline-wire3", func(b *testing.B) { benchRoundTrip(b, true, bus.WireVersion) })
 	b.Run("raw", benchRoundTripRaw)
 }
 

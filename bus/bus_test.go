@@ -223,7 +223,7 @@ func TestVerbs(t *testing.T) {
 				return checkReplies(err, ms, workerIDs)
 			}},
 	}
-	for _, wire := range []int{1, bus.WireVersion} {
+	for _, wire := range []int{1, 2, bus.WireVersion} {
 		for _, tt := range tests {
 			t.Run(fmt.Sprintf("wire %d/%s", wire, tt.name), func(t *testing.T) {
 				testVerb(t, wire, tt.from, tt.event, tt.send, tt.want, tt.oneOf, data)

@@ -7,7 +7,8 @@ import (
 	"unicode/utf8"
 )
 
-// The bus has two formats for a message's body, its wire versions:
+// The bus has three wire versions, each reading everything the ones before
+// it do:
 //
 //   - 1, the JSON envelope (envelope.go). Every Conn reads it and sends it
 //     until told otherwise, so that a process of an older yolk, which knows
@@ -17,17 +18,18 @@ import (
 //     a fan-out of 128 B carries 2 bytes besides its data instead of some 90,
 //     and the receiver neither reads keys nor checks that the envelope and
 //     the subject agree.
+//   - 3, the compact body and batches of events in it (batch.go).
 //
-// A Conn sends wire 2 only once [Conn.SetWire] says so. The master says so in
-// its answer to a child's ready report, when every process of the service
-// reads it (masterapi.ReadyReply). A reply always has the request's format,
-// and what crosses to another host of a fleet is always wire 1: the hosts of
-// a fleet are upgraded one at a time.
+// A Conn sends a later version only once [Conn.SetWire] says so. The master
+// says so in its answer to a child's ready report, when every process of the
+// service reads it (masterapi.ReadyReply). A reply always has the request's
+// format, and what crosses to another host of a fleet is always wire 1: the
+// hosts of a fleet are upgraded one at a time.
 //
 // The compact body, in bytes:
 //
 //	0     2 (the format; a JSON envelope starts with '{' or white space)
-//	1     kind | role<<4
+//	1     kind | role<<4 (a batch's kind: batch.go)
 //	        for a reply or a nack only:
 //	2     n, the length of the sender's id (1 to 255), then the id
 //	      the length of the error as a uvarint (0: none), then the error (UTF-8)
@@ -42,7 +44,7 @@ const (
 	wireCompact = 2
 	// WireVersion is the newest body format this package reads and sends. A
 	// Conn reads every version up to it.
-	WireVersion = wireCompact
+	WireVersion = wireBatch
 )
 
 // roleCodes are the roles' codes in a compact body; 0 is no role.
@@ -84,7 +86,7 @@ func decodeCompact(b []byte) (envelope, error) {
 		return e, fmt.Errorf("%w: a compact body too short", errBadEnvelope)
 	}
 	e.kind = kind(b[1] & 0x0f)
-	if e.kind < kindEvent || e.kind > kindNack {
+	if e.kind < kindEvent || e.kind > kindBatch {
 		return e, fmt.Errorf("%w: unknown kind %d", errBadEnvelope, e.kind)
 	}
 	if rc := int(b[1] >> 4); rc < len(roleCodes) && roleCodes[rc] != "" {

@@ -78,6 +78,7 @@ type Conn struct {
 	requests inflight // request handlers under way
 	sent     sentCounts
 	wire     atomic.Uint32 // the wire version of what this Conn sends (see SetWire)
+	batch    batcher       // fire-and-forget events waiting to go as one message (wire 3)
 
 	// The subscriptions of the routes, and for each a channel closed when
 	// it has delivered its last message (its callback has returned for good).
@@ -136,11 +137,13 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 	c.toMaster.Store(&map[string]handler{})
 	c.subjects.Store(&map[subjectKey]string{})
 	c.wire.Store(wireJSON)
+	c.batch.wake = make(chan struct{}, 1)
 
 	if err := c.connect(ctx, o); err != nil {
 		c.cancel()
 		return nil, err
 	}
+	go c.flusher() // until the connection is closed for good
 	if err := c.subscribe(ctx); err != nil {
 		c.closing.Store(true)
 		c.nc.Close()
@@ -321,6 +324,7 @@ func (c *Conn) Flush(ctx context.Context) error {
 		ctx, cancel = context.WithTimeout(ctx, 24*time.Hour)
 		defer cancel()
 	}
+	c.flushBatch()
 	if err := c.nc.FlushWithContext(ctx); err != nil {
 		return opErr("flush", natsErr(err))
 	}
@@ -346,6 +350,7 @@ func (c *Conn) Close() error {
 	if !finished {
 		c.nc.Close() // flushes what is buffered, and cancels the handlers' ctx
 	}
+	c.flushBatch() // the handlers are done: nothing adds to it but late callers
 	switch err := c.nc.Drain(); {
 	case err == nil:
 	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining):

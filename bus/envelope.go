@@ -41,6 +41,9 @@ var kindNames = [...]string{
 }
 
 func (k kind) String() string {
+	if k == kindBatch { // a compact body's only: not in kindNames, which a JSON envelope may name
+		return "batch"
+	}
 	if int(k) < len(kindNames) && kindNames[k] != "" {
 		return kindNames[k]
 	}
@@ -172,7 +175,7 @@ func appendString(dst []byte, s string) []byte {
 // appendBody appends a whole message body of wire version w. event is
 // written in wire 1 only, from in wire 1 and in a reply or a nack.
 func appendBody(dst []byte, w uint8, k kind, event, from string, role Role, data any, errMsg string) ([]byte, error) {
-	if w == wireCompact {
+	if w >= wireCompact {
 		return appendData(appendCompactHead(dst, k, from, role, errMsg), data)
 	}
 	dst, err := appendData(appendHead(dst, k, event, from, role), data)

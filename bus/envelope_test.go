@@ -2,6 +2,7 @@ package bus
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -406,6 +407,9 @@ func FuzzDecodeCompact(f *testing.F) {
 		"\x02\x24\xffw1",
 		"\x02\x24\x02w1\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",
 		"\x02",
+		"\x02\x26\x01" + `1` + "\x03" + `"b"`,
+		"\x02\x26\x01" + `1` + "\x05" + `"b"`,
+		"\x02\x26\x00",
 	} {
 		f.Add([]byte(s))
 	}
@@ -420,8 +424,29 @@ func FuzzDecodeCompact(f *testing.F) {
 			}
 			return
 		}
-		if e.kind < kindEvent || e.kind > kindNack || !e.role.Valid() || len(e.data) == 0 {
+		if e.kind < kindEvent || e.kind > kindBatch || !e.role.Valid() || len(e.data) == 0 {
 			t.Fatalf("decodeCompact(%q) = %+v", b, e)
+		}
+		if e.kind == kindBatch {
+			n, err := batchItems(e.data)
+			if err != nil {
+				if !errors.Is(err, errBadEnvelope) {
+					t.Fatalf("batchItems(%q) error %v does not wrap errBadEnvelope", e.data, err)
+				}
+				return
+			}
+			var again []byte // the events, each with its length again
+			for rest := e.data; len(rest) > 0; n-- {
+				var item []byte
+				item, rest = nextItem(rest)
+				if len(item) == 0 {
+					t.Fatalf("batch %q: an empty event", e.data)
+				}
+				again = append(binary.AppendUvarint(again, uint64(len(item))), item...)
+			}
+			if n != 0 || !bytes.Equal(again, e.data) {
+				t.Fatalf("batch %q: %d events left over, read back as %q", e.data, n, again)
+			}
 		}
 		if carriesSender(e.kind) && ValidID(string(e.from)) != nil {
 			t.Fatalf("decodeCompact(%q) took a reply from %q", b, e.from)

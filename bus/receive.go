@@ -18,9 +18,11 @@ type Message struct {
 	// Data is the payload as raw JSON ("null" or nil when there is none).
 	// The handler owns it and may keep it. The sender's Conn checked it is one
 	// valid JSON value before publishing; a message of wire version 1 is
-	// checked again on receipt, one of version 2 is not (every process on the
-	// bus has a credential and sends through a Conn), so a handler that passes
-	// Data on unparsed trusts its sender. [Message.Decode] reports bad JSON.
+	// checked again on receipt, one of a later version is not (every process
+	// on the bus has a credential and sends through a Conn), so a handler that
+	// passes Data on unparsed trusts its sender. [Message.Decode] reports bad
+	// JSON. The events of one batch (wire version 3) share one buffer, of at
+	// most 64 KiB, that lives as long as any of their Data is kept.
 	Data json.RawMessage
 	// Err is set on a [Conn.Gather] reply whose handler returned an error.
 	Err error
@@ -208,6 +210,10 @@ func (c *Conn) receive(r route, m *nats.Msg) {
 			"subject", m.Subject, "event", string(e.event), "from", string(e.from))
 		return
 	}
+	if e.kind == kindBatch {
+		c.receiveBatch(r, m, entry.h, event, from, e)
+		return
+	}
 	if r.kinds&(1<<e.kind) == 0 || (e.kind != kindEvent && m.Reply == "") {
 		c.log.Warn("bus: drop message: unexpected kind", "subject", m.Subject, "kind", e.kind)
 		return
@@ -266,6 +272,31 @@ func (c *Conn) receive(r route, m *nats.Msg) {
 	}
 }
 
+// receiveBatch hands each event of a batch to h, in order. A batch that is
+// not well formed is dropped whole, before any of its events is handled.
+func (c *Conn) receiveBatch(r route, m *nats.Msg, h Handler, event, from string, e envelope) {
+	if r.kinds&acceptEvent == 0 || !r.fanout {
+		c.log.Warn("bus: drop message: unexpected kind", "subject", m.Subject, "kind", e.kind)
+		return
+	}
+	n, err := batchItems(e.data)
+	if err != nil {
+		c.log.Warn("bus: drop message", "subject", m.Subject, "err", err)
+		return
+	}
+	if h == nil {
+		c.log.Debug("bus: no handler", "event", event, "from", from, "route", r.subject, "events", n)
+		return
+	}
+	msg := Message{Event: event, From: from, Role: e.role}
+	for rest := e.data; len(rest) > 0; {
+		msg.Data, rest = nextItem(rest)
+		if _, err := c.run(h, msg); err != nil {
+			c.log.Warn("bus: handler", "event", event, "from", from, "err", err)
+		}
+	}
+}
+
 // run calls h, turning a panic into an error.
 func (c *Conn) run(h Handler, m Message) (v any, err error) {
 	defer func() {
@@ -289,13 +320,13 @@ func (c *Conn) reply(to, from string, w uint8, k kind, event string, v any, errM
 		b, _ = appendBody((*bp)[:0], w, k, event, from, c.role, nil, errMsg) // nil always encodes
 	}
 	*bp = b
-	if err := c.nc.Publish(to, b); err != nil {
+	if err := c.publishOrdered(to, b); err != nil {
 		c.log.Warn("bus: reply", "event", event, "err", err)
 		if errMsg == "" {
 			// e.g. the reply is larger than the payload limit: say so instead
 			b, _ = appendBody((*bp)[:0], w, k, event, from, c.role, nil, fmt.Sprintf("send reply: %v", err))
 			*bp = b
-			_ = c.nc.Publish(to, b) // logged above if it fails too
+			_ = c.publishOrdered(to, b) // logged above if it fails too
 		}
 	}
 }

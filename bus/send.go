@@ -40,6 +40,12 @@ func (c *Conn) publishAs(op, prefix, event, from string, w uint8, data any) erro
 	if err != nil {
 		return opErr(op, err)
 	}
+	if w >= wireBatch {
+		if err := c.batchEvent(subject, data); err != nil {
+			return opErr(op+" "+event, err)
+		}
+		return nil
+	}
 	bp := getBuf()
 	defer putBuf(bp)
 	b, err := appendBody((*bp)[:0], w, kindEvent, event, from, c.role, data, "")
@@ -47,7 +53,7 @@ func (c *Conn) publishAs(op, prefix, event, from string, w uint8, data any) erro
 		return opErr(op+" "+event, err)
 	}
 	*bp = b
-	if err := c.nc.Publish(subject, b); err != nil {
+	if err := c.publishOrdered(subject, b); err != nil {
 		return opErr(op+" "+event, natsErr(err))
 	}
 	return nil
@@ -214,6 +220,7 @@ func (c *Conn) roundTrip(ctx context.Context, k kind, prefix, event string, data
 	wait := firstRetry
 	absent := false // an earlier attempt found nobody
 	for {
+		c.flushBatch() // what this goroutine sent before goes first
 		m, err := c.nc.RequestWithContext(ctx, subject, b)
 		switch {
 		case err == nil:
@@ -284,6 +291,7 @@ func (c *Conn) gather(ctx context.Context, prefix, from string, w uint8, event s
 	if err := sub.SetPendingLimits(pendingMsgs, pendingBytes); err != nil {
 		return nil, opErr(op, err)
 	}
+	c.flushBatch()
 	if err := c.nc.PublishRequest(prefix+event+"."+from, inbox, b); err != nil {
 		return nil, opErr(op, natsErr(err))
 	}

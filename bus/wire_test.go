@@ -34,13 +34,13 @@ func TestMixedWireVersions(t *testing.T) {
 
 	old := bustest.Dial(t, b, bus.RoleAgent, "a1") // a new Conn sends version 1
 	w := bustest.Dial(t, b, bus.RoleWorker, "w1")
-	if err := w.SetWire(bus.WireVersion); err != nil {
+	if err := w.SetWire(2); err != nil {
 		t.Fatal(err)
 	}
 	if got := w.Wire(); got != 2 {
 		t.Fatalf("Wire() = %d after SetWire(2)", got)
 	}
-	for _, v := range []int{0, 3} {
+	for _, v := range []int{0, bus.WireVersion + 1} {
 		if err := w.SetWire(v); err == nil {
 			t.Errorf("SetWire(%d) = nil, want an error", v)
 		}

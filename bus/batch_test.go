@@ -1,0 +1,374 @@
+package bus_test
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/yolkgo/yolk/bus"
+	"github.com/yolkgo/yolk/bus/broker"
+	"github.com/yolkgo/yolk/bus/bustest"
+)
+
+// sniffed is one message on the bus as a sniffer saw it.
+type sniffed struct {
+	subject string
+	kind    byte     // of a compact body (the low bits of its second byte), 0 for a JSON one
+	events  []string // a batch's events, or an event's data
+}
+
+// sniffer subscribes to every yolk subject but the inboxes, with a master's
+// credential, and returns what it has seen once n messages came.
+func sniffer(t *testing.T, b *broker.Broker, cred broker.Credential) func(n int) []sniffed {
+	t.Helper()
+	nc, err := nats.Connect(b.ClientURL(), nats.UserInfo(cred.User, cred.Password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	sub, err := nc.SubscribeSync("yolk.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return func(n int) []sniffed {
+		t.Helper()
+		var out []sniffed
+		for len(out) < n {
+			m, err := sub.NextMsg(wait)
+			if err != nil {
+				t.Fatalf("sniffed %d messages, then: %v (so far: %v)", len(out), err, out)
+			}
+			if strings.HasPrefix(m.Subject, "yolk.inbox.") {
+				continue
+			}
+			out = append(out, parseSniffed(t, m))
+		}
+		return out
+	}
+}
+
+func parseSniffed(t *testing.T, m *nats.Msg) sniffed {
+	s := sniffed{subject: m.Subject}
+	if len(m.Data) < 2 || m.Data[0] != 2 {
+		return s
+	}
+	s.kind = m.Data[1] & 0x0f
+	rest := m.Data[2:]
+	if s.kind != 6 { // not a batch
+		s.events = []string{string(rest)}
+		return s
+	}
+	for len(rest) > 0 {
+		n, k := binary.Uvarint(rest)
+		if k <= 0 || n > uint64(len(rest)-k) {
+			t.Fatalf("a batch on %s cut short: %q", m.Subject, m.Data)
+		}
+		s.events = append(s.events, string(rest[k:k+int(n)]))
+		rest = rest[k+int(n):]
+	}
+	return s
+}
+
+// TestBatchOrder: while a burst is under way, events to one subject share a
+// batch, and any other publish (a send, another subject), Flush and Close
+// send the pending batch first, so the wire and the receiver see everything
+// in the order it was sent.
+func TestBatchOrder(t *testing.T) {
+	b := bustest.NewBroker(t)
+	sniff := sniffer(t, b, b.Mint(bus.RoleMaster, "sniffer"))
+	w := bustest.Dial(t, b, bus.RoleWorker, "w1")
+	a := bustest.Dial(t, b, bus.RoleAgent, "a1")
+	for _, c := range []*bus.Conn{w, a} {
+		if err := c.SetWire(bus.WireVersion); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make(chan string, 100)
+	for _, ev := range []string{"ev", "pt", "bc"} {
+		err := w.On(ev, func(_ context.Context, m bus.Message) (any, error) {
+			got <- m.Event + " " + string(m.Data)
+			return nil, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+
+	release := bus.HoldBatch(a)
+	sendApp := func(from, to int) {
+		for i := from; i < to; i++ {
+			if err := a.SendToApp("ev", i); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	sendApp(0, 5)
+	if err := a.SendTo(ctx, "w1", "pt", "x"); err != nil {
+		t.Fatal(err)
+	}
+	sendApp(5, 8)
+	if err := a.Broadcast("bc", true); err != nil {
+		t.Fatal(err)
+	}
+	sendApp(8, 10)
+	if err := a.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sendApp(10, 11)
+	release()
+
+	const batch, send, event = 6, 2, 1
+	want := []sniffed{
+		{"yolk.app.ev.a1", batch, []string{"0", "1", "2", "3", "4"}},
+		{"yolk.to.w1.pt.a1", send, []string{`"x"`}},
+		{"yolk.app.ev.a1", batch, []string{"5", "6", "7"}},
+		{"yolk.all.bc.a1", batch, []string{"true"}},
+		{"yolk.app.ev.a1", batch, []string{"8", "9"}},
+		{"yolk.app.ev.a1", batch, []string{"10"}}, // sent by the flusher, once woken
+	}
+	if seen := sniff(len(want)); fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Errorf("on the wire:\n%v\nwant\n%v", seen, want)
+	}
+	// after the flusher ran, the first event of a burst goes at once, alone
+	if err := a.SendToApp("ev", 11); err != nil {
+		t.Fatal(err)
+	}
+	if seen := sniff(1); fmt.Sprint(seen) != fmt.Sprint([]sniffed{{"yolk.app.ev.a1", event, []string{"11"}}}) {
+		t.Errorf("the first event of a new burst: %v, want it alone, as an event", seen)
+	}
+
+	var handled []string
+	for len(handled) < 14 {
+		select {
+		case s := <-got:
+			handled = append(handled, s)
+		case <-ctx.Done():
+			t.Fatalf("handled %v, then nothing", handled)
+		}
+	}
+	// the point-to-point send and the broadcast come on routes of their own,
+	// each with its goroutine: only the events of one route keep their order
+	var app []string
+	for _, s := range handled {
+		if strings.HasPrefix(s, "ev ") {
+			app = append(app, strings.TrimPrefix(s, "ev "))
+		}
+	}
+	if want := strings.Fields("0 1 2 3 4 5 6 7 8 9 10 11"); !slices.Equal(app, want) {
+		t.Errorf("the worker handled the events %v, want %v", app, want)
+	}
+}
+
+// TestBatchLimits: an event too large for a batch goes alone, a batch never
+// grows past its bound, and data refused at the send leaves the batch as it
+// was.
+func TestBatchLimits(t *testing.T) {
+	b := bustest.NewBroker(t)
+	sniff := sniffer(t, b, b.Mint(bus.RoleMaster, "sniffer"))
+	w := bustest.Dial(t, b, bus.RoleWorker, "w1")
+	a := bustest.Dial(t, b, bus.RoleAgent, "a1")
+	if err := a.SetWire(bus.WireVersion); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan int, 1000)
+	err := w.On("ev", func(_ context.Context, m bus.Message) (any, error) {
+		got <- len(m.Data)
+		return nil, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	release := bus.HoldBatch(a)
+	defer release()
+
+	str := func(n int) json.RawMessage { return json.RawMessage(`"` + strings.Repeat("x", n-2) + `"`) }
+	sizes := []int{10, bus.MaxBatchItem + 1, 20}
+	for range 3 * bus.MaxBatch / 4096 {
+		sizes = append(sizes, 4096)
+	}
+	for i, n := range sizes {
+		if err := a.SendToApp("ev", str(n)); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			if err := a.SendToApp("ev", json.RawMessage(`{"a":`)); !errors.Is(err, bus.ErrBadData) {
+				t.Fatalf("SendToApp of bad JSON = %v, want ErrBadData", err)
+			}
+		}
+	}
+	if err := a.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	seen := sniff(6)
+	if seen[0].kind != 6 || len(seen[0].events) != 1 || len(seen[0].events[0]) != 10 {
+		t.Errorf("first on the wire: a %d-event message of kind %d, want the batch of the 10-byte event alone", len(seen[0].events), seen[0].kind)
+	}
+	if seen[1].kind != 1 || len(seen[1].events[0]) != bus.MaxBatchItem+1 {
+		t.Errorf("second on the wire: kind %d, want the large event alone (kind 1)", seen[1].kind)
+	}
+	events := 0
+	for _, s := range seen[2:] {
+		events += len(s.events)
+		size := 2
+		for _, e := range s.events {
+			size += len(binary.AppendUvarint(nil, uint64(len(e)))) + len(e)
+		}
+		if size > bus.MaxBatch || s.kind != 6 {
+			t.Errorf("a message of kind %d, %d events in %d bytes: want a batch within %d bytes", s.kind, len(s.events), size, bus.MaxBatch)
+		}
+	}
+	if want := len(sizes) - 2; events != want {
+		t.Errorf("the batches after the large event hold %d events, want %d", events, want)
+	}
+	for i, want := range sizes {
+		select {
+		case n := <-got:
+			if n != want {
+				t.Fatalf("event %d handled with %d bytes, want %d", i, n, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("handled %d events of %d", i, len(sizes))
+		}
+	}
+}
+
+// TestBatchBurst: a burst of events through the real flusher reaches every
+// worker whole and in order, in fewer NATS messages than events.
+func TestBatchBurst(t *testing.T) {
+	b := bustest.NewBroker(t)
+	cred := b.Mint(bus.RoleMaster, "counter")
+	nc, err := nats.Connect(b.ClientURL(), nats.UserInfo(cred.User, cred.Password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	counted, err := nc.SubscribeSync("yolk.app.ev.a1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := counted.SetPendingLimits(-1, -1); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	const n = 20000
+	a := bustest.Dial(t, b, bus.RoleAgent, "a1")
+	done := make(chan []int, 2)
+	for _, id := range []string{"w1", "w2"} {
+		w := bustest.Dial(t, b, bus.RoleWorker, id)
+		var seq []int
+		err := w.On("ev", func(_ context.Context, m bus.Message) (any, error) {
+			var i int
+			if err := m.Decode(&i); err != nil {
+				return nil, err
+			}
+			if seq = append(seq, i); len(seq) == n {
+				done <- seq
+			}
+			return nil, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.SetWire(bus.WireVersion); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := a.SendToApp("ev", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	if err := a.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		select {
+		case seq := <-done:
+			for i, v := range seq {
+				if v != i {
+					t.Fatalf("a worker's event %d is %d: events lost or out of order", i, v)
+				}
+			}
+		case <-ctx.Done():
+			t.Fatal("the workers did not get every event")
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	msgs, _, err := counted.Pending()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d events in %d NATS messages", n, msgs)
+	if msgs >= n || msgs == 0 {
+		t.Errorf("%d events went as %d NATS messages, want fewer (batches)", n, msgs)
+	}
+}
+
+// TestBatchClose: Close sends the pending batch, and an event sent after
+// Close fails with ErrClosed, in a burst or not.
+func TestBatchClose(t *testing.T) {
+	b := bustest.NewBroker(t)
+	w := bustest.Dial(t, b, bus.RoleWorker, "w1")
+	a := bustest.Dial(t, b, bus.RoleAgent, "a1")
+	if err := a.SetWire(bus.WireVersion); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 10)
+	if err := w.On("ev", func(_ context.Context, m bus.Message) (any, error) { got <- string(m.Data); return nil, nil }); err != nil {
+		t.Fatal(err)
+	}
+	bus.HoldBatch(a)
+	for i := range 3 {
+		if err := a.SendToApp("ev", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		select {
+		case s := <-got:
+			if s != fmt.Sprint(i) {
+				t.Fatalf("event %d handled as %s", i, s)
+			}
+		case <-time.After(wait):
+			t.Fatalf("the batch pending at Close: %d of 3 events handled", i)
+		}
+	}
+	if err := a.SendToApp("ev", 9); !errors.Is(err, bus.ErrClosed) {
+		t.Errorf("SendToApp within a burst after Close = %v, want ErrClosed", err)
+	}
+	a2 := bustest.Dial(t, b, bus.RoleAgent, "a2")
+	if err := a2.SetWire(bus.WireVersion); err != nil {
+		t.Fatal(err)
+	}
+	if err := a2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a2.SendToApp("ev", 9); !errors.Is(err, bus.ErrClosed) {
+		t.Errorf("SendToApp after Close = %v, want ErrClosed", err)
+	}
+}
