@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -85,8 +86,12 @@ func runPeer(ctx context.Context, environ []string) error {
 	}
 	// Report ready as package yolk's children do, which also tells the
 	// wire version to send.
+	reads, err := peerWire(environ)
+	if err != nil {
+		return err
+	}
 	rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
-	m, err := conn.RequestMaster(rctx, masterapi.EventReady, masterapi.Ready{Wire: bus.WireVersion})
+	m, err := conn.RequestMaster(rctx, masterapi.EventReady, masterapi.Ready{Wire: reads})
 	rcancel()
 	if err != nil {
 		return fmt.Errorf("report ready: %w", err)
@@ -317,6 +322,24 @@ func workerPeer(ctx context.Context, conn *bus.Conn, wg *sync.WaitGroup, log *sl
 		}
 	}
 	return nil
+}
+
+// envPeerWire, set to a wire version below bus.WireVersion (with -yolk-env),
+// makes the peers say they read no later one, so that the service sends it:
+// BENCH_WIRE=2 measures yolk without batches.
+const envPeerWire = "BENCH_WIRE"
+
+// peerWire is the wire version the peers say they read.
+func peerWire(environ []string) (int, error) {
+	v := cli.Getenv(environ, envPeerWire)
+	if v == "" {
+		return bus.WireVersion, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > bus.WireVersion {
+		return 0, fmt.Errorf("%s=%q: want a wire version from 1 to %d", envPeerWire, v, bus.WireVersion)
+	}
+	return n, nil
 }
 
 // decodePlan reads a peer plan given as JSON on the command line.

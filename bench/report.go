@@ -251,8 +251,8 @@ func fanoutTable(res *Results) table {
 	}
 	p := res.Params
 	t.method = []string{
-		"yolk: the real master starts this harness's binary as its agent and workers (YOLK_AGENT_BIN, YOLK_WORKER_BIN); they log in with the credentials the master minted and report ready. The agent calls `SendToApp` with a JSON string of the payload size as data (yolk's envelope comes on top); each worker's handler counts.",
-		"raw NATS: an embedded nats-server in one process, 1 publisher and W subscribers with plain nats.go in processes of their own, payloads of exactly the size, on one subject.",
+		"yolk: the real master starts this harness's binary as its agent and workers (YOLK_AGENT_BIN, YOLK_WORKER_BIN); they log in with the credentials the master minted and report ready. The agent calls `SendToApp` with a JSON string of the payload size as data (yolk's envelope comes on top), once per message; in wire version 3 the events the agent sends while its flusher goroutine is waking up share one NATS message (`bus/batch.go`). Each worker's handler counts. `-yolk-env BENCH_WIRE=2` measures yolk without batches.",
+		"raw NATS: an embedded nats-server in one process, 1 publisher and W subscribers with plain nats.go in processes of their own, payloads of exactly the size, one NATS message each, on one subject.",
 		"Both: a begin message, n messages, an end message; each receiver acks the end with its count and the time its last message arrived. The sender publishes in batches with a Flush after each, and never more than 8 MiB of payload ahead of the slowest receiver (receivers report progress every window/8 messages). Total = n × W / (last receipt − first send); per worker = total / W. Lost = n − count, over all runs.",
 		"Runs: " + p["fanout"] + "; each figure is the median round. The baseline's turn in each round: `" + p["baseline"] + "` (fresh processes; the first of its two repetitions warms up); it sends 128 B only: the 4 KiB rows have no baseline.",
 	}

@@ -59,7 +59,7 @@ func (c *Conn) publishAs(op, prefix, event, from string, w uint8, data any) erro
 	return nil
 }
 
-// subjectKey names a fan-out subject of a Conn, whose sender for a prefix is
+// subjectKey names a subject a Conn sends to, whose sender for a prefix is
 // always the same (its id, or its fleet id on the fleet's prefix).
 type subjectKey struct{ prefix, event string }
 
@@ -68,8 +68,8 @@ type subjectKey struct{ prefix, event string }
 const maxSubjects = 256
 
 // subject returns prefix + event + "." + from, having checked event, from
-// the subjects built so far: a fan-out of many messages builds and checks its
-// subject once, not per message.
+// the subjects built so far: many messages to one subject build and check it
+// once, not per message.
 func (c *Conn) subject(prefix, event, from string) (string, error) {
 	key := subjectKey{prefix, event}
 	if s, ok := (*c.subjects.Load())[key]; ok {
@@ -205,7 +205,8 @@ const (
 // roundTrip publishes a send or a request to prefix + event + "." + id and
 // returns the reply, retrying on no responders and on nacks until ctx is done.
 func (c *Conn) roundTrip(ctx context.Context, k kind, prefix, event string, data any) (envelope, error) {
-	if err := ValidEvent(event); err != nil {
+	subject, err := c.subject(prefix, event, c.id)
+	if err != nil {
 		return envelope{}, err
 	}
 	bp := getBuf()
@@ -215,7 +216,6 @@ func (c *Conn) roundTrip(ctx context.Context, k kind, prefix, event string, data
 		return envelope{}, err
 	}
 	*bp = b
-	subject := prefix + event + "." + c.id
 
 	wait := firstRetry
 	absent := false // an earlier attempt found nobody
