@@ -60,7 +60,6 @@ type batcher struct {
 	subject string     // of the pending batch
 	items   int        // events in the pending batch
 	buf     []byte     // the pending batch's body
-	item    []byte     // scratch: one event's data, encoded
 	wake    chan struct{}
 }
 
@@ -82,8 +81,18 @@ func (c *Conn) flusher() {
 }
 
 // batchEvent sends a fire-and-forget event to subject, in a batch when a
-// burst is under way (wire 3 and later).
+// burst is under way (wire 3 and later). The data is encoded before the
+// batch's lock is taken: a MarshalJSON method may send too.
 func (c *Conn) batchEvent(subject string, data any) error {
+	bp := getBuf()
+	defer putBuf(bp)
+	body, err := appendData(appendCompactHead((*bp)[:0], kindEvent, "", c.role, ""), data)
+	*bp = body
+	if err != nil {
+		return err
+	}
+	item := body[2:] // the data, after the compact head
+
 	bt := &c.batch
 	bt.mu.Lock()
 	defer bt.mu.Unlock()
@@ -93,16 +102,11 @@ func (c *Conn) batchEvent(subject string, data any) error {
 		case bt.wake <- struct{}{}:
 		default:
 		}
-		return c.publishEventLocked(subject, data)
-	}
-	item, err := appendData(bt.item[:0], data)
-	bt.item = item[:0]
-	if err != nil {
-		return err
+		return natsErr(c.nc.Publish(subject, body))
 	}
 	if len(item) > maxBatchItem {
 		c.flushBatchLocked()
-		return c.publishEventLocked(subject, data)
+		return natsErr(c.nc.Publish(subject, body))
 	}
 	if bt.items > 0 && (bt.subject != subject || len(bt.buf)+binary.MaxVarintLen64+len(item) > maxBatch) {
 		c.flushBatchLocked()
@@ -118,18 +122,6 @@ func (c *Conn) batchEvent(subject string, data any) error {
 	bt.buf = append(bt.buf, item...)
 	bt.items++
 	return nil
-}
-
-// publishEventLocked publishes one event alone, in the compact body.
-func (c *Conn) publishEventLocked(subject string, data any) error {
-	bp := getBuf()
-	defer putBuf(bp)
-	b, err := appendData(appendCompactHead((*bp)[:0], kindEvent, "", c.role, ""), data)
-	*bp = b
-	if err != nil {
-		return err
-	}
-	return natsErr(c.nc.Publish(subject, b))
 }
 
 // flushBatchLocked publishes the pending batch, if there is one. A failure

@@ -372,3 +372,55 @@ func TestBatchClose(t *testing.T) {
 		t.Errorf("SendToApp after Close = %v, want ErrClosed", err)
 	}
 }
+
+// reentrant is data whose encoding sends an event on the same Conn.
+type reentrant struct{ c *bus.Conn }
+
+func (r reentrant) MarshalJSON() ([]byte, error) {
+	return []byte(`"outer"`), r.c.SendToApp("ev", "inner")
+}
+
+// TestBatchReentrantEncoding: data whose MarshalJSON sends on the same Conn
+// does not deadlock it, in a burst or not, and its event comes first.
+func TestBatchReentrantEncoding(t *testing.T) {
+	b := bustest.NewBroker(t)
+	w := bustest.Dial(t, b, bus.RoleWorker, "w1")
+	a := bustest.Dial(t, b, bus.RoleAgent, "a1")
+	if err := a.SetWire(bus.WireVersion); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 10)
+	if err := w.On("ev", func(_ context.Context, m bus.Message) (any, error) { got <- string(m.Data); return nil, nil }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	for _, held := range []bool{false, true} {
+		if held {
+			defer bus.HoldBatch(a)()
+		}
+		sent := make(chan error, 1)
+		go func() { sent <- a.SendToApp("ev", reentrant{a}) }()
+		select {
+		case err := <-sent:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-ctx.Done():
+			t.Fatalf("held %v: SendToApp of data whose encoding sends did not return", held)
+		}
+		if err := a.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{`"inner"`, `"outer"`} {
+			select {
+			case s := <-got:
+				if s != want {
+					t.Errorf("held %v: handled %s, want %s", held, s, want)
+				}
+			case <-ctx.Done():
+				t.Fatalf("held %v: %s not handled", held, want)
+			}
+		}
+	}
+}
