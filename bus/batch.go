@@ -32,9 +32,16 @@ import (
 // its buffer to the socket the same way.
 //
 // Order: every other publish of the Conn (another subject, a send, a
-// request, a reply) and Flush and Close publish the pending batch first, so
-// a receiver sees one goroutine's messages in the order it sent them, as it
-// would without batches.
+// request, a reply, a gather) and Flush and Close publish the pending batch
+// first, so a receiver sees one goroutine's messages in the order it sent
+// them, as it would without batches. JetStream's calls ([Conn.JetStream])
+// do not: Flush first when a store write must come after the events sent
+// before it.
+//
+// Errors: an event that joins a batch is accepted, as a fire-and-forget
+// event is; if the batch cannot be published after all (the connection is
+// closing, or its reconnect buffer is full), the Conn logs how many events
+// it dropped.
 
 // wireBatch is the wire version whose Conns send batches, and read them.
 const wireBatch = 3
@@ -42,10 +49,9 @@ const wireBatch = 3
 // kindBatch is the kind of a batch body; it is not a kind of a JSON envelope.
 const kindBatch kind = kindNack + 1
 
-// Bounds of a batch.
+// Bounds of a batch; both are lowered to fit the server's payload limit.
 const (
-	// maxBatch bounds a batch's body, far below any payload limit the
-	// broker would be configured with, so that a batch never holds up a
+	// maxBatch bounds a batch's body, so that a batch never holds up a
 	// receiver for long.
 	maxBatch = 64 << 10
 	// maxBatchItem bounds an event that may join a batch; a larger one goes
@@ -60,22 +66,28 @@ type batcher struct {
 	subject string     // of the pending batch
 	items   int        // events in the pending batch
 	buf     []byte     // the pending batch's body
+	limit   int        // the pending batch's bound: maxBatch, or less if the payload limit is
 	wake    chan struct{}
+	held    bool // tests only (HoldBatch): the flusher leaves the burst open
 }
 
 // flusher publishes each burst's batch once the burst's first event wakes
-// it. It returns when the connection is closed for good.
+// it. It returns when the connection is closed for good, after one last try
+// (which logs what it cannot send).
 func (c *Conn) flusher() {
 	bt := &c.batch
 	for {
 		select {
 		case <-bt.wake:
-		case <-c.hctx.Done():
+		case <-c.done:
+			c.flushBatch()
 			return
 		}
 		bt.mu.Lock()
-		c.flushBatchLocked()
-		bt.burst = false
+		if !bt.held {
+			c.flushBatchLocked()
+			bt.burst = false
+		}
 		bt.mu.Unlock()
 	}
 }
@@ -104,12 +116,18 @@ func (c *Conn) batchEvent(subject string, data any) error {
 		}
 		return natsErr(c.nc.Publish(subject, body))
 	}
-	if len(item) > maxBatchItem {
+	if bt.items > 0 && (bt.subject != subject || len(bt.buf)+binary.MaxVarintLen64+len(item) > bt.limit) {
+		c.flushBatchLocked()
+	}
+	if bt.items == 0 {
+		// The server's limit, as it told this connection (a reconnect may
+		// bring another): a batch must never be refused where its events
+		// would each have passed.
+		bt.limit = min(maxBatch, int(c.nc.MaxPayload()))
+	}
+	if len(item) > min(maxBatchItem, bt.limit/4) {
 		c.flushBatchLocked()
 		return natsErr(c.nc.Publish(subject, body))
-	}
-	if bt.items > 0 && (bt.subject != subject || len(bt.buf)+binary.MaxVarintLen64+len(item) > maxBatch) {
-		c.flushBatchLocked()
 	}
 	if c.closedForGood() { // the flusher is gone: say so now, as Publish would
 		return natsErr(nats.ErrConnectionClosed)
@@ -186,8 +204,10 @@ func batchItems(b []byte) (int, error) {
 }
 
 // nextItem returns the first event of a checked batch's rest, and the rest
-// after it.
+// after it. The event's capacity ends with it: a handler that appends to its
+// Data gets a copy, and the events after it stay as they were.
 func nextItem(b []byte) (item, rest []byte) {
 	size, k := binary.Uvarint(b)
-	return b[k : k+int(size)], b[k+int(size):]
+	end := k + int(size)
+	return b[k:end:end], b[end:]
 }

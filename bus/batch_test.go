@@ -424,3 +424,158 @@ func TestBatchReentrantEncoding(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchHandlerAppends: a handler that appends to its event's Data (it
+// owns it) changes neither the events after it in the batch nor the batch's
+// framing.
+func TestBatchHandlerAppends(t *testing.T) {
+	b := bustest.NewBroker(t)
+	w := bustest.Dial(t, b, bus.RoleWorker, "w1")
+	a := bustest.Dial(t, b, bus.RoleAgent, "a1")
+	if err := a.SetWire(bus.WireVersion); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 10)
+	err := w.On("ev", func(_ context.Context, m bus.Message) (any, error) {
+		got <- string(append(m.Data, "\n!!!!!!!!!!"...))
+		return nil, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bus.HoldBatch(a)()
+	for _, s := range []string{"aaaa", "bbbb", "cccc"} {
+		if err := a.SendToApp("ev", s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	if err := a.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"aaaa", "bbbb", "cccc"} {
+		select {
+		case g := <-got:
+			if want := `"` + s + `"` + "\n!!!!!!!!!!"; g != want {
+				t.Errorf("handled %q, want %q", g, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s not handled", s)
+		}
+	}
+}
+
+// TestBatchWithinPayloadLimit: on a bus whose payload limit is below a
+// batch's usual bound, a burst of events that each fit is delivered whole.
+func TestBatchWithinPayloadLimit(t *testing.T) {
+	const limit = 16 << 10
+	b := bustest.NewBrokerWith(t, broker.Config{MaxPayload: limit})
+	w := bustest.Dial(t, b, bus.RoleWorker, "w1")
+	a := bustest.Dial(t, b, bus.RoleAgent, "a1")
+	if err := a.SetWire(bus.WireVersion); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan int, 100)
+	if err := w.On("ev", func(_ context.Context, m bus.Message) (any, error) { got <- len(m.Data); return nil, nil }); err != nil {
+		t.Fatal(err)
+	}
+	defer bus.HoldBatch(a)()
+	sizes := []int{limit / 3, limit / 3, limit / 3, limit / 5, limit / 5, limit / 5, limit / 5, limit / 5, limit - 64}
+	for _, n := range sizes {
+		if err := a.SendToApp("ev", json.RawMessage(`"`+strings.Repeat("x", n-2)+`"`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	if err := a.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range sizes {
+		select {
+		case g := <-got:
+			if g != n {
+				t.Fatalf("event %d handled with %d bytes, want %d", i, g, n)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%d of %d events handled: a batch past the payload limit was dropped", i, len(sizes))
+		}
+	}
+}
+
+// TestBatchBeforeRepliesAndGathers: the events a handler sends go out before
+// its reply, and the events sent before a Gather before its request.
+func TestBatchBeforeRepliesAndGathers(t *testing.T) {
+	b := bustest.NewBroker(t)
+	cred := b.Mint(bus.RoleMaster, "sniffer")
+	nc, err := nats.Connect(b.ClientURL(), nats.UserInfo(cred.User, cred.Password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sniff, err := nc.SubscribeSync("yolk.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	w := bustest.Dial(t, b, bus.RoleWorker, "w1")
+	a := bustest.Dial(t, b, bus.RoleAgent, "a1")
+	for _, c := range []*bus.Conn{w, a} {
+		if err := c.SetWire(bus.WireVersion); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer bus.HoldBatch(w)()
+	defer bus.HoldBatch(a)()
+	err = w.On("q", func(context.Context, bus.Message) (any, error) {
+		for i := range 3 {
+			if err := w.Broadcast("note", i); err != nil {
+				return nil, err
+			}
+		}
+		return "answer", nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	if _, err := a.Request(ctx, "w1", "q", nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := a.SendToApp("ev", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.Gather(ctx, "q", nil, 1); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"yolk.to.w1.q.a1",
+		"yolk.all.note.w1 (batch)", "reply to a1",
+		"yolk.app.ev.a1 (batch)", "yolk.app.q.a1",
+		"yolk.all.note.w1 (batch)", "reply to a1",
+	}
+	var seen []string
+	for len(seen) < len(want) {
+		m, err := sniff.NextMsg(wait)
+		if err != nil {
+			t.Fatalf("sniffed %v, then: %v", seen, err)
+		}
+		s := m.Subject
+		if strings.HasPrefix(s, "yolk.inbox.a1.") {
+			s = "reply to a1"
+		}
+		if len(m.Data) > 1 && m.Data[0] == 2 && m.Data[1]&0x0f == 6 {
+			s += " (batch)"
+		}
+		seen = append(seen, s)
+	}
+	if !slices.Equal(seen, want) {
+		t.Errorf("on the wire:\n%v\nwant\n%v", seen, want)
+	}
+}

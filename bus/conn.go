@@ -347,10 +347,10 @@ func (c *Conn) Close() error {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	finished := c.finish(deadline.C)
+	c.flushBatch() // the handlers are done (or out of time): nothing adds to it but late callers
 	if !finished {
 		c.nc.Close() // flushes what is buffered, and cancels the handlers' ctx
 	}
-	c.flushBatch() // the handlers are done: nothing adds to it but late callers
 	switch err := c.nc.Drain(); {
 	case err == nil:
 	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining):

@@ -12,9 +12,12 @@ const (
 // The tests use it to know which events share a batch.
 func HoldBatch(c *Conn) (release func()) {
 	c.batch.mu.Lock()
-	c.batch.burst = true
+	c.batch.burst, c.batch.held = true, true
 	c.batch.mu.Unlock()
 	return func() {
+		c.batch.mu.Lock()
+		c.batch.held = false
+		c.batch.mu.Unlock()
 		select {
 		case c.batch.wake <- struct{}{}:
 		default:

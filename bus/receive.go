@@ -21,8 +21,8 @@ type Message struct {
 	// checked again on receipt, one of a later version is not (every process
 	// on the bus has a credential and sends through a Conn), so a handler that
 	// passes Data on unparsed trusts its sender. [Message.Decode] reports bad
-	// JSON. The events of one batch (wire version 3) share one buffer, of at
-	// most 64 KiB, that lives as long as any of their Data is kept.
+	// JSON. The events of one batch (wire version 3) share one buffer, which
+	// lives as long as any of their Data is kept; appending to Data copies it.
 	Data json.RawMessage
 	// Err is set on a [Conn.Gather] reply whose handler returned an error.
 	Err error

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -23,6 +24,12 @@ func (c *Conn) Broadcast(event string, data any) error {
 
 // SendToApp sends event to every worker, like egg's sendToApp. Fire-and-
 // forget as [Conn.Broadcast]; use [Conn.Gather] for a confirmed fan-out.
+//
+// In wire version 3 the events one Conn sends in a burst to one subject
+// share NATS messages (see batch.go): the first returns the publish's error,
+// one that joins a batch returns nil, and if its batch cannot be published
+// after all (the connection is closing, or disconnected with its reconnect
+// buffer full) the Conn logs what it dropped.
 func (c *Conn) SendToApp(event string, data any) error {
 	c.sent.inc(verbSendToApp)
 	return c.publish("send to app", prefixApp, event, data)
@@ -205,9 +212,17 @@ const (
 // roundTrip publishes a send or a request to prefix + event + "." + id and
 // returns the reply, retrying on no responders and on nacks until ctx is done.
 func (c *Conn) roundTrip(ctx context.Context, k kind, prefix, event string, data any) (envelope, error) {
-	subject, err := c.subject(prefix, event, c.id)
-	if err != nil {
-		return envelope{}, err
+	var subject string
+	if strings.HasPrefix(prefix, prefixTo) { // one per receiver, which may come and go: not kept
+		if err := ValidEvent(event); err != nil {
+			return envelope{}, err
+		}
+		subject = prefix + event + "." + c.id
+	} else {
+		var err error
+		if subject, err = c.subject(prefix, event, c.id); err != nil {
+			return envelope{}, err
+		}
 	}
 	bp := getBuf()
 	defer putBuf(bp)
