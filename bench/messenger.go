@@ -80,6 +80,9 @@ func (h *harness) yolkPeers(ctx context.Context, plan peerPlan) ([]record, error
 	self := h.bins.path("bench")
 	m, err := h.startMaster("master (bench peers)", plan.Workers,
 		append([]string{"YOLK_AGENT_BIN=" + self, "YOLK_WORKER_BIN=" + self, "YOLK_PUSH_URL=off",
+			// The peers send no heartbeats: the master's watchdog would take
+			// them for hung, and replace them, 10s into a slow round.
+			"YOLK_HANG_TIMEOUT=0",
 			envPeer + "=1", "BENCH_PLAN=" + string(pj)}, append(h.profileEnv(), h.cpuStatEnv()...)...)...)
 	if err != nil {
 		return nil, err
