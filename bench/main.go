@@ -156,7 +156,7 @@ func fullConfig() config {
 	return config{
 		workers: []int{2, 4},
 		fanout:  []fanSpec{{Size: 128, N: 200_000, Reps: 1}, {Size: 4096, N: 25_000, Reps: 1}},
-		rtt:     rttSpec{N: 10_000, Warm: 500, Reps: 1},
+		rtt:     rttSpec{N: 5000, Warm: 500, Reps: 1}, // with 5 rounds: 25,000 trips a system, in under 5 minutes on a slow day
 		changes: 200, wrkDur: 8, wrkWarm: 1, rounds: 5, wrkRoundDur: 3, coldReps: 5, rest: time.Second,
 		planTimeout: 3 * time.Minute, total: 7 * time.Minute,
 	}
@@ -182,7 +182,7 @@ func (c config) baselineRound(workers int) baselineArgs {
 	case c.quick:
 		return baselineArgs{Workers: workers, FanN: 20_000, RTTN: 2000, PushN: 0, Reps: 2}
 	case workers == 2:
-		return baselineArgs{Workers: workers, FanN: 100_000, RTTN: 10_000, PushN: 0, Reps: 2}
+		return baselineArgs{Workers: workers, FanN: 100_000, RTTN: 5000, PushN: 0, Reps: 2}
 	default:
 		return baselineArgs{Workers: workers, FanN: 100_000, RTTN: 1000, PushN: 0, Reps: 2}
 	}
