@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -31,14 +32,42 @@ func noteFanout(res *ScaleResults) string {
 	n, nok := total(sysNATS)
 	e, eok := total(sysEgg)
 	if yok && nok {
-		fmt.Fprintf(&b, "- **What limits it.** From 1 to 16 workers the total stays within %s for yolk and %s for raw NATS, with no trend beyond the noise, while each worker's share falls as 1/W: the master's nats-server copies every message to every worker's connection, so the total is what its CPU can copy and write, on 2 cores that the sender and the W receivers share. yolk pays for its longer subject (`yolk.app.<event>.<sender>`) and 2 bytes of compact envelope (wire version 2) on each of those copies, and for what its processes run around the messages (see the fan-out notes).", y, n)
+		fmt.Fprintf(&b, "- **What limits it.** From 1 to 16 workers yolk's total ranges over %s and raw NATS's over %s, while each worker's share falls as 1/W.", y, n)
+		if lo, hi, ok := ratioEnds(res); ok {
+			fmt.Fprintf(&b, " yolk / raw NATS is %.2f× with the fewest workers and %.2f× with the most.", lo, hi)
+		}
+		b.WriteString(" Raw NATS sends one NATS message per event, so its total is what the master's nats-server can parse, copy and write message by message, on 2 cores that the sender and the W receivers share. yolk sends the events of a burst in batches (wire version 3, `bus/batch.go`): the server and every receiver pay the per-message costs (parsing the protocol line, which holds the subject `yolk.app.<event>.<sender>`, and nats.go's hand-off to the subscription's goroutine) once per batch, and the more receivers there are, the more copies a batch saves. What is left is per event: the agent encoding and checking it, each worker's decode and handler, the bytes written to W connections, and, with many workers, W processes waking on 2 cores.")
 		if eok {
 			fmt.Fprintf(&b, " The egg baseline (%s) forwards every message through its master's one thread, which serialises it and writes it to each worker's pipe.", e)
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString("- **What would bend it.** More cores (nats-server writes to each client from a goroutine of its own), or fewer copies per message: several messages batched into one NATS message per flush (at 128 B the cost is per message: make bench's 4 KiB fan-out moves 32 times the bytes at about an eighth of the rate), or the workers reading one ring buffer in shared memory (a memfd the agent writes once) instead of W sockets.\n\n")
+	b.WriteString("- **What would bend it.** More cores (nats-server writes to each client from a goroutine of its own), or copying each event once instead of W times: the workers reading one ring buffer in shared memory (a memfd the agent writes once) instead of W sockets.\n\n")
 	return b.String()
+}
+
+// ratioEnds returns yolk / raw NATS at the fewest and at the most workers
+// both were measured with.
+func ratioEnds(res *ScaleResults) (first, last float64, ok bool) {
+	rate := map[string]map[int]float64{}
+	for _, f := range res.Fanout {
+		if rate[f.System] == nil {
+			rate[f.System] = map[int]float64{}
+		}
+		rate[f.System][f.Workers] = f.TotalMsgsPerSec
+	}
+	var ws []int
+	for w, y := range rate[sysYolk] {
+		if n := rate[sysNATS][w]; n > 0 && y > 0 {
+			ws = append(ws, w)
+		}
+	}
+	if len(ws) == 0 {
+		return 0, 0, false
+	}
+	slices.Sort(ws)
+	a, z := ws[0], ws[len(ws)-1]
+	return rate[sysYolk][a] / rate[sysNATS][a], rate[sysYolk][z] / rate[sysNATS][z], true
 }
 
 func noteConverge(res *ScaleResults) string {
