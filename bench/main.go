@@ -167,7 +167,7 @@ func quickConfig() config {
 		quick:   true,
 		workers: []int{2},
 		fanout:  []fanSpec{{Size: 128, N: 50_000, Reps: 1}, {Size: 4096, N: 10_000, Reps: 1}},
-		rtt:     rttSpec{N: 2000, Warm: 200, Reps: 1},
+		rtt:     rttSpec{N: 1000, Warm: 100, Reps: 1},
 		changes: 30, wrkDur: 2, wrkWarm: 1, rounds: 3, wrkRoundDur: 1, coldReps: 2, rest: 300 * time.Millisecond,
 		planTimeout: time.Minute, total: 150 * time.Second,
 	}
@@ -180,7 +180,7 @@ func quickConfig() config {
 func (c config) baselineRound(workers int) baselineArgs {
 	switch {
 	case c.quick:
-		return baselineArgs{Workers: workers, FanN: 20_000, RTTN: 2000, PushN: 0, Reps: 2}
+		return baselineArgs{Workers: workers, FanN: 20_000, RTTN: 1000, PushN: 0, Reps: 2}
 	case workers == 2:
 		return baselineArgs{Workers: workers, FanN: 100_000, RTTN: 5000, PushN: 0, Reps: 2}
 	default:
