@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -25,22 +26,74 @@ type sniffed struct {
 	events  []string // a batch's events, or an event's data
 }
 
-// sniffer subscribes to every yolk subject but the inboxes, with a master's
-// credential, and returns what it has seen once n messages came.
-func sniffer(t *testing.T, b *broker.Broker, cred broker.Credential) func(n int) []sniffed {
+// subscribeAsMaster subscribes to subject on b with a master's credential
+// and plain nats.go, as a bus sniffer.
+func subscribeAsMaster(t *testing.T, b *broker.Broker, subject string) *nats.Subscription {
 	t.Helper()
+	cred := b.Mint(bus.RoleMaster, "sniffer")
 	nc, err := nats.Connect(b.ClientURL(), nats.UserInfo(cred.User, cred.Password))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	sub, err := nc.SubscribeSync("yolk.>")
+	sub, err := nc.SubscribeSync(subject)
+	if err == nil {
+		err = sub.SetPendingLimits(-1, -1)
+	}
+	if err == nil {
+		err = nc.Flush()
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := nc.Flush(); err != nil {
+	return sub
+}
+
+// dialWire3 dials b as the process id of role, sending wire version 3.
+func dialWire3(t *testing.T, b *broker.Broker, role bus.Role, id string) *bus.Conn {
+	t.Helper()
+	c := bustest.Dial(t, b, role, id)
+	if err := c.SetWire(bus.WireVersion); err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// handled registers a handler of event on c that passes each message's
+// Data on, as a string.
+func handled(t *testing.T, c *bus.Conn, event string) <-chan string {
+	t.Helper()
+	got := make(chan string, 1000)
+	if err := c.On(event, func(_ context.Context, m bus.Message) (any, error) { got <- string(m.Data); return nil, nil }); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// expect reads len(want) messages from got and checks they are want, in order.
+func expect(t *testing.T, got <-chan string, want []string, what string) {
+	t.Helper()
+	timeout := time.After(wait)
+	for i, w := range want {
+		select {
+		case g := <-got:
+			if g != w {
+				t.Fatalf("%s: message %d is %.40q (%d bytes), want %.40q (%d bytes)", what, i, g, len(g), w, len(w))
+			}
+		case <-timeout:
+			t.Fatalf("%s: %d of %d messages handled", what, i, len(want))
+		}
+	}
+}
+
+// jsonString is a JSON string of n bytes in all.
+func jsonString(n int) string { return `"` + strings.Repeat("x", n-2) + `"` }
+
+// sniffer subscribes to every yolk subject but the inboxes, with a master's
+// credential, and returns what it has seen once n messages came.
+func sniffer(t *testing.T, b *broker.Broker) func(n int) []sniffed {
+	t.Helper()
+	sub := subscribeAsMaster(t, b, "yolk.>")
 	return func(n int) []sniffed {
 		t.Helper()
 		var out []sniffed
@@ -86,24 +139,10 @@ func parseSniffed(t *testing.T, m *nats.Msg) sniffed {
 // in the order it was sent.
 func TestBatchOrder(t *testing.T) {
 	b := bustest.NewBroker(t)
-	sniff := sniffer(t, b, b.Mint(bus.RoleMaster, "sniffer"))
-	w := bustest.Dial(t, b, bus.RoleWorker, "w1")
-	a := bustest.Dial(t, b, bus.RoleAgent, "a1")
-	for _, c := range []*bus.Conn{w, a} {
-		if err := c.SetWire(bus.WireVersion); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got := make(chan string, 100)
-	for _, ev := range []string{"ev", "pt", "bc"} {
-		err := w.On(ev, func(_ context.Context, m bus.Message) (any, error) {
-			got <- m.Event + " " + string(m.Data)
-			return nil, nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	sniff := sniffer(t, b)
+	w, a := dialWire3(t, b, bus.RoleWorker, "w1"), dialWire3(t, b, bus.RoleAgent, "a1")
+	got := handled(t, w, "ev")
+	handled(t, w, "pt")
 	ctx, cancel := context.WithTimeout(t.Context(), wait)
 	defer cancel()
 
@@ -149,27 +188,8 @@ func TestBatchOrder(t *testing.T) {
 	if seen := sniff(1); fmt.Sprint(seen) != fmt.Sprint([]sniffed{{"yolk.app.ev.a1", event, []string{"11"}}}) {
 		t.Errorf("the first event of a new burst: %v, want it alone, as an event", seen)
 	}
-
-	var handled []string
-	for len(handled) < 14 {
-		select {
-		case s := <-got:
-			handled = append(handled, s)
-		case <-ctx.Done():
-			t.Fatalf("handled %v, then nothing", handled)
-		}
-	}
-	// the point-to-point send and the broadcast come on routes of their own,
-	// each with its goroutine: only the events of one route keep their order
-	var app []string
-	for _, s := range handled {
-		if strings.HasPrefix(s, "ev ") {
-			app = append(app, strings.TrimPrefix(s, "ev "))
-		}
-	}
-	if want := strings.Fields("0 1 2 3 4 5 6 7 8 9 10 11"); !slices.Equal(app, want) {
-		t.Errorf("the worker handled the events %v, want %v", app, want)
-	}
+	// the events of one route (the send and the broadcast have their own)
+	expect(t, got, strings.Fields("0 1 2 3 4 5 6 7 8 9 10 11"), "the worker's events")
 }
 
 // TestBatchLimits: an event too large for a batch goes alone, a batch never
@@ -177,32 +197,17 @@ func TestBatchOrder(t *testing.T) {
 // was.
 func TestBatchLimits(t *testing.T) {
 	b := bustest.NewBroker(t)
-	sniff := sniffer(t, b, b.Mint(bus.RoleMaster, "sniffer"))
-	w := bustest.Dial(t, b, bus.RoleWorker, "w1")
-	a := bustest.Dial(t, b, bus.RoleAgent, "a1")
-	if err := a.SetWire(bus.WireVersion); err != nil {
-		t.Fatal(err)
-	}
-	got := make(chan int, 1000)
-	err := w.On("ev", func(_ context.Context, m bus.Message) (any, error) {
-		got <- len(m.Data)
-		return nil, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), wait)
-	defer cancel()
-	release := bus.HoldBatch(a)
-	defer release()
+	sniff := sniffer(t, b)
+	w, a := dialWire3(t, b, bus.RoleWorker, "w1"), dialWire3(t, b, bus.RoleAgent, "a1")
+	got := handled(t, w, "ev")
+	defer bus.HoldBatch(a)()
 
-	str := func(n int) json.RawMessage { return json.RawMessage(`"` + strings.Repeat("x", n-2) + `"`) }
-	sizes := []int{10, bus.MaxBatchItem + 1, 20}
+	sent := []string{jsonString(10), jsonString(bus.MaxBatchItem + 1), jsonString(20)}
 	for range 3 * bus.MaxBatch / 4096 {
-		sizes = append(sizes, 4096)
+		sent = append(sent, jsonString(4096))
 	}
-	for i, n := range sizes {
-		if err := a.SendToApp("ev", str(n)); err != nil {
+	for i, data := range sent {
+		if err := a.SendToApp("ev", json.RawMessage(data)); err != nil {
 			t.Fatal(err)
 		}
 		if i == 0 {
@@ -211,6 +216,8 @@ func TestBatchLimits(t *testing.T) {
 			}
 		}
 	}
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
 	if err := a.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -232,67 +239,24 @@ func TestBatchLimits(t *testing.T) {
 			t.Errorf("a message of kind %d, %d events in %d bytes: want a batch within %d bytes", s.kind, len(s.events), size, bus.MaxBatch)
 		}
 	}
-	if want := len(sizes) - 2; events != want {
+	if want := len(sent) - 2; events != want {
 		t.Errorf("the batches after the large event hold %d events, want %d", events, want)
 	}
-	for i, want := range sizes {
-		select {
-		case n := <-got:
-			if n != want {
-				t.Fatalf("event %d handled with %d bytes, want %d", i, n, want)
-			}
-		case <-ctx.Done():
-			t.Fatalf("handled %d events of %d", i, len(sizes))
-		}
-	}
+	expect(t, got, sent, "the worker's events")
 }
 
-// TestBatchBurst: a burst of events through the real flusher reaches every
-// worker whole and in order, in fewer NATS messages than events.
-func TestBatchBurst(t *testing.T) {
-	b := bustest.NewBroker(t)
-	cred := b.Mint(bus.RoleMaster, "counter")
-	nc, err := nats.Connect(b.ClientURL(), nats.UserInfo(cred.User, cred.Password))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	counted, err := nc.SubscribeSync("yolk.app.ev.a1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := counted.SetPendingLimits(-1, -1); err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-
-	const n = 20000
-	a := bustest.Dial(t, b, bus.RoleAgent, "a1")
-	done := make(chan []int, 2)
-	for _, id := range []string{"w1", "w2"} {
-		w := bustest.Dial(t, b, bus.RoleWorker, id)
-		var seq []int
-		err := w.On("ev", func(_ context.Context, m bus.Message) (any, error) {
-			var i int
-			if err := m.Decode(&i); err != nil {
-				return nil, err
-			}
-			if seq = append(seq, i); len(seq) == n {
-				done <- seq
-			}
-			return nil, nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := a.SetWire(bus.WireVersion); err != nil {
-		t.Fatal(err)
-	}
-	for i := range n {
-		if err := a.SendToApp("ev", i); err != nil {
+// TestBatchWithinPayloadLimit: on a bus whose payload limit is below a
+// batch's usual bound, a burst of events that each fit is delivered whole.
+func TestBatchWithinPayloadLimit(t *testing.T) {
+	const limit = 16 << 10
+	b := bustest.NewBrokerWith(t, broker.Config{MaxPayload: limit})
+	w, a := dialWire3(t, b, bus.RoleWorker, "w1"), dialWire3(t, b, bus.RoleAgent, "a1")
+	got := handled(t, w, "ev")
+	defer bus.HoldBatch(a)()
+	var sent []string
+	for _, n := range []int{limit / 3, limit / 3, limit / 3, limit / 5, limit / 5, limit / 5, limit / 5, limit / 5, limit - 64} {
+		sent = append(sent, jsonString(n))
+		if err := a.SendToApp("ev", json.RawMessage(sent[len(sent)-1])); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -301,20 +265,31 @@ func TestBatchBurst(t *testing.T) {
 	if err := a.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for range 2 {
-		select {
-		case seq := <-done:
-			for i, v := range seq {
-				if v != i {
-					t.Fatalf("a worker's event %d is %d: events lost or out of order", i, v)
-				}
-			}
-		case <-ctx.Done():
-			t.Fatal("the workers did not get every event")
+	expect(t, got, sent, "events near the payload limit")
+}
+
+// TestBatchBurst: a burst of events through the real flusher reaches every
+// worker whole and in order, in fewer NATS messages than events.
+func TestBatchBurst(t *testing.T) {
+	b := bustest.NewBroker(t)
+	counted := subscribeAsMaster(t, b, "yolk.app.ev.a1")
+	a := dialWire3(t, b, bus.RoleAgent, "a1")
+	const n = 20000
+	var want []string
+	for i := range n {
+		want = append(want, strconv.Itoa(i))
+	}
+	got := []<-chan string{
+		handled(t, dialWire3(t, b, bus.RoleWorker, "w1"), "ev"),
+		handled(t, dialWire3(t, b, bus.RoleWorker, "w2"), "ev"),
+	}
+	for i := range n {
+		if err := a.SendToApp("ev", i); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
+	for i, g := range got {
+		expect(t, g, want, fmt.Sprintf("worker %d", i+1))
 	}
 	msgs, _, err := counted.Pending()
 	if err != nil {
@@ -330,15 +305,8 @@ func TestBatchBurst(t *testing.T) {
 // Close fails with ErrClosed, in a burst or not.
 func TestBatchClose(t *testing.T) {
 	b := bustest.NewBroker(t)
-	w := bustest.Dial(t, b, bus.RoleWorker, "w1")
-	a := bustest.Dial(t, b, bus.RoleAgent, "a1")
-	if err := a.SetWire(bus.WireVersion); err != nil {
-		t.Fatal(err)
-	}
-	got := make(chan string, 10)
-	if err := w.On("ev", func(_ context.Context, m bus.Message) (any, error) { got <- string(m.Data); return nil, nil }); err != nil {
-		t.Fatal(err)
-	}
+	w, a := dialWire3(t, b, bus.RoleWorker, "w1"), dialWire3(t, b, bus.RoleAgent, "a1")
+	got := handled(t, w, "ev")
 	bus.HoldBatch(a)
 	for i := range 3 {
 		if err := a.SendToApp("ev", i); err != nil {
@@ -348,23 +316,11 @@ func TestBatchClose(t *testing.T) {
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
-	for i := range 3 {
-		select {
-		case s := <-got:
-			if s != fmt.Sprint(i) {
-				t.Fatalf("event %d handled as %s", i, s)
-			}
-		case <-time.After(wait):
-			t.Fatalf("the batch pending at Close: %d of 3 events handled", i)
-		}
-	}
+	expect(t, got, []string{"0", "1", "2"}, "the batch pending at Close")
 	if err := a.SendToApp("ev", 9); !errors.Is(err, bus.ErrClosed) {
 		t.Errorf("SendToApp within a burst after Close = %v, want ErrClosed", err)
 	}
-	a2 := bustest.Dial(t, b, bus.RoleAgent, "a2")
-	if err := a2.SetWire(bus.WireVersion); err != nil {
-		t.Fatal(err)
-	}
+	a2 := dialWire3(t, b, bus.RoleAgent, "a2")
 	if err := a2.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -384,15 +340,8 @@ func (r reentrant) MarshalJSON() ([]byte, error) {
 // does not deadlock it, in a burst or not, and its event comes first.
 func TestBatchReentrantEncoding(t *testing.T) {
 	b := bustest.NewBroker(t)
-	w := bustest.Dial(t, b, bus.RoleWorker, "w1")
-	a := bustest.Dial(t, b, bus.RoleAgent, "a1")
-	if err := a.SetWire(bus.WireVersion); err != nil {
-		t.Fatal(err)
-	}
-	got := make(chan string, 10)
-	if err := w.On("ev", func(_ context.Context, m bus.Message) (any, error) { got <- string(m.Data); return nil, nil }); err != nil {
-		t.Fatal(err)
-	}
+	w, a := dialWire3(t, b, bus.RoleWorker, "w1"), dialWire3(t, b, bus.RoleAgent, "a1")
+	got := handled(t, w, "ev")
 	ctx, cancel := context.WithTimeout(t.Context(), wait)
 	defer cancel()
 	for _, held := range []bool{false, true} {
@@ -412,16 +361,7 @@ func TestBatchReentrantEncoding(t *testing.T) {
 		if err := a.Flush(ctx); err != nil {
 			t.Fatal(err)
 		}
-		for _, want := range []string{`"inner"`, `"outer"`} {
-			select {
-			case s := <-got:
-				if s != want {
-					t.Errorf("held %v: handled %s, want %s", held, s, want)
-				}
-			case <-ctx.Done():
-				t.Fatalf("held %v: %s not handled", held, want)
-			}
-		}
+		expect(t, got, []string{`"inner"`, `"outer"`}, fmt.Sprintf("held %v", held))
 	}
 }
 
@@ -430,11 +370,7 @@ func TestBatchReentrantEncoding(t *testing.T) {
 // framing.
 func TestBatchHandlerAppends(t *testing.T) {
 	b := bustest.NewBroker(t)
-	w := bustest.Dial(t, b, bus.RoleWorker, "w1")
-	a := bustest.Dial(t, b, bus.RoleAgent, "a1")
-	if err := a.SetWire(bus.WireVersion); err != nil {
-		t.Fatal(err)
-	}
+	w, a := dialWire3(t, b, bus.RoleWorker, "w1"), dialWire3(t, b, bus.RoleAgent, "a1")
 	got := make(chan string, 10)
 	err := w.On("ev", func(_ context.Context, m bus.Message) (any, error) {
 		got <- string(append(m.Data, "\n!!!!!!!!!!"...))
@@ -444,93 +380,30 @@ func TestBatchHandlerAppends(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer bus.HoldBatch(a)()
+	var want []string
 	for _, s := range []string{"aaaa", "bbbb", "cccc"} {
 		if err := a.SendToApp("ev", s); err != nil {
 			t.Fatal(err)
 		}
+		want = append(want, `"`+s+`"`+"\n!!!!!!!!!!")
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), wait)
 	defer cancel()
 	if err := a.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"aaaa", "bbbb", "cccc"} {
-		select {
-		case g := <-got:
-			if want := `"` + s + `"` + "\n!!!!!!!!!!"; g != want {
-				t.Errorf("handled %q, want %q", g, want)
-			}
-		case <-ctx.Done():
-			t.Fatalf("%s not handled", s)
-		}
-	}
-}
-
-// TestBatchWithinPayloadLimit: on a bus whose payload limit is below a
-// batch's usual bound, a burst of events that each fit is delivered whole.
-func TestBatchWithinPayloadLimit(t *testing.T) {
-	const limit = 16 << 10
-	b := bustest.NewBrokerWith(t, broker.Config{MaxPayload: limit})
-	w := bustest.Dial(t, b, bus.RoleWorker, "w1")
-	a := bustest.Dial(t, b, bus.RoleAgent, "a1")
-	if err := a.SetWire(bus.WireVersion); err != nil {
-		t.Fatal(err)
-	}
-	got := make(chan int, 100)
-	if err := w.On("ev", func(_ context.Context, m bus.Message) (any, error) { got <- len(m.Data); return nil, nil }); err != nil {
-		t.Fatal(err)
-	}
-	defer bus.HoldBatch(a)()
-	sizes := []int{limit / 3, limit / 3, limit / 3, limit / 5, limit / 5, limit / 5, limit / 5, limit / 5, limit - 64}
-	for _, n := range sizes {
-		if err := a.SendToApp("ev", json.RawMessage(`"`+strings.Repeat("x", n-2)+`"`)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), wait)
-	defer cancel()
-	if err := a.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for i, n := range sizes {
-		select {
-		case g := <-got:
-			if g != n {
-				t.Fatalf("event %d handled with %d bytes, want %d", i, g, n)
-			}
-		case <-ctx.Done():
-			t.Fatalf("%d of %d events handled: a batch past the payload limit was dropped", i, len(sizes))
-		}
-	}
+	expect(t, got, want, "events whose handler appends to them")
 }
 
 // TestBatchBeforeRepliesAndGathers: the events a handler sends go out before
 // its reply, and the events sent before a Gather before its request.
 func TestBatchBeforeRepliesAndGathers(t *testing.T) {
 	b := bustest.NewBroker(t)
-	cred := b.Mint(bus.RoleMaster, "sniffer")
-	nc, err := nats.Connect(b.ClientURL(), nats.UserInfo(cred.User, cred.Password))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	sniff, err := nc.SubscribeSync("yolk.>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	w := bustest.Dial(t, b, bus.RoleWorker, "w1")
-	a := bustest.Dial(t, b, bus.RoleAgent, "a1")
-	for _, c := range []*bus.Conn{w, a} {
-		if err := c.SetWire(bus.WireVersion); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sniff := subscribeAsMaster(t, b, "yolk.>")
+	w, a := dialWire3(t, b, bus.RoleWorker, "w1"), dialWire3(t, b, bus.RoleAgent, "a1")
 	defer bus.HoldBatch(w)()
 	defer bus.HoldBatch(a)()
-	err = w.On("q", func(context.Context, bus.Message) (any, error) {
+	err := w.On("q", func(context.Context, bus.Message) (any, error) {
 		for i := range 3 {
 			if err := w.Broadcast("note", i); err != nil {
 				return nil, err
