@@ -152,6 +152,7 @@ type child struct {
 	mu       sync.Mutex     // serialises stopping with starting hooks
 	stopping atomic.Bool    // the process stops: no hook starts any more
 	hooks    sync.WaitGroup // the OnServiceReady hooks under way
+	handOns  handOns        // schedule runs a stopping worker passes on (acceptRuns)
 
 	// What the heartbeat tells of the schedules: the agent's timers, or a
 	// worker's runs; nil until set up.
@@ -388,11 +389,72 @@ func (c *child) acceptRuns(ctx context.Context, p *Process, runner *schedule.Run
 		if err := m.Decode(&r); err != nil {
 			return nil, fmt.Errorf("bad schedule run from %s: %w", m.From, err)
 		}
-		if err := runner.Dispatch(ctx, r); err != nil {
+		err := runner.Dispatch(ctx, r)
+		if errors.Is(err, schedule.ErrStopped) && r.Type != schedule.All {
+			// Acknowledged as this worker began to stop, before it refused
+			// runs: another worker takes it (this one now refuses it).
+			c.handOns.start()
+			go func() {
+				defer c.handOns.done()
+				c.handOn(p.conn, r)
+			}()
+			return nil, nil
+		}
+		if err != nil {
 			c.log.Warn("schedule run not started", "schedule", r.Name, "seq", r.Seq, "err", err)
 		}
 		return nil, nil
 	})
+}
+
+// handOns counts the runs a stopping worker is passing on, for stop to wait
+// for them while the bus connection is still open.
+type handOns struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed when n drops to 0; nil while n is 0
+}
+
+func (h *handOns) start() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.n++; h.n == 1 {
+		h.idle = make(chan struct{})
+	}
+}
+
+func (h *handOns) done() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.n--; h.n == 0 {
+		close(h.idle)
+		h.idle = nil
+	}
+}
+
+// wait returns once no run is being passed on.
+func (h *handOns) wait() {
+	h.mu.Lock()
+	idle := h.idle
+	h.mu.Unlock()
+	if idle != nil {
+		<-idle
+	}
+}
+
+// handOnTimeout bounds the hand-on of a run a stopping worker took.
+const handOnTimeout = 2 * time.Second
+
+// handOn sends run, which this stopping worker can no longer start, to one
+// of the other workers.
+func (c *child) handOn(conn *bus.Conn, run schedule.Run) {
+	ctx, cancel := context.WithTimeout(context.Background(), handOnTimeout)
+	defer cancel()
+	if err := conn.SendRandom(ctx, eventSchedule, run); err != nil {
+		c.log.Warn("schedule run lost: this worker stopped, and no other took it", "schedule", run.Name, "seq", run.Seq, "err", err)
+		return
+	}
+	c.log.Info("schedule run handed on: this worker stopped", "schedule", run.Name, "seq", run.Seq)
 }
 
 // beforeReady runs the BeforeReady hooks, bounded by YOLK_READY_TIMEOUT, and
@@ -565,6 +627,7 @@ func (c *child) stop(p *Process, srv *serve.Server, ln net.Listener, served chan
 		}
 	}
 	endRuns()
+	c.handOns.wait() // while the bus connection is open
 	c.beforeClose(sctx, p)
 	return err
 }
