@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -100,15 +101,48 @@ func joinInts(ports []int) string {
 	return strings.Join(s, ",")
 }
 
+// fleetPorts returns the 14 ports of TestFleetStartsAndStopsOnSIGINT, all
+// free and distinct, and such that each host's admin port (its HTTP port, the
+// 10th to 12th, + 8: adminAddr) is free and none of the others: a random pick
+// alone left a host's admin port on a NATS node's leaf port now and then.
+func fleetPorts(t *testing.T) []int {
+	t.Helper()
+	for range 50 {
+		ports, err := fleetrig.FreePorts(3*3 + 3 + 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if adminPortsFree(ports, ports[9:12]) {
+			return ports
+		}
+	}
+	t.Fatal("no free ports whose admin ports are free too, in 50 tries")
+	return nil
+}
+
+// adminPortsFree reports whether each of http's admin ports is outside taken
+// and free to listen on now.
+func adminPortsFree(taken, http []int) bool {
+	for _, h := range http {
+		admin := h + 8
+		if slices.Contains(taken, admin) {
+			return false
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", admin))
+		if err != nil {
+			return false
+		}
+		l.Close()
+	}
+	return true
+}
+
 // TestFleetStartsAndStopsOnSIGINT runs bin/fleet as make fleet does, on free
 // ports: the cluster, the source and 3 hosts come up, each host serves /data, and
 // SIGINT stops the hosts, then the source, then the cluster, with exit code 0 and
 // nothing left listening.
 func TestFleetStartsAndStopsOnSIGINT(t *testing.T) {
-	ports, err := fleetrig.FreePorts(3*3 + 3 + 2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ports := fleetPorts(t)
 	client, leaf, route, http3 := ports[0:3], ports[3:6], ports[6:9], ports[9:12]
 	source, feed := fmt.Sprintf("127.0.0.1:%d", ports[12]), fmt.Sprintf("127.0.0.1:%d", ports[13])
 	runDir := t.TempDir()
