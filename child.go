@@ -442,8 +442,10 @@ func (h *handOns) wait() {
 	}
 }
 
-// handOnTimeout bounds the hand-on of a run a stopping worker took.
-const handOnTimeout = 2 * time.Second
+// handOnTimeout bounds the hand-on of a run a stopping worker took: in a
+// rolling reload a ready worker takes it at once; when every worker stops,
+// none will, and the stop should not wait long for that.
+const handOnTimeout = 500 * time.Millisecond
 
 // handOn sends run, which this stopping worker can no longer start, to one
 // of the other workers.
