@@ -114,11 +114,15 @@ func serve(ctx context.Context, cfg config, environ []string, stderr io.Writer, 
 			log.Warn("reload already under way")
 			return
 		}
-		defer reloading.Store(false)
 		log.Info("rolling reload of the workers")
 		t := time.Now()
 		sm.observeRestarts(live()) // the old slots' restarts, before they go
-		err := sup.Reload(ctx)
+		err := func() error {
+			// Done before "reload done" is logged: a reload asked for on
+			// reading it is not refused as under way.
+			defer reloading.Store(false)
+			return sup.Reload(ctx)
+		}()
 		sm.reloaded(err)
 		if err != nil {
 			log.Error("reload", "err", err)
