@@ -21,6 +21,7 @@ import (
 
 	"github.com/yolkgo/yolk/bus"
 	"github.com/yolkgo/yolk/internal/cli"
+	"github.com/yolkgo/yolk/internal/inflight"
 	"github.com/yolkgo/yolk/internal/lifeline"
 	"github.com/yolkgo/yolk/internal/masterapi"
 	"github.com/yolkgo/yolk/internal/metrics"
@@ -149,10 +150,10 @@ type child struct {
 	warm     atomic.Bool // the BeforeReady hooks are done
 	svcSeen  atomic.Bool // the master said the whole service is ready
 	svcOnce  sync.Once
-	mu       sync.Mutex     // serialises stopping with starting hooks
-	stopping atomic.Bool    // the process stops: no hook starts any more
-	hooks    sync.WaitGroup // the OnServiceReady hooks under way
-	handOns  handOns        // schedule runs a stopping worker passes on (acceptRuns)
+	mu       sync.Mutex       // serialises stopping with starting hooks
+	stopping atomic.Bool      // the process stops: no hook starts any more
+	hooks    sync.WaitGroup   // the OnServiceReady hooks under way
+	handOns  inflight.Counter // schedule runs a stopping worker passes on (acceptRuns)
 
 	// What the heartbeat tells of the schedules: the agent's timers, or a
 	// worker's runs; nil until set up.
@@ -393,9 +394,9 @@ func (c *child) acceptRuns(ctx context.Context, p *Process, runner *schedule.Run
 		if errors.Is(err, schedule.ErrStopped) && r.Type != schedule.All {
 			// Acknowledged as this worker began to stop, before it refused
 			// runs: another worker takes it (this one now refuses it).
-			c.handOns.start()
+			c.handOns.Add()
 			go func() {
-				defer c.handOns.done()
+				defer c.handOns.Done()
 				c.handOn(p.conn, r)
 			}()
 			return nil, nil
@@ -405,41 +406,6 @@ func (c *child) acceptRuns(ctx context.Context, p *Process, runner *schedule.Run
 		}
 		return nil, nil
 	})
-}
-
-// handOns counts the runs a stopping worker is passing on, for stop to wait
-// for them while the bus connection is still open.
-type handOns struct {
-	mu   sync.Mutex
-	n    int
-	idle chan struct{} // closed when n drops to 0; nil while n is 0
-}
-
-func (h *handOns) start() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.n++; h.n == 1 {
-		h.idle = make(chan struct{})
-	}
-}
-
-func (h *handOns) done() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.n--; h.n == 0 {
-		close(h.idle)
-		h.idle = nil
-	}
-}
-
-// wait returns once no run is being passed on.
-func (h *handOns) wait() {
-	h.mu.Lock()
-	idle := h.idle
-	h.mu.Unlock()
-	if idle != nil {
-		<-idle
-	}
 }
 
 // handOnTimeout bounds the hand-on of a run a stopping worker took: in a
@@ -629,7 +595,7 @@ func (c *child) stop(p *Process, srv *serve.Server, ln net.Listener, served chan
 		}
 	}
 	endRuns()
-	c.handOns.wait() // while the bus connection is open
+	<-c.handOns.Idle() // while the bus connection is open
 	c.beforeClose(sctx, p)
 	return err
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/yolkgo/yolk/internal/inflight"
 )
 
 // Options configure [Dial].
@@ -75,7 +77,7 @@ type Conn struct {
 	cancel   context.CancelFunc
 	done     chan struct{}
 	closing  atomic.Bool
-	requests inflight // request handlers under way
+	requests inflight.Counter // request handlers under way
 	sent     sentCounts
 	wire     atomic.Uint32 // the wire version of what this Conn sends (see SetWire)
 	batch    batcher       // fire-and-forget events waiting to go as one message (wire 3)
@@ -363,7 +365,7 @@ func (c *Conn) Close() error {
 	for _, d := range c.delivered {
 		<-d
 	}
-	<-c.requests.idle()
+	<-c.requests.Idle()
 	if !finished {
 		return opErr("close", fmt.Errorf("handlers still running after %v: %w", timeout, nats.ErrDrainTimeout))
 	}
@@ -393,7 +395,7 @@ func (c *Conn) finish(stop <-chan time.Time) bool {
 			return false
 		}
 	}
-	idle := c.requests.idle()
+	idle := c.requests.Idle()
 	select {
 	case <-idle:
 		return true
@@ -443,41 +445,3 @@ func natsErr(err error) error {
 	}
 	return err
 }
-
-// inflight counts handlers under way, so that Close can wait for them with a
-// deadline (which a sync.WaitGroup cannot).
-type inflight struct {
-	mu   sync.Mutex
-	n    int
-	done chan struct{} // closed when n is back to 0
-}
-
-func (f *inflight) add() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.n == 0 {
-		f.done = make(chan struct{})
-	}
-	f.n++
-}
-
-func (f *inflight) remove() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.n--; f.n == 0 {
-		close(f.done)
-	}
-}
-
-// idle returns a channel that is closed once no handler counted so far is
-// under way.
-func (f *inflight) idle() <-chan struct{} {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.n == 0 {
-		return closedChan
-	}
-	return f.done
-}
-
-var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()

@@ -264,9 +264,9 @@ func (c *Conn) receive(r route, m *nats.Msg) {
 		}
 		// Requests promise no order, and a handler that waits (for a fetch, say)
 		// must not hold up the events of its route: each runs on its own.
-		c.requests.add()
+		c.requests.Add()
 		go func() { // Close waits for it
-			defer c.requests.remove()
+			defer c.requests.Done()
 			answer()
 		}()
 	}

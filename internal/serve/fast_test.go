@@ -41,15 +41,11 @@ func fastItem(path string) ([]byte, bool) {
 
 func startFast(t *testing.T) *fastFixture {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fastFixture{addr: ln.Addr().String(), ln: ln, served: make(chan error, 1)}
+	f := &fastFixture{}
 	var b bytes.Buffer
 	http.Header{"Content-Type": {"application/json"}, "X-Test": {"1"}}.Write(&b)
 	f.fastHeaderLines = b.Bytes()
-	f.srv = NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.handled.Add(1)
 		v, ok := fastItem(r.URL.Path)
 		if !ok {
@@ -59,17 +55,29 @@ func startFast(t *testing.T) *fastFixture {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Test", "1")
 		w.Write(v)
-	}), slog.New(slog.DiscardHandler))
-	f.srv.Fast = &Fast{Lookup: func(path []byte) ([]byte, []byte, bool) {
+	}), func(path []byte) ([]byte, []byte, bool) {
 		v, ok := fastItem(string(path))
 		if ok {
 			f.fast.Add(1)
 		}
 		return f.fastHeaderLines, v, ok
-	}}
+	})
+	return f
+}
+
+// serve starts f's Server on a loopback port, with h and a fast path of
+// lookup, and stops it when the test ends.
+func (f *fastFixture) serve(t *testing.T, h http.Handler, lookup func(path []byte) (headerLines, body []byte, ok bool)) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.addr, f.ln, f.served = ln.Addr().String(), ln, make(chan error, 1)
+	f.srv = NewServer(h, slog.New(slog.DiscardHandler))
+	f.srv.Fast = &Fast{Lookup: lookup}
 	go func() { f.served <- f.srv.Serve(ln) }()
 	t.Cleanup(func() { f.stop(t) })
-	return f
 }
 
 func (f *fastFixture) stop(t *testing.T) {
@@ -346,28 +354,14 @@ func getK1(t *testing.T, c net.Conn) *bufio.Reader {
 // order, on the same connection.
 func TestServeFastBoundsQueuedAnswers(t *testing.T) {
 	big := bytes.Repeat([]byte("b"), 100<<10) // three answers pass maxQueued
-	var fast, handled atomic.Int64
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		handled.Add(1)
+	f := &fastFixture{}
+	f.serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.handled.Add(1)
 		w.Write(big)
-	}), slog.New(slog.DiscardHandler))
-	srv.Fast = &Fast{Lookup: func([]byte) ([]byte, []byte, bool) { fast.Add(1); return nil, big, true }}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	defer func() {
-		ln.Close()
-		<-served
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Drain(ctx)
-	}()
+	}), func([]byte) ([]byte, []byte, bool) { f.fast.Add(1); return nil, big, true })
 
 	const n = 8 // 800 KB of answers
-	c, err := net.Dial("tcp", ln.Addr().String())
+	c, err := net.Dial("tcp", f.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,8 +381,8 @@ func TestServeFastBoundsQueuedAnswers(t *testing.T) {
 			t.Fatalf("answer %d: %d bytes, %v; want %d", i, len(body), err, len(big))
 		}
 	}
-	if q := fast.Load() * int64(len(big)); q > maxQueued+int64(len(big)) || handled.Load() == 0 || fast.Load()+handled.Load() != n {
-		t.Errorf("fast %d (%d bytes queued), handled %d; want at most %d bytes fast, the rest handled", fast.Load(), q, handled.Load(), maxQueued)
+	if q := f.fast.Load() * int64(len(big)); q > maxQueued+int64(len(big)) || f.handled.Load() == 0 || f.fast.Load()+f.handled.Load() != n {
+		t.Errorf("fast %d (%d bytes queued), handled %d; want at most %d bytes fast, the rest handled", f.fast.Load(), q, f.handled.Load(), maxQueued)
 	}
 }
 
@@ -444,28 +438,15 @@ func TestServeFastLoopBreaks(t *testing.T) {
 // the loop spin while the answer waits.
 func TestServeFastHalfClosedClientIdles(t *testing.T) {
 	big := bytes.Repeat([]byte("b"), 4<<20)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := NewServer(http.NotFoundHandler(), slog.New(slog.DiscardHandler))
-	srv.Fast = &Fast{Lookup: func([]byte) ([]byte, []byte, bool) { return nil, big, true }}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	defer func() {
-		ln.Close()
-		<-served
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Drain(ctx)
-	}()
+	f := &fastFixture{}
+	f.serve(t, http.NotFoundHandler(), func([]byte) ([]byte, []byte, bool) { return nil, big, true })
 
 	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 16<<10) })
 		return errors.Join(err, serr)
 	}}
-	c, err := d.Dial("tcp", ln.Addr().String())
+	c, err := d.Dial("tcp", f.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
